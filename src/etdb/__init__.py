@@ -1,0 +1,13 @@
+"""etdb: a blockchain-indexed, content-addressed public database for electron tomography.
+
+Packages, lowest layer first (imports only flow downward):
+
+- ``etdb.record``  the Research-Tomogram record, OIP 0.4.2 wire codec, FLO signing, multipart
+- ``etdb.content`` CIDs, UnixFS/dag-pb, blockstore, CAR
+- ``etdb.ledger``  append-only ledgers (embedded chain, FLO/Bitcoin-family RPC, EVM)
+- ``etdb.index``   ledger -> validated records -> catalog
+- ``etdb.publish`` lab database -> signed records on a ledger; keys
+- ``etdb.api`` / ``etdb.web`` / ``etdb.client`` the REST API, portal and client
+"""
+
+__version__ = "0.1.0"

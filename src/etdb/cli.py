@@ -1,0 +1,58 @@
+"""The `etdb` command. Each group lives in `etdb.commands.<group>`; this module only mounts them."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from etdb import __version__
+
+app = typer.Typer(
+    name="etdb",
+    help="etdb: publish, index, search and download electron-tomography datasets "
+    "recorded on a public ledger and stored by content address (IPFS-compatible).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# (module, group name or None for top-level commands registered by the module itself)
+_GROUPS: list[tuple[str, str | None]] = [
+    ("etdb.commands.content", None),  # add, cat, get
+    ("etdb.commands.car", "car"),
+    ("etdb.commands.record", "record"),
+    ("etdb.commands.key", "key"),
+]
+
+
+def _mount() -> None:
+    for module_name, group in _GROUPS:
+        module = importlib.import_module(module_name)
+        if group is None:
+            module.register(app)
+        else:
+            app.add_typer(module.app, name=group)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"etdb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """etdb command line."""
+
+
+_mount()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""The `etdb` command's groups, one module each; `etdb.cli` mounts them."""

@@ -1,0 +1,49 @@
+"""What every command shares: settings, `--json` output, and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from etdb.config import Settings, load_settings
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line error on stderr and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
+    """Print `data` as JSON, or call `human` to render it for people."""
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        human()
+
+
+@contextmanager
+def errors_as_exit(*types: type[BaseException]) -> Iterator[None]:
+    """Turn our typed errors into a clear message and exit code 1 (never a traceback)."""
+    try:
+        yield
+    except types as exc:
+        fail(str(exc) or type(exc).__name__)

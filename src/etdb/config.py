@@ -1,0 +1,88 @@
+"""Where etdb keeps its state and how it is configured.
+
+All state lives under one data folder: ``ETDB_HOME`` if set, else the platform's user data
+folder. Settings come, in increasing precedence, from built-in defaults, ``config.toml`` in that
+folder, and ``ETDB_*`` environment variables (``ETDB_CID_PROFILE`` overrides ``cid_profile``).
+Backends are chosen by URL-style settings, never by editing code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+
+CONFIG_FILE_NAME = "config.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an ETDB_* variable is unusable."""
+
+
+def data_home(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    home = env.get("ETDB_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path(platformdirs.user_data_dir("etdb", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Paths that are relative are taken relative to ``home``."""
+
+    home: Path
+    # Content: which UnixFS import profile `etdb add` uses when none is given.
+    cid_profile: str = "kubo-v1"
+    blockstore: str = "blocks"
+    keys: str = "keys"
+    # Extra settings other layers read by name (kept so a newer config file is not rejected).
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def blockstore_path(self) -> Path:
+        return self._resolve(self.blockstore)
+
+    @property
+    def keys_path(self) -> Path:
+        return self._resolve(self.keys)
+
+    def _resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+
+_KNOWN = {f.name for f in fields(Settings)} - {"home", "extra"}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    home = data_home(env)
+    values: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    cfg = home / CONFIG_FILE_NAME
+    if cfg.is_file():
+        try:
+            doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg}: not valid TOML: {exc}") from exc
+        for key, value in doc.items():
+            if isinstance(value, dict):  # sections are for later layers, e.g. [ledger]
+                for sub, subvalue in value.items():
+                    extra[f"{key}_{sub}"] = str(subvalue)
+            elif key in _KNOWN:
+                values[key] = str(value)
+            else:
+                extra[key] = str(value)
+    for name, value in env.items():
+        if not name.startswith("ETDB_") or name == "ETDB_HOME":
+            continue
+        key = name[len("ETDB_"):].lower()
+        if key in _KNOWN:
+            values[key] = value
+        else:
+            extra[key] = value
+    return Settings(home=home, extra=extra, **values)
