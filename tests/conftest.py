@@ -52,7 +52,11 @@ def etdb_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("ETDB_HOME", str(home))
     for name in list(os.environ):
-        if name.startswith("ETDB_") and name not in ("ETDB_HOME", "ETDB_REQUIRE_EXTERNAL",
-                                                     "ETDB_SHARED", "ETDB_REFERENCE_CACHE"):
+        if name.startswith("ETDB_") and name not in (
+            "ETDB_HOME",
+            "ETDB_REQUIRE_EXTERNAL",
+            "ETDB_SHARED",
+            "ETDB_REFERENCE_CACHE",
+        ):
             monkeypatch.delenv(name, raising=False)
     return home

@@ -80,7 +80,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for name, value in env.items():
         if not name.startswith("ETDB_") or name == "ETDB_HOME":
             continue
-        key = name[len("ETDB_"):].lower()
+        key = name[len("ETDB_") :].lower()
         if key in _KNOWN:
             values[key] = value
         else:
