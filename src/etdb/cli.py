@@ -29,7 +29,14 @@ _GROUPS: list[tuple[str, str | None]] = [
 
 def _mount() -> None:
     for module_name, group in _GROUPS:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A group whose module is not part of this build is left out; any other import
+            # failure (a missing dependency inside the module) is a real error.
+            if exc.name != module_name:
+                raise
+            continue
         if group is None:
             module.register(app)
         else:
