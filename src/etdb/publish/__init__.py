@@ -1,0 +1,1 @@
+"""Publishing side of etdb: publisher keys (:mod:`etdb.publish.keystore`) and record submission."""
