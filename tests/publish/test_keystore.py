@@ -185,7 +185,9 @@ def test_failed_write_leaves_nothing(store, monkeypatch):
     assert list(store.path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "../x", "a" * 65, "é", "a b", "x\n", None])
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "../x", ".", "..", ".hidden", "a" * 65, "é", "a b", "x\n", None]
+)
 def test_invalid_names(store, name):
     with pytest.raises(KeystoreError, match="invalid key name"):
         store.create(name, PASS)
@@ -194,7 +196,7 @@ def test_invalid_names(store, name):
     assert not store.path.exists() or list(store.path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["a", "A.b_c-1", "a" * 64, "2024-key"])
+@pytest.mark.parametrize("name", ["a", "A.b_c-1", "a" * 64, "2024-key", "_x", "-x", "x.."])
 def test_valid_names(store, name):
     assert store.create(name, PASS).name == name
     assert store.info(name).name == name

@@ -59,7 +59,8 @@ _MAX_SCRYPT_MEMORY = 2**30
 _SALT_BYTES = 16
 _NONCE_BYTES = 12  # the GCM standard nonce size
 _SUFFIX = ".key.json"
-_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# No leading dot: ".", ".." and hidden files are confusing names for a key.
+_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 class KeystoreError(Exception):
@@ -87,7 +88,8 @@ class KeyInfo:
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise KeystoreError(
-            f"invalid key name {name!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
+            f"invalid key name {name!r}: use 1-64 characters from A-Z a-z 0-9 . _ - "
+            "(not starting with a dot)"
         )
     return name
 
