@@ -20,6 +20,7 @@ app = typer.Typer(
 
 # (module, group name or None for top-level commands registered by the module itself)
 _GROUPS: list[tuple[str, str | None]] = [
+    ("etdb.commands.demo", None),  # demo
     ("etdb.commands.content", None),  # add, cat, get
     ("etdb.commands.car", "car"),
     ("etdb.commands.record", "record"),
