@@ -1,6 +1,7 @@
 """`etdb demo` runs the publish-and-verify loop end to end on embedded defaults."""
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ def test_demo_publishes_verifiable_records(etdb_home):
     store = FSBlockstore(etdb_home / "blocks", create=False)
     for row in rows:
         assert row["valid"], row
-        artifact = decode(open(row["record"], encoding="utf-8").read()).artifact
+        artifact = decode(Path(row["record"]).read_text(encoding="utf-8")).artifact
         assert verify_publish(artifact).valid
         # The record's location is the CID of the dataset folder, and its blocks are stored.
         folder = etdb_home / "demo" / "datasets" / row["sid"]
