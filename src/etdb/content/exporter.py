@@ -1,0 +1,413 @@
+"""Reading UnixFS back: ``CID[/path]`` resolution, stat, directory listing, file streams.
+
+Modelled on boxo's path resolver and ``unixfs/io``: paths walk plain directories and HAMT
+shards; files are read through their DAG using ``blocksizes`` to skip every subtree outside the
+requested range, so a seek into a 5 GB file reads only the few blocks on the way to one leaf.
+Every block comes from ``store.get``, which re-hashes it; the structure is checked too (a
+parent's ``blocksizes`` must match what its children hold), so a lying DAG raises
+``InvalidNodeError`` instead of returning wrong bytes. Writing trees to disk is in ``export_tree``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from etdb.content import hamt
+from etdb.content.blockstore import BlockGetter
+from etdb.content.cid import CID, DAG_PB, RAW, CIDError
+from etdb.content.dagpb import (
+    DagPBError,
+    PBLink,
+    PBNode,
+    UnixFSData,
+    UnixFSType,
+    decode_node,
+    decode_unixfs,
+)
+from etdb.content.errors import (
+    ContentError,
+    InvalidNodeError,
+    InvalidPathError,
+    NotADirError,
+    NotAFileError,
+    PathNotFoundError,
+)
+
+# Deeper than any balanced DAG (174^8 leaves of 256 KiB is far past any file) or HAMT
+# (64-bit hash, 8 bits per level): a deeper chain is hostile, and Python recursion is finite.
+MAX_DEPTH = 64
+
+
+class Kind(StrEnum):
+    FILE = "file"  # a dag-pb UnixFS file
+    RAW = "raw"  # a raw-codec block: a file whose bytes are the block
+    DIRECTORY = "directory"  # plain or HAMT-sharded
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A decoded block. ``pb``/``unixfs`` are None for raw blocks."""
+
+    cid: CID
+    kind: Kind
+    block: bytes
+    pb: PBNode | None = None
+    unixfs: UnixFSData | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.unixfs is not None and self.unixfs.type == UnixFSType.HAMT_SHARD
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind in (Kind.FILE, Kind.RAW)
+
+    @property
+    def size(self) -> int | None:
+        """File size in bytes, symlink target length, None for a directory."""
+        if self.kind == Kind.RAW:
+            return len(self.block)
+        if self.kind == Kind.FILE:
+            return _file_size(self)
+        if self.kind == Kind.SYMLINK:
+            return len(self.unixfs.data or b"") if self.unixfs else 0
+        return None
+
+
+class Stat(NamedTuple):
+    cid: CID
+    kind: Kind
+    size: int | None  # see Node.size
+    sharded: bool
+
+
+class DirEntry(NamedTuple):
+    name: str
+    cid: CID
+    kind: Kind | None  # None when listed with resolve_kinds=False
+    size: int | None  # file size; None for directories (and unresolved entries)
+
+
+_KINDS = {
+    UnixFSType.FILE: Kind.FILE,
+    UnixFSType.RAW: Kind.FILE,  # old go-ipfs leaves: file bytes in a dag-pb node
+    UnixFSType.DIRECTORY: Kind.DIRECTORY,
+    UnixFSType.HAMT_SHARD: Kind.DIRECTORY,
+    UnixFSType.SYMLINK: Kind.SYMLINK,
+}
+
+
+def load_node(store: BlockGetter, cid: CID) -> Node:
+    """Fetch (verified) and decode one block as a UnixFS node."""
+    block = store.get(cid)
+    if cid.codec == RAW:
+        return Node(cid, Kind.RAW, block)
+    if cid.codec != DAG_PB:
+        raise InvalidNodeError(cid, f"unsupported codec {cid.codec_name}")
+    try:
+        pb = decode_node(block)
+        if pb.data is None:
+            raise InvalidNodeError(cid, "dag-pb node without UnixFS data")
+        fs = decode_unixfs(pb.data)
+    except DagPBError as exc:
+        raise InvalidNodeError(cid, str(exc)) from None
+    kind = _KINDS.get(fs.type)
+    if kind is None:
+        raise InvalidNodeError(cid, f"unsupported UnixFS type {fs.type.name}")
+    return Node(cid, kind, block, pb, fs)
+
+
+def _file_size(node: Node) -> int:
+    """Size of a dag-pb file node, checking that ``filesize`` agrees with its parts."""
+    assert node.unixfs is not None and node.pb is not None
+    fs = node.unixfs
+    if len(fs.blocksizes) != len(node.pb.links):
+        raise InvalidNodeError(
+            node.cid, f"{len(node.pb.links)} links but {len(fs.blocksizes)} blocksizes"
+        )
+    size = len(fs.data or b"") + sum(fs.blocksizes)
+    if fs.filesize is not None and fs.filesize != size:
+        raise InvalidNodeError(node.cid, f"filesize {fs.filesize} != sum of parts {size}")
+    return size
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+def parse_path(path: str | CID) -> tuple[CID, list[str]]:
+    """Split ``[/ipfs/]CID[/a/b]`` (or ``ipfs://CID/a``) into the CID and the name segments."""
+    if isinstance(path, CID):
+        return path, []
+    text = path
+    for prefix in ("ipfs://", "/ipfs/"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    head, _, rest = text.partition("/")
+    try:
+        root = CID.decode(head)
+    except CIDError as exc:
+        raise InvalidPathError(f"{path!r}: {exc}") from None
+    segments = [s for s in rest.split("/") if s]
+    for s in segments:
+        if s in (".", ".."):
+            raise InvalidPathError(f"{path!r}: '.' and '..' are not allowed in content paths")
+    return root, segments
+
+
+def lookup(store: BlockGetter, directory: Node, name: str) -> CID | None:
+    """The CID of entry ``name`` in a plain or HAMT directory node, or None."""
+    assert directory.pb is not None
+    if directory.sharded:
+        try:
+            link = hamt.hamt_lookup(store.get, directory.pb, name)
+        except DagPBError as exc:
+            raise InvalidNodeError(directory.cid, f"bad HAMT shard: {exc}") from None
+        return None if link is None else link.cid
+    for link in directory.pb.links:
+        if link.name == name:
+            return link.cid
+    return None
+
+
+def resolve_node(store: BlockGetter, path: str | CID) -> Node:
+    """Walk ``CID/a/b`` to its node (symlinks are not followed, as in the gateway spec)."""
+    cid, segments = parse_path(path)
+    node = load_node(store, cid)
+    walked = str(cid)
+    for name in segments:
+        if node.kind != Kind.DIRECTORY:
+            raise PathNotFoundError(f"{walked} is a {node.kind}, cannot look up {name!r} in it")
+        child = lookup(store, node, name)
+        if child is None:
+            raise PathNotFoundError(f"no entry {name!r} in {walked}")
+        walked += "/" + name
+        node = load_node(store, child)
+    return node
+
+
+def resolve(store: BlockGetter, path: str | CID) -> tuple[CID, Kind]:
+    node = resolve_node(store, path)
+    return node.cid, node.kind
+
+
+def stat(store: BlockGetter, path: str | CID) -> Stat:
+    node = resolve_node(store, path)
+    return Stat(node.cid, node.kind, node.size, node.sharded)
+
+
+# -- directories --------------------------------------------------------------------------------
+
+
+def iter_links(store: BlockGetter, directory: Node) -> Iterator[tuple[str, PBLink]]:
+    """(name, link) of every entry of a plain or HAMT directory, in node order."""
+    if directory.kind != Kind.DIRECTORY:
+        raise NotADirError(f"{directory.cid} is a {directory.kind}, not a directory")
+    assert directory.pb is not None
+    if directory.sharded:
+        try:
+            yield from hamt.hamt_entries(store.get, directory.pb)
+        except (DagPBError, RecursionError) as exc:
+            raise InvalidNodeError(directory.cid, f"bad HAMT shard: {exc}") from None
+        return
+    for link in directory.pb.links:
+        if link.name is None:
+            raise InvalidNodeError(directory.cid, "directory link without a name")
+        yield link.name, link
+
+
+def list_dir(store: BlockGetter, path: str | CID, *, resolve_kinds: bool = True) -> list[DirEntry]:
+    """Entries sorted by name bytes. ``resolve_kinds`` fetches each entry's root block to
+    report its kind and size (as ``ipfs ls`` does); raw entries never need a fetch."""
+    directory = resolve_node(store, path)
+    out = []
+    for name, link in iter_links(store, directory):
+        kind: Kind | None = None
+        size: int | None = None
+        if link.cid.codec == RAW:
+            kind, size = Kind.RAW, link.tsize
+        if resolve_kinds:
+            child = load_node(store, link.cid)
+            kind, size = child.kind, child.size
+        out.append(DirEntry(name, link.cid, kind, size))
+    out.sort(key=lambda e: e.name.encode("utf-8"))
+    return out
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def walk_file(
+    store: BlockGetter, root: Node, start: int = 0, end: int | None = None
+) -> Iterator[tuple[Node, memoryview]]:
+    """Visit, in DFS pre-order, each block of a file needed for bytes ``[start, end)``.
+
+    Yields (node, piece): ``piece`` is the part of the file's bytes held by that block itself
+    within the range (empty for internal nodes). With the full range every block is visited,
+    including zero-length ones; the CAR writer uses this for ``dag-scope=entity``.
+    """
+    if not root.is_file:
+        raise NotAFileError(f"{root.cid} is a {root.kind}, not a file")
+    size = root.size or 0
+    full = start <= 0 and (end is None or end >= size)
+    stop = size if end is None else min(end, size)
+    yield from _walk(store, root, 0, max(start, 0), stop, full, 0)
+
+
+def _walk(
+    store: BlockGetter, node: Node, offset: int, start: int, end: int, full: bool, depth: int
+) -> Iterator[tuple[Node, memoryview]]:
+    if depth > MAX_DEPTH:
+        raise InvalidNodeError(node.cid, f"file DAG deeper than {MAX_DEPTH}")
+    own = memoryview(node.block) if node.kind == Kind.RAW else memoryview(node.unixfs.data or b"")
+    lo, hi = max(start - offset, 0), max(min(end - offset, len(own)), 0)
+    yield node, own[lo:hi] if lo < hi else own[:0]
+    if node.kind == Kind.RAW:
+        return
+    assert node.pb is not None and node.unixfs is not None
+    child_offset = offset + len(own)
+    for link, child_size in zip(node.pb.links, node.unixfs.blocksizes, strict=True):
+        child_end = child_offset + child_size
+        if full or (child_offset < end and child_end > start):
+            child = load_node(store, link.cid)
+            if not child.is_file:
+                raise InvalidNodeError(node.cid, f"file links to a {child.kind} ({child.cid})")
+            if child.size != child_size:
+                raise InvalidNodeError(
+                    node.cid,
+                    f"child {child.cid} holds {child.size} bytes, blocksizes say {child_size}",
+                )
+            yield from _walk(store, child, child_offset, start, end, full, depth + 1)
+        elif child_offset >= end:
+            break
+        child_offset = child_end
+
+
+def open_node(store: BlockGetter, path: str | CID) -> Node:
+    node = resolve_node(store, path)
+    if not node.is_file:
+        raise NotAFileError(f"{path} is a {node.kind}, not a file")
+    return node
+
+
+def iter_file(
+    store: BlockGetter, path: str | CID | Node, start: int = 0, end: int | None = None
+) -> Iterator[memoryview]:
+    """The file's bytes in ``[start, end)`` as a stream of pieces (each at most one leaf)."""
+    node = path if isinstance(path, Node) else open_node(store, path)
+    for _node, piece in walk_file(store, node, start, end):
+        if piece:
+            yield piece
+
+
+def read_range(store: BlockGetter, path: str | CID, start: int, end: int | None = None) -> bytes:
+    """Bytes ``[start, end)`` of a file (``end=None``: to the end). Builds one bytes object;
+    stream with ``iter_file`` or ``open_file`` for large ranges."""
+    return b"".join(iter_file(store, path, start, end))
+
+
+class UnixFSFileReader(io.RawIOBase):
+    """A seekable read-only stream over a UnixFS file.
+
+    Holds at most one leaf plus the internal nodes on the path to it: sequential reads resume
+    the DAG walk, a seek elsewhere restarts it from the root (a few small blocks).
+    """
+
+    def __init__(self, store: BlockGetter, node: Node) -> None:
+        super().__init__()
+        if not node.is_file:
+            raise NotAFileError(f"{node.cid} is a {node.kind}, not a file")
+        self._store = store
+        self.node = node
+        self.size = node.size or 0
+        self._pos = 0
+        self._pieces: Iterator[memoryview] | None = None
+        self._buf = memoryview(b"")
+        self._buf_start = 0  # file offset of _buf[0]
+
+    @property
+    def cid(self) -> CID:
+        return self.node.cid
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def _fill(self) -> bool:
+        """Make ``_buf`` hold the byte at ``_pos``; False at end of file."""
+        pos = self._pos
+        if pos >= self.size:
+            return False
+        buf_end = self._buf_start + len(self._buf)
+        if self._buf_start <= pos < buf_end:
+            return True
+        if self._pieces is None or pos != buf_end:
+            self._pieces = iter_file(self._store, self.node, pos)
+            buf_end = pos
+        piece = next(self._pieces, None)
+        if piece is None:  # cannot happen with consistent blocksizes, which _walk checks
+            raise InvalidNodeError(self.node.cid, f"file ends before its size {self.size}")
+        self._buf, self._buf_start = piece, buf_end
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        out = memoryview(b).cast("B")
+        done = 0
+        while done < len(out) and self._fill():
+            lo = self._pos - self._buf_start
+            n = min(len(self._buf) - lo, len(out) - done)
+            out[done : done + n] = self._buf[lo : lo + n]
+            done += n
+            self._pos += n
+        return done
+
+    def readall(self) -> bytes:
+        parts = []
+        while self._fill():
+            lo = self._pos - self._buf_start
+            parts.append(bytes(self._buf[lo:]))
+            self._pos += len(self._buf) - lo
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._pieces = None
+        self._buf = memoryview(b"")
+        super().close()
+
+
+def open_file(store: BlockGetter, path: str | CID) -> UnixFSFileReader:
+    """A seekable stream over the file at ``CID[/path]`` (NotAFileError for dirs/symlinks)."""
+    return UnixFSFileReader(store, open_node(store, path))
+
+
+def read_symlink(store: BlockGetter, node: Node) -> str:
+    if node.kind != Kind.SYMLINK or node.unixfs is None:
+        raise ContentError(f"{node.cid} is a {node.kind}, not a symlink")
+    try:
+        return (node.unixfs.data or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidNodeError(node.cid, "symlink target is not UTF-8") from None
