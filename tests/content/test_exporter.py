@@ -344,3 +344,14 @@ def test_symlinks_pointing_outside_are_skipped(tmp_path):
     for name in ("abs", "up", "sub/p"):
         assert not (dest / name).is_symlink()
     assert report.symlinks == 2
+
+
+def test_exported_files_get_the_usual_permissions(tmp_path):
+    store = MemoryBlockstore()
+    cid = put_dir(store, {"f": put_raw(store, b"data")})
+    old = os.umask(0o022)
+    try:
+        export(store, cid, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out" / "f").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +14,7 @@ from etdb.commands._common import JSON_OPTION, emit, err_console, errors_as_exit
 from etdb.commands.content import open_store
 from etdb.content.car import Scope, export_car, import_car
 from etdb.content.errors import ContentError
+from etdb.content.fsutil import create_temp
 
 app = typer.Typer(
     help="Export and import CAR files (content-addressed archives, as `ipfs dag export`).",
@@ -37,7 +37,7 @@ def _parse_entity_bytes(text: str) -> tuple[int, int | None]:
 
 def _write_atomically(dest: Path, write: Callable[[BinaryIO], int]) -> int:
     """Write beside ``dest`` and rename: a failure never leaves a truncated CAR behind."""
-    fd, temp = tempfile.mkstemp(prefix=".etdb-car-", dir=dest.parent)
+    fd, temp = create_temp(dest.parent, ".etdb-car-")
     try:
         with os.fdopen(fd, "wb") as out:
             size = write(out)

@@ -36,7 +36,6 @@ import base64
 import contextlib
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -51,6 +50,7 @@ from etdb.content.errors import (
     ContentError,
     CorruptBlockError,
 )
+from etdb.content.fsutil import create_temp, fsync_dir
 
 # Larger than any block a UnixFS importer makes (kubo refuses > 2 MiB over bitswap); a file
 # larger than this in the store cannot be a block, and reading it would only waste memory.
@@ -254,7 +254,7 @@ class FSBlockstore:
                 return
         except FileNotFoundError:
             pass
-        fd, name = tempfile.mkstemp(prefix="put-", dir=self._temp)
+        fd, name = create_temp(self._temp, "put-")
         try:
             view = memoryview(block)
             while view:
@@ -307,7 +307,7 @@ class FSBlockstore:
                 if new_dirs:
                     dirs.add(self.root)
                 for d in dirs:
-                    _fsync_dir(d)
+                    fsync_dir(d)
             except BaseException:
                 # Keep whatever was not renamed pending, so a retry (or close) finishes it.
                 for key, value in batch.items():
@@ -413,18 +413,3 @@ class FSBlockstore:
                     path.unlink(missing_ok=True)
                     report.removed += 1
         return report
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a directory's entries (renames into it); a no-op where directories can't be
-    opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

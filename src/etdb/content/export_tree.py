@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from etdb.content.exporter import (
     read_symlink,
     resolve_node,
 )
+from etdb.content.fsutil import create_temp
 
 _TEMP_PREFIX = ".etdb-get-"
 
@@ -142,7 +142,7 @@ def _write_file(
     report: ExportReport,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+    fd, temp = create_temp(target.parent, _TEMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             for piece in iter_file(store, node):

@@ -1,0 +1,39 @@
+"""Small filesystem helpers shared by the blockstore, the exporter and the CAR command."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+
+def create_temp(directory: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
+    """Create a new, empty, uniquely named file in ``directory``; return (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always 0600), the mode is 0666 minus the umask, as for any
+    file the user creates: exported files should be ordinary files, and blocks readable by,
+    e.g., a gateway running as another user. (kubo's flatfs makes 0600 block files; a kubo
+    repo stays readable by its owner, which is all ``FSBlockstore`` needs to open it.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, prefix + secrets.token_hex(8))
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Persist a directory's entries (e.g. renames into it). A no-op where directories cannot
+    be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
