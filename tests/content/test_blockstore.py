@@ -1,6 +1,7 @@
 """FSBlockstore: kubo's flatfs layout, verified reads, explicit durability; MemoryBlockstore."""
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -136,6 +137,7 @@ def test_auto_flush_every_n_blocks(tmp_path):
 def test_crash_leftovers_cleaned_on_open_only_when_stale(tmp_path):
     root = tmp_path / "b"
     FSBlockstore(root)
+    (root / ".temp").mkdir()  # as a crashed writer left it
     stale = root / ".temp" / "put-stale"
     fresh = root / ".temp" / "put-fresh"  # another process may be writing it right now
     stale.write_bytes(b"half a blo")
@@ -287,3 +289,13 @@ def test_block_files_are_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert bs.path_of(HELLO_V1).stat().st_mode & 0o777 == 0o644  # a gateway user can read it
+
+
+def test_opening_an_existing_store_writes_nothing(tmp_path):
+    with FSBlockstore(tmp_path / "b") as bs:
+        bs.put(HELLO_V1, HELLO)
+    shutil.rmtree(tmp_path / "b" / ".temp")
+    before = sorted(p.name for p in (tmp_path / "b").iterdir())
+    ro = FSBlockstore(tmp_path / "b", create=False)
+    assert ro.get(HELLO_V1) == HELLO and ro.verify().ok
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == before

@@ -177,10 +177,11 @@ class FSBlockstore:
         elif create:
             sharding.write_text(SHARDING + "\n", encoding="utf-8")
             (self.root / "_README").write_text(_README, encoding="utf-8")
-        self._temp.mkdir(exist_ok=True)
 
     def _clean_temp(self, max_age: float) -> None:
         cutoff = time.time() - max_age
+        if not self._temp.is_dir():  # made on the first put: a read-only repo stays untouched
+            return
         with os.scandir(self._temp) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
@@ -254,7 +255,11 @@ class FSBlockstore:
                 return
         except FileNotFoundError:
             pass
-        fd, name = create_temp(self._temp, "put-")
+        try:
+            fd, name = create_temp(self._temp, "put-")
+        except FileNotFoundError:
+            self._temp.mkdir(exist_ok=True)
+            fd, name = create_temp(self._temp, "put-")
         try:
             view = memoryview(block)
             while view:
