@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -47,7 +48,13 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
     if not err_console.is_terminal or (total is not None and total < _PROGRESS_MIN_BYTES):
         yield None
         return
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
