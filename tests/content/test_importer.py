@@ -302,6 +302,32 @@ def test_hidden_entries_skipped_unless_asked(tmp_path: Path) -> None:
     assert Importer(V1).add_path(dot).filesize == 1
 
 
+def test_on_entry_lists_every_entry_children_first(tmp_path: Path) -> None:
+    tree = write_mixed_tree(tmp_path / "t", seed=1)
+    os.symlink("apple.txt", tree / "link")
+    seen: list[tuple[str, ImportResult]] = []
+    sink = RecordingSink()
+    res = Importer(V1, sink, on_entry=lambda rel, r: seen.append((rel, r))).add_path(tree)
+    rels = [rel for rel, _ in seen]
+    assert rels[-1] == "" and seen[-1][1] == res
+    expected = {
+        p.relative_to(tree).as_posix()
+        for p in tree.rglob("*")
+        if not any(part.startswith(".") for part in p.relative_to(tree).parts)
+    }
+    assert set(rels) == expected | {""}
+    assert len(rels) == len(set(rels))
+    for rel, r in seen:
+        assert r.cid in sink.blocks
+        if rel:  # a folder comes after everything inside it
+            inside = [i for i, x in enumerate(rels) if x.startswith(rel + "/")]
+            assert all(i < rels.index(rel) for i in inside)
+    assert rels.index("a/b/c/deep.txt") < rels.index("a/b/sibling.bin")  # name order
+    single: list[str] = []
+    Importer(V1, on_entry=lambda rel, r: single.append(rel)).add_path(tree / "apple.txt")
+    assert single == [""]
+
+
 def test_links_sorted_by_utf8_bytes_and_names_not_normalized(tmp_path: Path) -> None:
     names = ["Zebra.txt", "apple.txt", "\u00e9.txt", "e\u0301.txt", "😀.bin", "файл"]
     for n in names:

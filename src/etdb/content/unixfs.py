@@ -70,6 +70,7 @@ class _Dir:
 
     path: str
     name: str  # the name its parent links it under
+    rel: str  # path inside the imported root, "/"-separated ("" for the root)
     pending: list[os.DirEntry[str]]  # in reverse name order
     links: list[tuple[bytes, str, CID, int]]  # (name bytes, name, cid, tsize)
     filesize: int = 0
@@ -80,6 +81,10 @@ class Importer:
     """Imports streams, byte strings, files and folder trees under one profile.
 
     ``on_progress(n)`` is called with the number of file bytes consumed since the last call.
+    ``on_entry(rel, result)`` is called by ``add_path`` for every file, symlink and folder it
+    imports, children before their folder, in name order; ``rel`` is the entry's path inside
+    the imported path, "/"-separated ("" for the path itself). It lets a caller list what was
+    added (as ``ipfs add`` does) without a sink, so that ``--only-hash`` stays on the fast path.
     ``parallel=False`` keeps leaf hashing on the calling thread (for benchmarks and debugging).
     """
 
@@ -90,12 +95,14 @@ class Importer:
         *,
         hidden: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        on_entry: Callable[[str, ImportResult], None] | None = None,
         parallel: bool = True,
     ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.sink = sink
         self.hidden = hidden
         self.on_progress = on_progress
+        self.on_entry = on_entry
         self.parallel = parallel
         p = self.profile
         self._leaf = LeafHasher(
@@ -126,7 +133,7 @@ class Importer:
         if self.parallel and regular_size is not None and regular_size >= 2 * size and two_cpus():
             # Big rounds when only hashing (leaves hold no data), small ones when a sink needs
             # the blocks: in-flight memory stays at a few chunks.
-            batch = 64 if sink is None else 2
+            batch = 64 if sink is None else 4
             leaves = iter_file_leaves(
                 stream.fileno(), size, self._leaf, batch=batch, on_progress=self.on_progress
             )
@@ -203,17 +210,21 @@ class Importer:
 
     def _tree(self, root: str) -> ImportResult:
         # An explicit stack instead of recursion: nesting depth is bounded only by PATH_MAX.
-        stack = [_Dir(root, "", self._entries(root), [])]
+        stack = [_Dir(root, "", "", self._entries(root), [])]
+        on_entry = self.on_entry
         while True:
             top = stack[-1]
             if top.pending:
                 entry = top.pending.pop()
                 name_bytes = self._name_bytes(entry.path, entry.name)
+                rel = f"{top.rel}/{entry.name}" if top.rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(_Dir(entry.path, entry.name, self._entries(entry.path), []))
+                    stack.append(_Dir(entry.path, entry.name, rel, self._entries(entry.path), []))
                     continue
                 mode = entry.stat(follow_symlinks=False).st_mode
                 res = self._leaf_entry(entry.path, mode)
+                if on_entry is not None:
+                    on_entry(rel, res)
                 top.links.append((name_bytes, entry.name, res.cid, res.size))
                 top.filesize += res.filesize
                 top.blocks += res.blocks
@@ -221,6 +232,8 @@ class Importer:
             stack.pop()
             cid, tsize, blocks = self._directory(top.links)
             result = ImportResult(cid, tsize, top.filesize, top.blocks + blocks)
+            if on_entry is not None:
+                on_entry(top.rel, result)
             if not stack:
                 return result
             parent = stack[-1]
@@ -241,7 +254,10 @@ class Importer:
             raise FileNotFoundError(2, "no such file or folder", path) from None
         if stat.S_ISDIR(mode):
             return self._tree(path)
-        return self._leaf_entry(path, mode)
+        result = self._leaf_entry(path, mode)
+        if self.on_entry is not None:
+            self.on_entry("", result)
+        return result
 
 
 def add_path(
