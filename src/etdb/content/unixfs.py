@@ -86,6 +86,7 @@ class Importer:
     the imported path, "/"-separated ("" for the path itself). It lets a caller list what was
     added (as ``ipfs add`` does) without a sink, so that ``--only-hash`` stays on the fast path.
     ``parallel=False`` keeps leaf hashing on the calling thread (for benchmarks and debugging).
+    An Importer does one import at a time (not thread-safe); make one per thread.
     """
 
     def __init__(
