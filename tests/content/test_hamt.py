@@ -127,3 +127,21 @@ def test_reader_rejects_non_shards() -> None:
         list(hamt_entries(lambda c: b"", PBNode((), b"\x08\x01")))
     with pytest.raises(HAMTError):
         hamt_lookup(lambda c: b"", PBNode(()), "x")
+
+
+def test_hostile_deep_shard_chain_is_refused():
+    """A chain of sub-shards deeper than the 64-bit hash allows is malformed: refuse it
+    with a typed error instead of recursing until the stack runs out."""
+    from etdb.content.dagpb import PBLink, encode_node
+    from etdb.content.hamt import HAMTError, hamt_entries, shard_data
+
+    blocks: dict[CID, bytes] = {}
+    leaf = CID.hash(b"x")
+    node = PBNode((PBLink(leaf, "00name", 1),), shard_data(1, 256))
+    for _ in range(20):
+        block = encode_node(node)
+        cid = CID.hash(block, codec=0x70)
+        blocks[cid] = block
+        node = PBNode((PBLink(cid, "00", len(block)),), shard_data(1, 256))
+    with pytest.raises(HAMTError, match="deeper"):
+        list(hamt_entries(blocks.__getitem__, node))

@@ -20,10 +20,8 @@ from rich.progress import (
 
 from etdb.commands._common import JSON_OPTION, emit, err_console, errors_as_exit, fail, settings
 from etdb.content.blockstore import FSBlockstore
-from etdb.content.cid import CID, DAG_PB
-from etdb.content.dagpb import DagPBError, PBLink, UnixFSType, decode_node, decode_unixfs
+from etdb.content.cid import CID
 from etdb.content.errors import ContentError
-from etdb.content.memstore import MemoryBlockstore
 
 # Errors a command turns into "error: <message>", exit 1. OSError covers unreadable inputs
 # and unwritable destinations; ValueError covers bad profile names and bad CIDs.
@@ -63,57 +61,15 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
 # -- add ----------------------------------------------------------------------------------------
 
 
-class _DirCapture:
-    """A sink that keeps directory (and HAMT shard) nodes in memory and forwards everything.
+class _TrustedSink:
+    """Stores the importer's blocks without re-hashing them: the importer computed each CID
+    from these very bytes, and re-hashing would only slow a multi-GB add (reads re-hash)."""
 
-    After the import, the captured nodes are enough to list every added entry with its CID,
-    as ``ipfs add`` prints, without reading the blockstore (there is none with --only-hash).
-    """
-
-    def __init__(self, store: FSBlockstore | None) -> None:
+    def __init__(self, store: FSBlockstore) -> None:
         self.store = store
-        self.dirs = MemoryBlockstore()
 
     def put(self, cid: CID, block: bytes) -> None:
-        if cid.codec == DAG_PB and _is_directory(block):
-            self.dirs.put(cid, block, verify=False)
-        if self.store is not None:
-            # The importer computed this CID from these very bytes: re-hashing would only
-            # slow a multi-GB add. Reads re-hash everything anyway.
-            self.store.put(cid, block, verify=False)
-
-
-def _is_directory(block: bytes) -> bool:
-    if block[:1] == b"\x0a" and len(block) > 64:  # no links and big: a dag-pb file leaf
-        return False
-    try:
-        data = decode_node(block).data
-        return data is not None and decode_unixfs(data).type in (
-            UnixFSType.DIRECTORY,
-            UnixFSType.HAMT_SHARD,
-        )
-    except DagPBError:
-        return False
-
-
-def _added_lines(dirs: MemoryBlockstore, root: CID, name: str) -> Iterator[tuple[CID, str]]:
-    """(cid, path) of every added entry, children before their folder, root last (kubo's
-    order). Iterative: folder nesting is bounded only by PATH_MAX, not by Python's stack."""
-    from etdb.content.exporter import iter_links, load_node
-
-    # Each frame: (cid, path, children still to visit or None before the folder is opened).
-    stack: list[tuple[CID, str, list[tuple[str, PBLink]] | None]] = [(root, name, None)]
-    while stack:
-        cid, path, pending = stack.pop()
-        if pending is None and dirs.has(cid):
-            entries = sorted(iter_links(dirs, load_node(dirs, cid)), key=lambda e: e[0])
-            pending = entries[::-1]
-        if pending:
-            child_name, link = pending.pop()
-            stack.append((cid, path, pending))
-            stack.append((link.cid, f"{path}/{child_name}", None))
-            continue
-        yield cid, path
+        self.store.put(cid, block, verify=False)
 
 
 def _input_size(path: Path, hidden: bool) -> int:
@@ -151,7 +107,7 @@ def add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a file or folder to the local blockstore and print its CID (root CID last)."""
-    from etdb.content.unixfs import Importer, ImporterError, get_profile
+    from etdb.content.unixfs import Importer, ImporterError, ImportResult, get_profile
 
     cfg = settings()
     with errors_as_exit(*_ERRORS, ImporterError):
@@ -159,16 +115,24 @@ def add(
         if not path.exists() and not path.is_symlink():
             fail(f"{path}: no such file or folder")
         store = None if only_hash else FSBlockstore(cfg.blockstore_path)
-        sink = _DirCapture(store)
+        # No sink with --only-hash keeps the importer on its fast, hash-only path.
+        sink = None if store is None else _TrustedSink(store)
+        name = path.resolve().name or str(path)
+        added: list[tuple[CID, str]] = []  # kubo's order: children before their folder
+
+        def on_entry(rel: str, entry: ImportResult) -> None:
+            added.append((entry.cid, f"{name}/{rel}" if rel else name))
+
         total = _input_size(path, hidden) if err_console.is_terminal else None
         try:
             with progress_bar(total, f"adding {path.name}") as on_progress:
-                importer = Importer(chosen, sink, hidden=hidden, on_progress=on_progress)
+                importer = Importer(
+                    chosen, sink, hidden=hidden, on_progress=on_progress, on_entry=on_entry
+                )
                 result = importer.add_path(path)
         finally:
             if store is not None:
                 store.sync()  # durable before we print the CID someone may publish
-    name = path.resolve().name or str(path)
     if as_json:
         emit(
             {
@@ -184,9 +148,7 @@ def add(
     elif quiet:
         typer.echo(str(result.cid))
     else:
-        with errors_as_exit(*_ERRORS):
-            lines = list(_added_lines(sink.dirs, result.cid, name))
-        for cid, rel in lines:
+        for cid, rel in added:
             typer.echo(f"added {cid} {rel}")
         typer.echo(str(result.cid))
 

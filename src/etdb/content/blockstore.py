@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -50,7 +49,7 @@ from etdb.content.errors import (
     ContentError,
     CorruptBlockError,
 )
-from etdb.content.fsutil import create_temp, fsync_dir
+from etdb.content.fsutil import create_temp, fsync_dir, syncfs
 
 # Larger than any block a UnixFS importer makes (kubo refuses > 2 MiB over bitswap); a file
 # larger than this in the store cannot be a block, and reading it would only waste memory.
@@ -299,7 +298,7 @@ class FSBlockstore:
             if not batch:
                 return
             try:
-                self._sync_files(p for p, _ in batch.values())
+                self._sync_files([p for p, _ in batch.values()])
                 dirs: set[Path] = set()
                 new_dirs = False
                 for key, (temp, _size) in batch.items():
@@ -320,11 +319,8 @@ class FSBlockstore:
                         self._pending[key] = value
                 raise
 
-    @staticmethod
-    def _sync_files(paths: Iterable[Path]) -> None:
-        paths = list(paths)
-        if len(paths) > _FSYNC_EACH_MAX and sys.platform == "linux":
-            os.sync()
+    def _sync_files(self, paths: list[Path]) -> None:
+        if len(paths) > _FSYNC_EACH_MAX and syncfs(self._temp):
             return
         for p in paths:
             fd = os.open(p, os.O_RDONLY)

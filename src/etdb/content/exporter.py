@@ -212,7 +212,7 @@ def iter_links(store: BlockGetter, directory: Node) -> Iterator[tuple[str, PBLin
     if directory.sharded:
         try:
             yield from hamt.hamt_entries(store.get, directory.pb)
-        except (DagPBError, RecursionError) as exc:
+        except DagPBError as exc:
             raise InvalidNodeError(directory.cid, f"bad HAMT shard: {exc}") from None
         return
     for link in directory.pb.links:

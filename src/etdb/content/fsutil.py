@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
+import sys
 
 
 def create_temp(directory: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
@@ -35,5 +37,25 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+def syncfs(path: str | os.PathLike[str]) -> bool:
+    """Flush the one filesystem holding ``path`` (Linux ``syncfs(2)``); False if unavailable.
+
+    One syncfs is far cheaper than an fsync per file for a batch of a thousand blocks, and
+    unlike ``os.sync()`` it does not flush every other program's writes on a shared host.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fn(fd) == 0
     finally:
         os.close(fd)

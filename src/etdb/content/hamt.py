@@ -174,15 +174,21 @@ def _split(name: str | None, pad: int) -> tuple[int, str]:
     return slot, name[pad:]
 
 
-def hamt_entries(get_block: Callable[[CID], bytes], root: PBNode) -> Iterator[tuple[str, PBLink]]:
+def hamt_entries(
+    get_block: Callable[[CID], bytes], root: PBNode, _depth: int = 0
+) -> Iterator[tuple[str, PBLink]]:
     """Yield (entry name, link to the entry) in shard order, descending into sub-shards."""
-    _, pad = _shard_params(root)
+    bits, pad = _shard_params(root)
+    # Each level consumes `bits` of the 64-bit hash: a deeper shard is malformed (or hostile,
+    # built to exhaust the stack), never something an importer wrote.
+    if bits * (_depth + 1) > 64:
+        raise HAMTError("HAMT sub-shards nested deeper than the 64-bit hash allows")
     for link in root.links:
         _, rest = _split(link.name, pad)
         if rest:
             yield rest, link
         else:
-            yield from hamt_entries(get_block, decode_node(get_block(link.cid)))
+            yield from hamt_entries(get_block, decode_node(get_block(link.cid)), _depth + 1)
 
 
 def hamt_lookup(get_block: Callable[[CID], bytes], root: PBNode, name: str) -> PBLink | None:
