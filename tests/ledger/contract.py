@@ -152,7 +152,7 @@ class LedgerContract:
         for p in _payloads(2, "before"):
             ledger.publish(p)
             backend.mine()
-        seen, cursor = _entries(ledger)
+        _, cursor = _entries(ledger)
         after = _payloads(2, "after")
         for p in after:
             ledger.publish(p)
@@ -194,7 +194,7 @@ class LedgerContract:
         for p in _payloads(3, "down"):
             ledger.publish(p)
             backend.mine()
-        seen, cursor = _entries(ledger)
+        _, cursor = _entries(ledger)
         try:
             backend.stop_node()
         except NotImplementedError as exc:
