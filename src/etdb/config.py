@@ -39,6 +39,8 @@ class Settings:
     cid_profile: str = "kubo-v1"
     blockstore: str = "blocks"
     keys: str = "keys"
+    # Ledger URL (etdb.ledger.open_ledger): local:// is the embedded chain in the data folder.
+    ledger: str = "local://"
     # Extra settings other layers read by name (kept so a newer config file is not rejected).
     extra: dict[str, str] = field(default_factory=dict)
 
