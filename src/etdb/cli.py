@@ -25,6 +25,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.car", "car"),
     ("etdb.commands.record", "record"),
     ("etdb.commands.key", "key"),
+    ("etdb.commands.ledger", "ledger"),
 ]
 
 
