@@ -21,6 +21,7 @@ from etdb.ledger import (
     BlockEvent,
     CorruptLedgerError,
     Cursor,
+    Ledger,
     LedgerConfigError,
     LedgerUnavailable,
     PayloadTooLarge,
@@ -140,7 +141,7 @@ def test_url_forms(tmp_path):
         6,
     )
     led = open_ledger(f"local:///{tmp_path}/x.sqlite3?confirmations=3", tmp_path)
-    assert isinstance(led, LocalLedger) and led.confirmations == 3
+    assert isinstance(led, LocalLedger) and isinstance(led, Ledger) and led.confirmations == 3
     assert led.url == f"local://{tmp_path}/x.sqlite3?confirmations=3"
 
 
@@ -204,6 +205,26 @@ def test_file_replaced_under_a_handle_needs_a_reopen(tmp_path):
         led.tip()
     with pytest.raises(LedgerUnavailable, match="replaced"):
         led.publish("more")
+
+
+def test_a_writer_that_keeps_the_lock_makes_others_unavailable(tmp_path, monkeypatch):
+    import etdb.ledger.local_file as local_file
+
+    monkeypatch.setattr(local_file, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "l.sqlite3"
+    led = open_local(f"local://{path}")
+    led.publish("first")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer holding the lock
+    try:
+        with pytest.raises(LedgerUnavailable, match="locked by another writer"):
+            led.publish("second")
+        assert led.tip().height == 0  # readers are not blocked (WAL)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    led.publish("second")
+    assert led.tip().height == 1
 
 
 def test_not_a_ledger(tmp_path):
