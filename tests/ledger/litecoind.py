@@ -196,6 +196,11 @@ class LitecoindNode:
     def call(self, method: str, *params: Any, wallet: bool = False) -> Any:
         return self.rpc().call(method, *params, wallet=wallet)
 
+    @property
+    def url(self) -> str:
+        """The ledger URL with the test defaults (see :meth:`ledger_url`)."""
+        return self.ledger_url()
+
     def ledger_url(self, *, password: str | None = None, **options: Any) -> str:
         """A ``btc+http`` ledger URL for this node; options override the test defaults."""
         query = {
