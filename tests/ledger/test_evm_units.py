@@ -25,7 +25,8 @@ from etdb.ledger import (
 from etdb.ledger.evm_decode import TOPIC, assemble, payload_text, publisher_topic, txid_hex
 from etdb.ledger.evm_rpc import JsonRpc, RpcError
 from etdb.ledger.evm_send import LocalKey, send_error
-from etdb.ledger.evm_url import DEFAULT_MAX_PAYLOAD, parse, redact
+from etdb.ledger.evm_url import DEFAULT_MAX_PAYLOAD, parse
+from etdb.ledger.urls import redact
 
 A = "0x" + "aa" * 20
 B = "0x" + "Bb" * 20

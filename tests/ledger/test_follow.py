@@ -163,3 +163,13 @@ def test_cursor_rewind():
 class _FakeBlock:
     def __init__(self, height: int, hash_: str) -> None:
         self.height, self.hash = height, hash_
+
+
+def test_unknown_scheme_error_never_shows_the_password():
+    import pytest
+
+    from etdb.ledger import LedgerConfigError, open_ledger
+
+    with pytest.raises(LedgerConfigError) as info:
+        open_ledger("doge+http://user:s3cret@127.0.0.1:1/")
+    assert "s3cret" not in str(info.value) and "doge+http" in str(info.value)

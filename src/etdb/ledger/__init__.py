@@ -36,6 +36,7 @@ from etdb.ledger.base import (
     WalletError,
 )
 from etdb.ledger.follow import BlockEvent, Cursor, DeepReorgError, Rollback, follow
+from etdb.ledger.urls import redact
 
 # scheme -> "module:factory"; a factory takes (url, home) and returns a Ledger. Imported lazily
 # so that, e.g., web3 is loaded only by those who use an EVM chain.
@@ -56,7 +57,9 @@ def open_ledger(url: str, home: Path | None = None) -> Ledger:
     target = BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(sorted({s.split("+")[0] for s in BACKENDS}))
-        raise LedgerConfigError(f"unknown ledger URL scheme {scheme!r} in {url!r} (known: {known})")
+        raise LedgerConfigError(
+            f"unknown ledger URL scheme {scheme!r} in {redact(url)!r} (known: {known})"
+        )
     module_name, factory = target.split(":")
     module = importlib.import_module(module_name)
     return getattr(module, factory)(url, home)

@@ -39,6 +39,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from etdb.ledger.base import LedgerConfigError
+from etdb.ledger.urls import redact
 
 #: 24,000 bytes: ~1M gas even with Prague's calldata floor (3% of a 30M-gas block) and far
 #: below geth's 128 KiB transaction-size policy, so one part fits every mainstream chain and
@@ -54,7 +55,6 @@ _OPTIONS = {
     "log_range",
 }  # fmt: skip
 _SECRET_OPTIONS = {"key", "private_key", "privkey", "secret", "password", "mnemonic"}
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,}")  # API keys in paths (Infura, Alchemy...)
 
 
 @dataclass(frozen=True)
@@ -109,22 +109,6 @@ def _number(opts: dict[str, str], name: str, cast, default, minimum=None):
     if minimum is not None and value < minimum:
         raise LedgerConfigError(f"option {name} must be at least {minimum}")
     return value
-
-
-def redact(url: str) -> str:
-    """``url`` without its password or path tokens that look like API keys."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    user = parts.username or ""
-    if _LONG_TOKEN.fullmatch(user):  # some providers take the API key as the user name
-        user = "***"
-    netloc = (f"{user}@" if user else "") + host
-    if parts.port:
-        netloc += f":{parts.port}"
-    path = "/".join(_LONG_TOKEN.sub("***", seg) for seg in parts.path.split("/"))
-    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
 
 
 def set_query(url: str, **values: str) -> str:

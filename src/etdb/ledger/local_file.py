@@ -135,7 +135,12 @@ class LedgerFile:
             conn = self._connect("rwc")
             st = os.stat(self.path)
             self._conn, self._ident, self._seen = conn, (st.st_dev, st.st_ino), True
-        conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            # Switching to WAL needs the file to itself, and SQLite does not always wait for
+            # that (two first publishers racing saw "database is locked" at once): creators
+            # take turns under an OS lock, and the switch is retried until the timeout.
+            with _creation_lock(self.path):
+                _switch_to_wal(conn)
         with self.transaction(conn):
             # Statement by statement: executescript() would commit on its own. IF NOT EXISTS
             # and OR IGNORE make a race between two creating processes harmless.
@@ -216,3 +221,31 @@ class LedgerFile:
 
 def _has_schema(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
+
+
+@contextmanager
+def _creation_lock(path: Path) -> Iterator[None]:
+    """Serialise ledger creation between processes (a sidecar ``.create-lock`` file)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: SQLite's own locking and the retry below must do
+        yield
+        return
+    with open(path.with_name(path.name + ".create-lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
