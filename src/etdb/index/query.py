@@ -1,0 +1,201 @@
+"""What the catalog answers: search queries, record views and the read-side interface.
+
+The API, the CLI, the portal and the Python client speak these types; every catalog store
+(SQLite/FTS5, PostgreSQL) implements :class:`CatalogReader`. Filters are typed values, never
+SQL: stores bind them as parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+SortKey = Literal["relevance", "date", "published", "species", "microscopist"]
+Order = Literal["asc", "desc"]
+
+#: Categorical fields that have facet counts (API name -> meaning).
+FACETS: dict[str, str] = {
+    "publisher": "publisher address (floAddress)",
+    "species": "species name",
+    "taxid": "NCBI taxonomy id",
+    "strain": "strain",
+    "scope": "microscope (scopeName)",
+    "lab": "lab",
+    "institution": "institution",
+    "microscopist": "microscopist",
+    "tilt_axis": "1 single axis, 2 dual axis",
+    "year": "year the data was taken",
+    "file_type": "file subtypes present (tiltSeries, reconstruction, keymov, ...)",
+}
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An inclusive numeric range; either end may be open (None)."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.lo is None and self.hi is None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A catalog search. Tuples of values mean "any of"; different fields combine with AND."""
+
+    q: str | None = None  # full text: title, species, strain, notes, microscopist, lab, tags, files
+    publisher: tuple[str, ...] = ()
+    species: tuple[str, ...] = ()
+    taxid: tuple[int, ...] = ()
+    strain: tuple[str, ...] = ()
+    scope: tuple[str, ...] = ()
+    lab: tuple[str, ...] = ()
+    institution: tuple[str, ...] = ()
+    microscopist: tuple[str, ...] = ()
+    tilt_axis: int | None = None  # 1 single, 2 dual
+    date: Range = Range()  # acquisition date, unix seconds
+    published: Range = Range()  # artifact timestamp, unix seconds
+    tilt_min: Range = Range()
+    tilt_max: Range = Range()
+    tilt_step: Range = Range()
+    defocus: Range = Range()
+    dosage: Range = Range()
+    emdb: str | None = None
+    file_type: tuple[str, ...] = ()  # every listed subtype must be present
+    include_deactivated: bool = False
+    sort: SortKey = "published"  # "relevance" needs q
+    order: Order = "desc"
+    limit: int = DEFAULT_LIMIT
+    after: str | None = None  # opaque keyset token from a previous SearchResult.next
+    facets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    """One search hit: what a results grid or table shows."""
+
+    id: str  # txid of the original publish (part 0's txid for multiparts)
+    publisher: str
+    title: str
+    species: str | None
+    strain: str | None
+    microscopist: str | None
+    lab: str | None
+    institution: str | None
+    scope: str | None
+    date: int | None  # acquisition, unix seconds
+    published: int | None  # artifact timestamp
+    sid: str | None
+    location: str | None  # storage.location CID
+    thumbnail: str | None  # fname of the thumbnail (or key image) relative to location
+    file_types: tuple[str, ...]
+    total_bytes: int
+    deactivated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    txids: tuple[str, ...]  # every transaction that carried the publish (multipart: all parts)
+    block_height: int
+    block_hash: str
+    block_time: int
+    signature_valid: bool  # re-checked when indexed
+    edits: tuple[dict[str, Any], ...] = ()  # {txid, height, time, timestamp, patch}
+    deactivated: bool = False
+    deactivated_by: str | None = None  # txid of the deactivation
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDetail:
+    summary: RecordSummary
+    artifact: dict[str, Any]  # the current artifact (after edits), wire form
+    original: dict[str, Any]  # the artifact as first published
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True)
+class FacetValue:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    items: list[RecordSummary]
+    total: int
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    txid: str
+    height: int
+    index: int
+    time: int
+    kind: str  # publish | edit | deactivate | multipart | unknown
+    reason: str
+    payload_excerpt: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherInfo:
+    address: str
+    records: int
+    first_published: int | None
+    last_published: int | None
+    name: str | None = None  # from configuration, where known
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    records: int
+    species: dict[str, int]
+    publishers: dict[str, int]
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    ledger_url: str
+    ledger_tip: int | None
+    indexed_height: int
+    lag: int | None
+    records: int
+    rejected: int
+    pending_multiparts: int
+
+
+class AmbiguousId(LookupError):
+    """A txid prefix matches more than one record."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(f"id prefix {prefix!r} matches {len(matches)} records")
+        self.prefix = prefix
+        self.matches = matches
+
+
+class CatalogReader(Protocol):
+    """Read side of a catalog store, shared by the API, the portal and the CLI."""
+
+    def search(self, query: SearchQuery) -> SearchResult: ...
+
+    def get(self, id_or_prefix: str) -> RecordDetail | None:
+        """By full txid (any of the record's txids) or a unique prefix of >= 6 hex chars;
+        raises AmbiguousId for a prefix matching several records."""
+        ...
+
+    def publishers(self) -> list[PublisherInfo]: ...
+
+    def summary(self) -> Summary: ...
+
+    def rejections(self, limit: int = 100, after: str | None = None) -> list[Rejection]: ...
+
+    def indexed_height(self) -> int: ...
+
+    def pending_multiparts(self) -> int: ...
