@@ -41,6 +41,15 @@ class Settings:
     keys: str = "keys"
     # Ledger URL (etdb.ledger.open_ledger): local:// is the embedded chain in the data folder.
     ledger: str = "local://"
+    # Catalog database (SQLAlchemy URL); empty = SQLite file catalog.sqlite3 in the data folder.
+    catalog: str = ""
+    # Publishers the indexer accepts: "*" for all, else comma-separated FLO/chain addresses.
+    publishers: str = "*"
+    # Seconds an incomplete multipart may wait for its missing parts (oipd: one week).
+    multipart_expiry: str = "604800"
+    # `etdb serve` listens here (loopback by default: expose it deliberately).
+    host: str = "127.0.0.1"
+    port: str = "8780"
     # Extra settings other layers read by name (kept so a newer config file is not rejected).
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -51,6 +60,16 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self._resolve(self.keys)
+
+    @property
+    def catalog_url(self) -> str:
+        return self.catalog or f"sqlite:///{self.home / 'catalog.sqlite3'}"
+
+    @property
+    def publisher_allow_list(self) -> frozenset[str] | None:
+        """None means every publisher."""
+        items = {p.strip() for p in self.publishers.split(",") if p.strip()}
+        return None if not items or "*" in items else frozenset(items)
 
     def _resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
