@@ -1,0 +1,208 @@
+"""An artifact, flattened: the catalog columns every filter, sort and facet reads, and the
+normalised words the full-text index holds.
+
+Flattening is a pure function of the artifact. The full-text side depends on that: SQLite's
+contentless FTS5 table deletes a row by being handed the exact words it indexed (see
+``fts.py``), which the store recomputes from the stored artifact with :func:`flatten`. Any
+change to what this module produces must therefore bump ``schema.SCHEMA_VERSION`` (a rebuild).
+
+Text is normalised in Python, not by the database, so both backends see identical words:
+NFKD, combining marks dropped (``Müller`` -> ``muller``), casefolded, split into runs of
+letters and digits (``rr2014-01-14-5`` -> ``rr2014 01 14 5``). SQLite's tokenizer and
+PostgreSQL's ``simple`` configuration then only split on the single spaces we join with.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from etdb.record import Artifact, Details, Info, Storage, ValidationError
+
+#: Words longer than this are not indexed (PostgreSQL drops words over 2047 bytes with a
+#: notice; one shared, smaller limit keeps both backends' answers the same).
+MAX_WORD = 100
+
+#: Full-text fields, in FTS5 column order (see ``fts.py`` for weights).
+TEXT_FIELDS = (
+    "title",
+    "species",
+    "strain",
+    "notes",
+    "microscopist",
+    "lab",
+    "institution",
+    "tags",
+    "files",
+    "sid",
+)
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """Normalised search words of ``text`` (the same function indexes and queries)."""
+    if text.isascii():
+        folded = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return [w for w in _WORD.findall(folded) if len(w) <= MAX_WORD]
+
+
+def label(value: Any) -> str | None:
+    """A categorical value as filtered and faceted: whitespace collapsed, "" -> None.
+
+    Real records carry ``"Sulfolobus solfataricus "`` (trailing space); facets must not split
+    one species in two, and a filter copied from a raw artifact must still match.
+    """
+    if not isinstance(value, str):
+        return None
+    collapsed = " ".join(value.split())
+    return collapsed or None
+
+
+@dataclass(frozen=True, slots=True)
+class Flat:
+    """What the catalog stores about one artifact besides its JSON."""
+
+    columns: dict[str, Any]  # records columns, see COLUMNS
+    file_types: tuple[str, ...]  # distinct file subtypes, sorted
+    text: dict[str, str]  # TEXT_FIELDS -> normalised words joined by spaces
+
+    def facet_values(self) -> Iterator[tuple[str, str]]:
+        """(facet, value) pairs this record counts towards, except ``publisher``."""
+        c = self.columns
+        for facet in ("species", "strain", "scope", "lab", "institution", "microscopist"):
+            if c[facet] is not None:
+                yield facet, c[facet]
+        for facet in ("taxid", "tilt_axis", "year"):
+            if c[facet] is not None:
+                yield facet, str(c[facet])
+        for subtype in self.file_types:
+            yield "file_type", subtype
+
+
+#: The flat columns of ``records`` (besides identity and provenance).
+COLUMNS = (
+    "title",
+    "species",
+    "taxid",
+    "strain",
+    "scope",
+    "lab",
+    "institution",
+    "microscopist",
+    "tilt_axis",
+    "date",
+    "year",
+    "published",
+    "tilt_min",
+    "tilt_max",
+    "tilt_step",
+    "defocus",
+    "dosage",
+    "magnification",
+    "emdb",
+    "sid",
+    "location",
+    "thumbnail",
+    "total_bytes",
+    "file_types",
+)
+
+
+def flatten(wire: dict[str, Any]) -> Flat:
+    """Flatten a wire-form artifact. Never raises for a JSON object: a part that does not
+    validate (the indexer may keep records with odd extras) is left out of the columns; the
+    stored JSON keeps everything."""
+    art = _lenient(wire)
+    info = art.info or Info()
+    d = art.details or Details()
+    files = art.files
+    subtypes = sorted({s for f in files if (s := label(f.subtype))})
+    thumb = next(iter(art.files_of("thumbnail") or art.files_of("keyimg")), None)
+    columns: dict[str, Any] = {
+        "title": label(info.title) or "",
+        "species": label(d.speciesName),
+        "taxid": d.NCBItaxID,
+        "strain": label(d.strain),
+        "scope": label(d.scopeName),
+        "lab": label(d.lab),
+        "institution": label(d.institution),
+        "microscopist": label(d.microscopist),
+        "tilt_axis": d.tiltSingleDual,
+        "date": d.date,
+        "year": _year(d.date),
+        "published": art.timestamp,
+        "tilt_min": d.tiltMin,
+        "tilt_max": d.tiltMax,
+        "tilt_step": d.tiltStep,
+        "defocus": d.defocus,
+        "dosage": d.dosage,
+        "magnification": d.magnification,
+        "emdb": label(d.emdb),
+        "sid": label(d.sid),
+        "location": art.location or None,
+        "thumbnail": thumb.fname if thumb else None,
+        "total_bytes": sum(max(f.fsize or 0, 0) for f in files),
+        "file_types": ",".join(subtypes),
+    }
+    text = {
+        "title": info.title,
+        "species": d.speciesName,
+        "strain": d.strain,
+        "notes": d.artNotes,
+        "microscopist": d.microscopist,
+        "lab": d.lab,
+        "institution": d.institution,
+        "tags": info.tags,
+        "files": " ".join(p for f in files for p in (f.fname, f.dname, f.fNotes) if p),
+        "sid": d.sid,
+    }
+    return Flat(columns, tuple(subtypes), {k: _joined(v) for k, v in text.items()})
+
+
+def _joined(text: str | None) -> str:
+    return " ".join(words(text)) if text else ""
+
+
+def _year(seconds: int | None) -> int | None:
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC).year
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _lenient(wire: Any) -> Artifact:
+    if not isinstance(wire, dict):
+        return Artifact()
+    try:
+        return Artifact.from_wire(wire)
+    except ValidationError:
+        pass
+    # Keep the parts that validate on their own; drop the rest (and odd top-level scalars).
+    parts: dict[str, Any] = {}
+    for key, model in (("info", Info), ("details", Details), ("storage", Storage)):
+        try:
+            parts[key] = model.from_wire(wire.get(key))
+        except ValidationError:
+            continue
+    for key in ("timestamp", "floAddress"):
+        try:
+            Artifact.from_wire({key: wire.get(key)})
+            parts[key] = wire.get(key)
+        except ValidationError:
+            continue
+    return Artifact.model_construct(**parts)
+
+
+def search_words(items: Iterable[str]) -> list[str]:
+    """All words of several texts, in order."""
+    return [w for item in items for w in words(item)]

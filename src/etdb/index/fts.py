@@ -1,0 +1,225 @@
+"""Full text, per dialect: SQLite FTS5 (contentless table) or PostgreSQL (tsvector + GIN).
+
+The user's ``q`` never reaches SQL text. :func:`parse_text` reduces it to normalised words
+(``flatten.words``: letters and digits only), and each backend builds its query language from
+those words alone, then binds the result as one parameter:
+
+* FTS5: every user word becomes a double-quoted string (FTS5 docs §3.1: inside a string
+  nothing is syntax; ``"`` is doubled, though words cannot contain one), so ``NEAR``, ``OR``,
+  ``title:x``, ``-`` and ``*`` are just text. Strings side by side mean AND (§3.7). A word
+  that splits into several (``rr2014-01-14-5``) is one string, i.e. a phrase. The last word
+  gets ``*`` (a prefix token, §3.3) while the user is still typing it.
+* PostgreSQL: the same shape in ``to_tsquery`` syntax, ``'w1' <-> 'w2' & 'last':*``, each
+  word single-quoted. Config ``simple`` (no stemming, no stop words): species, strains, sids
+  and file names are not English, and ``english`` would stem ``cholerae`` and drop ``a`` /
+  ``the`` that SQLite keeps; ``simple`` plus our own normalisation gives the same matches on
+  both backends.
+
+Relevance is a score where higher is better: ``-bm25()`` on FTS5 (bm25 is "lower is
+better", FTS5 docs §5.1.1), ``ts_rank`` on PostgreSQL, both weighting the title, species and
+sid above notes and file names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from etdb.index.flatten import MAX_WORD, TEXT_FIELDS, Flat, words
+from etdb.index.schema import records
+
+MAX_Q_CHARS = 1000
+MAX_Q_WORDS = 32
+#: Shorter last words are matched exactly: "v*" would merge every word starting with v.
+MIN_PREFIX = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TextQuery:
+    """Normalised ``q``: one tuple of words per user word; all must match (AND)."""
+
+    phrases: tuple[tuple[str, ...], ...]
+    prefix: bool  # the last word is a prefix
+    impossible: bool = False  # a word too long to have been indexed: nothing matches
+
+
+def parse_text(q: str | None) -> TextQuery | None:
+    """``None`` when ``q`` has no searchable words (blank, or only punctuation)."""
+    if q is None:
+        return None
+    if not isinstance(q, str):
+        raise ValueError("q: the search text must be a string")
+    if len(q) > MAX_Q_CHARS:
+        raise ValueError(f"q: the search text is too long ({len(q)} > {MAX_Q_CHARS} characters)")
+    impossible = False
+    phrases: list[tuple[str, ...]] = []
+    for chunk in q.split():
+        found = tuple(words(chunk))
+        if any(len(w) > MAX_WORD for w in found):
+            impossible = True
+        if found:
+            phrases.append(found)
+    if len(phrases) > MAX_Q_WORDS:
+        raise ValueError(f"q: too many words ({len(phrases)} > {MAX_Q_WORDS})")
+    if not phrases:
+        return TextQuery((), False, True) if impossible else None
+    # A trailing space means the last word is complete.
+    prefix = not q[-1].isspace() and len(phrases[-1][-1]) >= MIN_PREFIX
+    return TextQuery(tuple(phrases), prefix, impossible)
+
+
+class FullText(Protocol):
+    """What the store and the query builder need from a dialect's full-text index."""
+
+    def record_values(self) -> dict[str, Any]:
+        """Extra ``records`` column values for INSERT/UPDATE, reading :meth:`params`."""
+        ...
+
+    def params(self, flat: Flat) -> dict[str, Any]: ...
+
+    def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        """After inserting (or updating) these records."""
+        ...
+
+    def unindex(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        """Before deleting or updating these records; ``Flat`` is what was indexed."""
+        ...
+
+    def clear(self, conn: sa.Connection) -> None: ...
+
+    def match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
+        """A predicate on ``records``."""
+        ...
+
+    def ranked(
+        self, tq: TextQuery
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[float]]:
+        """FROM (``records`` plus what the score needs), the match predicate, the score."""
+        ...
+
+
+# -- SQLite FTS5 ------------------------------------------------------------------------------
+
+_fts = sa.table("records_fts", sa.column("rowid"))
+_COLS = ", ".join(TEXT_FIELDS)
+_MARKS = ", ".join("?" for _ in TEXT_FIELDS)
+_BM25_WEIGHTS = {"title": 10.0, "species": 8.0, "sid": 8.0, "strain": 4.0, "microscopist": 3.0}
+
+
+class Fts5:
+    def record_values(self) -> dict[str, Any]:
+        return {}
+
+    def params(self, flat: Flat) -> dict[str, Any]:
+        return {}
+
+    def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        if rows:
+            conn.exec_driver_sql(
+                f"INSERT INTO records_fts(rowid, {_COLS}) VALUES (?, {_MARKS})",
+                [(seq, *(f.text[c] for c in TEXT_FIELDS)) for seq, f in rows],
+            )
+
+    def unindex(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        # A contentless table forgets a row only when given the words it indexed (FTS5 docs
+        # §4.4.4 / the 'delete' command): wrong words would corrupt the index, hence
+        # flatten()'s purity and the schema version bump when it changes.
+        if rows:
+            conn.exec_driver_sql(
+                f"INSERT INTO records_fts(records_fts, rowid, {_COLS}) "
+                f"VALUES ('delete', ?, {_MARKS})",
+                [(seq, *(f.text[c] for c in TEXT_FIELDS)) for seq, f in rows],
+            )
+
+    def clear(self, conn: sa.Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO records_fts(records_fts) VALUES ('delete-all')")
+
+    @staticmethod
+    def expression(tq: TextQuery) -> str:
+        strings = ['"' + " ".join(p).replace('"', '""') + '"' for p in tq.phrases]
+        if tq.prefix:
+            strings[-1] += "*"
+        return " ".join(strings)
+
+    def match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
+        if tq.impossible:
+            return sa.false()
+        hits = sa.select(_fts.c.rowid).where(self._match(tq))
+        return records.c.seq.in_(hits)
+
+    def _match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
+        return sa.literal_column("records_fts").op("MATCH")(sa.literal(self.expression(tq)))
+
+    def ranked(
+        self, tq: TextQuery
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[float]]:
+        joined = records.join(_fts, _fts.c.rowid == records.c.seq)
+        weights = [sa.literal(_BM25_WEIGHTS.get(c, 1.0)) for c in TEXT_FIELDS]
+        score = -sa.func.bm25(sa.literal_column("records_fts"), *weights)
+        where = sa.false() if tq.impossible else self._match(tq)
+        return joined, where, score
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+#: ts_rank weight classes (A is weighted highest by default: {D,C,B,A} = {0.1,0.2,0.4,1}).
+_PG_CLASSES = {
+    "A": ("title", "species", "sid"),
+    "B": ("strain", "microscopist", "lab", "institution"),
+    "C": ("tags", "files"),
+    "D": ("notes",),
+}
+
+
+class PgText:
+    def record_values(self) -> dict[str, Any]:
+        vector: Any = None
+        for cls in _PG_CLASSES:
+            part = sa.func.setweight(
+                sa.func.to_tsvector(sa.literal_column("'simple'"), sa.bindparam(f"fts_{cls}")),
+                sa.literal_column(f"'{cls}'"),
+            )
+            vector = part if vector is None else vector.op("||")(part)
+        return {"search": vector}
+
+    def params(self, flat: Flat) -> dict[str, Any]:
+        return {
+            f"fts_{cls}": " ".join(flat.text[f] for f in fields if flat.text[f])
+            for cls, fields in _PG_CLASSES.items()
+        }
+
+    def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        return None  # the vector is written with the row
+
+    def unindex(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
+        return None
+
+    def clear(self, conn: sa.Connection) -> None:
+        return None
+
+    @staticmethod
+    def expression(tq: TextQuery) -> str:
+        terms = [" <-> ".join(f"'{w}'" for w in p) for p in tq.phrases]
+        if tq.prefix:
+            terms[-1] += ":*"
+        return " & ".join(terms)
+
+    def _query(self, tq: TextQuery) -> sa.ColumnElement[Any]:
+        return sa.func.to_tsquery(sa.literal_column("'simple'"), sa.literal(self.expression(tq)))
+
+    def match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
+        if tq.impossible:
+            return sa.false()
+        return records.c.search.op("@@")(self._query(tq))
+
+    def ranked(
+        self, tq: TextQuery
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[float]]:
+        score = sa.func.ts_rank(records.c.search, self._query(tq), type_=sa.Float)
+        return records, self.match(tq), score
+
+
+def for_dialect(name: str) -> FullText:
+    return PgText() if name == "postgresql" else Fts5()

@@ -1,0 +1,255 @@
+"""Catalog tables, indexes and the schema version, for SQLite and PostgreSQL alike.
+
+One SQLAlchemy Core description serves both dialects; the few differences are variants:
+
+* Text that is compared, sorted or grouped uses ``COLLATE "C"`` on PostgreSQL, so ordering and
+  facet tie-breaks are byte order as on SQLite, whatever the database's locale, and a txid
+  prefix range (``id >= 'abc' AND id < 'abcg'``) is a plain B-tree range.
+* ``records.seq`` is an integer surrogate key: SQLite's FTS5 table is keyed by it (an
+  ``INTEGER PRIMARY KEY`` is the rowid, which VACUUM never renumbers, unlike an implicit
+  rowid) and child tables stay small. ``id`` (the txid) is UNIQUE NOT NULL: the record's key
+  for every reader. (A 64-char text key repeated in ``record_file_types`` would triple it.)
+* Full text: a contentless FTS5 table on SQLite, a ``tsvector`` column with a GIN index on
+  PostgreSQL (the column exists on SQLite too, always NULL, so there is one table shape).
+
+The catalog is derived data (rebuildable from the ledger): a schema change bumps
+``SCHEMA_VERSION`` and either adds a step to ``MIGRATIONS`` or tells the user to rebuild.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+#: Bump on any change to tables, indexes or what ``flatten.py`` produces.
+SCHEMA_VERSION = 1
+
+#: version -> step upgrading a catalog from that version to the next (none yet).
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+
+
+class CatalogSchemaError(RuntimeError):
+    """The catalog database has a schema this etdb cannot use."""
+
+
+Key = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+Int = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+metadata = sa.MetaData()
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", Key, nullable=False, unique=True),
+    sa.Column("publisher", Key, nullable=False),
+    # flattened (flatten.COLUMNS)
+    sa.Column("title", Key, nullable=False),
+    sa.Column("species", Key),
+    sa.Column("taxid", Int),
+    sa.Column("strain", Key),
+    sa.Column("scope", Key),
+    sa.Column("lab", Key),
+    sa.Column("institution", Key),
+    sa.Column("microscopist", Key),
+    sa.Column("tilt_axis", Int),
+    sa.Column("date", Int),
+    sa.Column("year", Int),
+    sa.Column("published", Int),
+    sa.Column("tilt_min", sa.Float),
+    sa.Column("tilt_max", sa.Float),
+    sa.Column("tilt_step", sa.Float),
+    sa.Column("defocus", sa.Float),
+    sa.Column("dosage", sa.Float),
+    sa.Column("magnification", sa.Float),
+    sa.Column("emdb", Key),
+    sa.Column("sid", Key),
+    sa.Column("location", sa.Text),
+    sa.Column("thumbnail", sa.Text),
+    sa.Column("total_bytes", Int, nullable=False),
+    sa.Column("file_types", sa.Text, nullable=False),  # comma-joined, for result rows
+    # the artifact: as first published, and the current one once edited (NULL = original)
+    sa.Column("original", sa.Text, nullable=False),
+    sa.Column("artifact", sa.Text),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("signature_valid", sa.Boolean, nullable=False),
+    # provenance
+    sa.Column("txids", sa.Text, nullable=False),  # JSON list, part 0 first
+    sa.Column("height", Int, nullable=False),
+    sa.Column("idx", Int, nullable=False),
+    sa.Column("block_hash", sa.Text, nullable=False),
+    sa.Column("block_time", Int, nullable=False),
+    sa.Column("updated_height", Int),  # of the newest edit applied
+    sa.Column("deactivated", sa.Boolean, nullable=False, default=False),
+    sa.Column("deactivated_by", sa.Text),
+    sa.Column("deactivated_height", Int),
+    sa.Column("search", sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")),
+)
+
+# Sort keys: (column, id) so that keyset pages are one index range in either direction.
+for _col in ("published", "date", "species", "microscopist"):
+    sa.Index(f"records_{_col}_id", records.c[_col], records.c.id)
+# Filters. tilt_axis (two values) is not worth an index; the other numeric ranges are, for
+# the selective ends ("tilt_min <= -65").
+for _col in ("taxid", "strain", "scope", "lab", "institution", "emdb"):
+    sa.Index(f"records_{_col}", records.c[_col])
+for _col in ("tilt_min", "tilt_max", "tilt_step", "defocus", "dosage"):
+    sa.Index(f"records_{_col}", records.c[_col])
+sa.Index("records_publisher_published", records.c.publisher, records.c.published)
+# Replay detection: one signature per publisher (find_signature).
+sa.Index("records_signature", records.c.publisher, records.c.signature, unique=True)
+sa.Index("records_height", records.c.height)
+sa.Index("records_deactivated_height", records.c.deactivated_height)
+sa.Index("records_search", records.c.search, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+record_file_types = sa.Table(
+    "record_file_types",
+    metadata,
+    sa.Column("record_seq", Int, primary_key=True),
+    sa.Column("subtype", Key, primary_key=True),
+)
+sa.Index("record_file_types_subtype", record_file_types.c.subtype, record_file_types.c.record_seq)
+
+# Txids of multipart parts other than part 0 (whose txid is the record id).
+record_txids = sa.Table(
+    "record_txids",
+    metadata,
+    sa.Column("txid", Key, primary_key=True),
+    sa.Column("record_seq", Int, nullable=False, index=True),
+)
+
+edits = sa.Table(
+    "edits",
+    metadata,
+    sa.Column("txid", Key, primary_key=True),
+    sa.Column("record_id", Key, nullable=False),
+    sa.Column("height", Int, nullable=False, index=True),
+    sa.Column("idx", Int, nullable=False),
+    sa.Column("block_hash", sa.Text, nullable=False),
+    sa.Column("time", Int, nullable=False),
+    sa.Column("timestamp", Int, nullable=False),
+    sa.Column("patch", sa.Text, nullable=False),  # JSON
+    sa.Column("artifact_after", sa.Text, nullable=False),  # JSON
+)
+sa.Index("edits_record", edits.c.record_id, edits.c.height, edits.c.idx)
+
+rejections = sa.Table(
+    "rejections",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("txid", Key, nullable=False),
+    sa.Column("height", Int, nullable=False),
+    sa.Column("idx", Int, nullable=False),
+    sa.Column("time", Int, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload_excerpt", sa.Text, nullable=False),
+)
+sa.Index("rejections_position", rejections.c.height, rejections.c.idx, rejections.c.seq)
+
+pending_parts = sa.Table(
+    "pending_parts",
+    metadata,
+    sa.Column("txid", Key, primary_key=True),
+    sa.Column("key", Key, nullable=False, index=True),
+    sa.Column("part", Int, nullable=False),
+    sa.Column("max_index", Int, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("height", Int, nullable=False, index=True),
+    sa.Column("idx", Int, nullable=False),
+    sa.Column("block_hash", sa.Text, nullable=False),
+    sa.Column("time", Int, nullable=False, index=True),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", Key, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Facet counts of the active (not deactivated) records, kept up to date by every write, so
+# the unfiltered browse page (facets over the whole catalog) is a lookup, not 11 scans.
+# Pseudo-facets: "_records" (count) and "_bytes" (sum of total_bytes), value "".
+facet_counts = sa.Table(
+    "facet_counts",
+    metadata,
+    sa.Column("facet", Key, primary_key=True),
+    sa.Column("value", Key, primary_key=True),
+    sa.Column("n", Int, nullable=False),
+)
+
+#: SQLite full text: contentless (``content=''``, FTS5 docs §4.4.4) so the words are not
+#: stored twice; deletes hand FTS5 the indexed words again (``fts.py``). The ``ascii``
+#: tokenizer is enough because ``flatten.words`` already normalised and split the text
+#: (non-ASCII code points are word characters for it). Prefix indexes make "chol*" a lookup.
+FTS5_DDL = (
+    "CREATE VIRTUAL TABLE records_fts USING fts5("
+    "title, species, strain, notes, microscopist, lab, institution, tags, files, sid, "
+    "content='', tokenize='ascii', prefix='2 3')"
+)
+
+#: Meta keys owned by the store (kept by ``clear()``).
+STORE_META = ("schema_version", "token_key")
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create the catalog in an empty database, or check (and migrate) an existing one."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes opening one new catalog: the second waits, then finds it made.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201534291)"))
+        if not sa.inspect(conn).has_table("meta"):
+            _create(conn)
+            return
+        found = conn.execute(
+            sa.select(meta.c.value).where(meta.c.key == "schema_version")
+        ).scalar_one_or_none()
+        version = _parse_version(found)
+        if version > SCHEMA_VERSION:
+            raise CatalogSchemaError(
+                f"catalog schema version {version} is newer than this etdb supports "
+                f"({SCHEMA_VERSION}): upgrade etdb, or point it at another catalog"
+            )
+        while version < SCHEMA_VERSION:
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise CatalogSchemaError(
+                    f"catalog schema version {version} cannot be migrated to {SCHEMA_VERSION}: "
+                    "rebuild the catalog (etdb index --rebuild, or delete the database)"
+                )
+            step(conn)
+            version += 1
+            _set_meta(conn, "schema_version", str(version))
+
+
+def _parse_version(found: str | None) -> int:
+    if found is None:
+        raise CatalogSchemaError(
+            "database has a meta table but no catalog schema_version: "
+            "not an etdb catalog (or a damaged one)"
+        )
+    try:
+        version = int(found)
+    except ValueError:
+        raise CatalogSchemaError(f"unknown catalog schema version {found!r}") from None
+    if version < 1:
+        raise CatalogSchemaError(f"unknown catalog schema version {found!r}")
+    return version
+
+
+def _create(conn: sa.Connection) -> None:
+    metadata.create_all(conn)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(FTS5_DDL)
+    _set_meta(conn, "schema_version", str(SCHEMA_VERSION))
+    # Key for keyset tokens (search.py): per catalog, so tokens survive restarts.
+    _set_meta(conn, "token_key", secrets.token_hex(32))
+
+
+def _set_meta(conn: sa.Connection, key: str, value: str) -> None:
+    conn.execute(sa.delete(meta).where(meta.c.key == key))
+    conn.execute(sa.insert(meta).values(key=key, value=value))

@@ -1,0 +1,234 @@
+"""SearchQuery -> SQL: validation, filters, sort with keyset pages, facet counts.
+
+Every value reaches SQL as a bound parameter; column names come from fixed tables here.
+
+Sorting puts NULLs last in both directions on both backends without ``NULLS LAST`` (which
+SQLite cannot serve from an index): a page walks the non-NULL part of the sort column first
+(``(col, id) > (:v, :id)``, a row-value range over the ``(col, id)`` index), then the NULL
+part ordered by id. The keyset token says which part it stopped in.
+
+Facets are "standard": each is counted under all of the query's filters (the counts describe
+the result set). Without any filter they come from ``facet_counts``, which every write keeps
+current; otherwise one statement materialises the matching rows once and groups them per
+facet (see ``facet_counts_sql``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from etdb.index.flatten import label
+from etdb.index.fts import FullText, TextQuery
+from etdb.index.query import FACETS, MAX_LIMIT, Range, SearchQuery
+from etdb.index.schema import record_file_types, records
+
+#: Values returned per facet (most frequent first).
+FACET_TOP = 50
+
+SORTS = {
+    "published": records.c.published,
+    "date": records.c.date,
+    "species": records.c.species,
+    "microscopist": records.c.microscopist,
+}
+_TEXT_FILTERS = ("publisher", "species", "strain", "scope", "lab", "institution", "microscopist")
+_RANGES = ("date", "published", "tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
+#: facet -> column (file_type is a join)
+FACET_COLUMNS = {
+    "publisher": records.c.publisher,
+    "species": records.c.species,
+    "taxid": records.c.taxid,
+    "strain": records.c.strain,
+    "scope": records.c.scope,
+    "lab": records.c.lab,
+    "institution": records.c.institution,
+    "microscopist": records.c.microscopist,
+    "tilt_axis": records.c.tilt_axis,
+    "year": records.c.year,
+}
+
+
+def validate(query: SearchQuery) -> None:
+    """Raise ValueError naming the offending field."""
+    if not isinstance(query.limit, int) or isinstance(query.limit, bool):
+        raise ValueError("limit: must be an integer")
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}, got {query.limit}")
+    if query.sort not in (*SORTS, "relevance"):
+        raise ValueError(f"sort: unknown sort {query.sort!r} (use relevance, {', '.join(SORTS)})")
+    if query.order not in ("asc", "desc"):
+        raise ValueError(f"order: must be 'asc' or 'desc', got {query.order!r}")
+    unknown = [f for f in query.facets if f not in FACETS]
+    if unknown:
+        raise ValueError(f"facets: unknown facet(s) {', '.join(map(repr, unknown))}")
+    for name in (*_TEXT_FILTERS, "file_type"):
+        if not all(isinstance(v, str) for v in getattr(query, name)):
+            raise ValueError(f"{name}: values must be strings")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in query.taxid):
+        raise ValueError("taxid: values must be integers")
+    if query.tilt_axis is not None and query.tilt_axis not in (1, 2):
+        raise ValueError(f"tilt_axis: must be 1 (single) or 2 (dual), got {query.tilt_axis!r}")
+    if query.emdb is not None and not isinstance(query.emdb, str):
+        raise ValueError("emdb: must be a string")
+    for name in _RANGES:
+        rng = getattr(query, name)
+        for end in (rng.lo, rng.hi):
+            if end is not None and (
+                isinstance(end, bool) or not isinstance(end, int | float) or not math.isfinite(end)
+            ):
+                raise ValueError(f"{name}: range ends must be finite numbers, got {end!r}")
+
+
+def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any]:
+    """WHERE terms for everything but the keyset (the text match is included)."""
+    where: list[Any] = []
+    if not query.include_deactivated:
+        where.append(records.c.deactivated == sa.false())
+    if tq is not None:
+        where.append(fts.match(tq))
+    for name in _TEXT_FILTERS:
+        values = getattr(query, name)
+        if values:
+            wanted = sorted({v for v in map(label, values) if v is not None})
+            where.append(records.c[name].in_(wanted) if wanted else sa.false())
+    if query.taxid:
+        where.append(records.c.taxid.in_(sorted(set(query.taxid))))
+    if query.tilt_axis is not None:
+        where.append(records.c.tilt_axis == query.tilt_axis)
+    if query.emdb is not None:
+        where.append(records.c.emdb == label(query.emdb))
+    for name in _RANGES:
+        rng: Range = getattr(query, name)
+        if rng.lo is not None:
+            where.append(records.c[name] >= rng.lo)
+        if rng.hi is not None:
+            where.append(records.c[name] <= rng.hi)
+    for subtype in sorted({label(v) or "" for v in query.file_type}):
+        has = sa.select(record_file_types.c.record_seq).where(
+            record_file_types.c.record_seq == records.c.seq,
+            record_file_types.c.subtype == subtype,
+        )
+        where.append(sa.exists(has))
+    return where
+
+
+def unfiltered(query: SearchQuery, tq: TextQuery | None) -> bool:
+    """True when ``facet_counts`` answers: active records, no text, no filter."""
+    if tq is not None or query.include_deactivated:
+        return False
+    if any(getattr(query, n) for n in (*_TEXT_FILTERS, "taxid", "file_type")):
+        return False
+    if query.tilt_axis is not None or query.emdb is not None:
+        return False
+    return all(getattr(query, n).is_open for n in _RANGES)
+
+
+# -- keyset tokens ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """Where a page ended: the last row's sort value and id; ``nulls`` = in the NULL part."""
+
+    value: Any
+    id: str
+    nulls: bool
+
+
+def _fingerprint(query: SearchQuery) -> str:
+    """What a token is bound to: the query minus paging and facets."""
+    fields = {
+        n: getattr(query, n)
+        for n in SearchQuery.__slots__  # type: ignore[attr-defined]
+        if n not in ("limit", "after", "facets")
+    }
+    text = json.dumps(fields, sort_keys=True, default=lambda r: [r.lo, r.hi])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_after(key: bytes, query: SearchQuery, ks: Keyset) -> str:
+    body = json.dumps(
+        {
+            "s": query.sort,
+            "o": query.order,
+            "q": _fingerprint(query),
+            "k": [ks.value, ks.id],
+            "n": int(ks.nulls),
+        },
+        separators=(",", ":"),
+    ).encode()
+    mac = hmac.new(key, body, hashlib.sha256).digest()[:12]
+    return _b64(body) + "." + _b64(mac)
+
+
+def decode_after(key: bytes, query: SearchQuery, token: str) -> Keyset:
+    """Check and decode ``after``; ValueError naming ``after`` for anything not ours."""
+    if not isinstance(token, str) or len(token) > 2000 or token.count(".") != 1:
+        raise ValueError("after: not a page token from this catalog")
+    body_s, mac_s = token.split(".")
+    try:
+        body, mac = _unb64(body_s), _unb64(mac_s)
+    except (binascii.Error, ValueError):
+        raise ValueError("after: not a page token from this catalog") from None
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()[:12]):
+        raise ValueError("after: page token was altered, or is from another catalog")
+    data = json.loads(body)
+    if data["s"] != query.sort or data["o"] != query.order:
+        raise ValueError(
+            f"after: page token is for sort={data['s']} {data['o']}, "
+            f"not sort={query.sort} {query.order}"
+        )
+    if data["q"] != _fingerprint(query):
+        raise ValueError("after: page token belongs to a different query (filters or q changed)")
+    value, last_id = data["k"]
+    return Keyset(value, last_id, bool(data["n"]))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# -- facets -----------------------------------------------------------------------------------
+
+
+def facet_statement(where: list[Any], names: tuple[str, ...]) -> sa.Select[Any]:
+    """Total and facet counts in one statement: ``hits`` is materialised once (both SQLite
+    >= 3.35 and PostgreSQL >= 12 honour MATERIALIZED), then grouped once per facet.
+
+    Rows: (facet, value, count); the facet ``""`` row carries the total.
+    """
+    cols = [records.c.seq, *(FACET_COLUMNS[n] for n in names if n in FACET_COLUMNS)]
+    hits = sa.select(*cols).where(*where).cte("hits").prefix_with("MATERIALIZED")
+    parts: list[sa.Select[Any]] = [
+        sa.select(sa.literal(""), sa.literal(None, sa.Text), sa.func.count()).select_from(hits)
+    ]
+    for name in names:
+        if name == "file_type":
+            value = record_file_types.c.subtype
+            src = hits.join(record_file_types, record_file_types.c.record_seq == hits.c.seq)
+        else:
+            value, src = hits.c[name], hits
+        n = sa.func.count()
+        group = (
+            sa.select(sa.literal(name), sa.cast(value, sa.Text), n)
+            .select_from(src)
+            .where(value.is_not(None))
+            .group_by(value)
+            .order_by(n.desc(), value)
+            .limit(FACET_TOP)
+        )
+        parts.append(sa.select(group.subquery()))
+    return sa.union_all(*parts)  # type: ignore[return-value]

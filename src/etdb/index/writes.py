@@ -1,0 +1,284 @@
+"""The write side, inside one transaction: buffered record inserts, edits, deactivations,
+rollback, and the incremental facet counts.
+
+Publishes and rejections are buffered and written with one multi-row statement per table
+when the transaction commits or before anything reads (``flush``): a ledger block of a
+thousand records is a handful of statements instead of thousands. Everything else flushes
+first and then writes directly, so statements always run in call order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from etdb.index.flatten import COLUMNS, Flat, flatten
+from etdb.index.fts import FullText
+from etdb.index.query import Rejection
+from etdb.index.schema import (
+    edits,
+    facet_counts,
+    pending_parts,
+    record_file_types,
+    record_txids,
+    records,
+    rejections,
+)
+from etdb.index.store import AppliedEdit, Deactivation, PublishedRecord
+
+_CHUNK = 500  # ids per IN list when a rollback touches many records
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def counts_of(flat: Flat, publisher: str) -> Iterable[tuple[tuple[str, str], int]]:
+    """What one active record adds to ``facet_counts``."""
+    yield ("_records", ""), 1
+    yield ("_bytes", ""), flat.columns["total_bytes"]
+    yield ("publisher", publisher), 1
+    for pair in flat.facet_values():
+        yield pair, 1
+
+
+class Writer:
+    """Writes of one transaction on ``conn``."""
+
+    def __init__(self, conn: sa.Connection, fts: FullText) -> None:
+        self.conn = conn
+        self.fts = fts
+        self._records: list[tuple[PublishedRecord, Flat]] = []
+        self._rejections: list[dict[str, Any]] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    # -- buffered ---------------------------------------------------------------------------
+
+    def add_record(self, record: PublishedRecord) -> None:
+        flat = flatten(record.artifact)
+        self._records.append((record, flat))
+        self._count(flat, record.publisher, +1)
+
+    def add_rejection(self, r: Rejection) -> None:
+        self._rejections.append(
+            {
+                "txid": r.txid,
+                "height": r.height,
+                "idx": r.index,
+                "time": r.time,
+                "kind": r.kind,
+                "reason": r.reason,
+                "payload_excerpt": r.payload_excerpt,
+            }
+        )
+
+    def flush(self) -> None:
+        if self._records:
+            self._insert_records(self._records)
+            self._records = []
+        if self._rejections:
+            self.conn.execute(sa.insert(rejections), self._rejections)
+            self._rejections = []
+        if self._counts:
+            self._write_counts()
+
+    def _count(self, flat: Flat, publisher: str, sign: int) -> None:
+        for key, n in counts_of(flat, publisher):
+            self._counts[key] += sign * n
+
+    def _insert_records(self, batch: list[tuple[PublishedRecord, Flat]]) -> None:
+        rows = []
+        for rec, flat in batch:
+            pos = rec.position
+            rows.append(
+                {
+                    "id": rec.id,
+                    "publisher": rec.publisher,
+                    **flat.columns,
+                    "original": dumps(rec.artifact),
+                    "artifact": None,
+                    "signature": rec.signature,
+                    "signature_valid": rec.signature_valid,
+                    "txids": dumps(list(rec.txids) or [rec.id]),
+                    "height": pos.height,
+                    "idx": pos.index,
+                    "block_hash": pos.block_hash,
+                    "block_time": pos.time,
+                    "updated_height": None,
+                    "deactivated": False,
+                    "deactivated_by": None,
+                    "deactivated_height": None,
+                    **self.fts.params(flat),
+                }
+            )
+        stmt = (
+            sa.insert(records)
+            .values(**self.fts.record_values())
+            .returning(records.c.seq, sort_by_parameter_order=True)
+        )
+        seqs = list(self.conn.execute(stmt, rows).scalars())
+        indexed = [(seq, flat) for seq, (_, flat) in zip(seqs, batch, strict=True)]
+        self._insert_children(indexed)
+        extra = [
+            {"txid": txid, "record_seq": seq}
+            for seq, (rec, _) in zip(seqs, batch, strict=True)
+            for txid in dict.fromkeys(rec.txids)
+            if txid != rec.id
+        ]
+        if extra:
+            self.conn.execute(sa.insert(record_txids), extra)
+
+    def _insert_children(self, indexed: list[tuple[int, Flat]]) -> None:
+        types = [{"record_seq": s, "subtype": t} for s, f in indexed for t in f.file_types]
+        if types:
+            self.conn.execute(sa.insert(record_file_types), types)
+        self.fts.index(self.conn, indexed)
+
+    def _write_counts(self) -> None:
+        rows = [{"facet": f, "value": v, "n": n} for (f, v), n in self._counts.items() if n]
+        self._counts.clear()
+        if not rows:
+            return
+        insert = (postgresql if self.conn.dialect.name == "postgresql" else sqlite).insert
+        stmt = insert(facet_counts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[facet_counts.c.facet, facet_counts.c.value],
+            set_={"n": facet_counts.c.n + stmt.excluded.n},
+        )
+        self.conn.execute(stmt, rows)
+
+    # -- direct -----------------------------------------------------------------------------
+
+    def apply_edit(self, edit: AppliedEdit) -> None:
+        self.flush()
+        row = self._row(records.c.id == edit.record_id)
+        if row is None:
+            raise LookupError(f"apply_edit: no record {edit.record_id}")
+        pos = edit.position
+        self.conn.execute(
+            sa.insert(edits).values(
+                txid=edit.txid,
+                record_id=edit.record_id,
+                height=pos.height,
+                idx=pos.index,
+                block_hash=pos.block_hash,
+                time=pos.time,
+                timestamp=edit.timestamp,
+                patch=dumps(edit.patch),
+                artifact_after=dumps(edit.artifact_after),
+            )
+        )
+        self._refresh(row, dumps(edit.artifact_after), pos.height)
+
+    def deactivate(self, d: Deactivation) -> None:
+        self.flush()
+        row = self._row(records.c.id == d.record_id)
+        if row is None:
+            raise LookupError(f"deactivate: no record {d.record_id}")
+        if not row.deactivated:
+            self._count(flatten(current_artifact(row)), row.publisher, -1)
+        self.conn.execute(
+            sa.update(records)
+            .where(records.c.seq == row.seq)
+            .values(deactivated=True, deactivated_by=d.txid, deactivated_height=d.position.height)
+        )
+
+    def rollback(self, height: int) -> None:
+        self.flush()
+        conn = self.conn
+        gone = self._rows(records.c.height >= height)
+        for chunk in _chunks(gone):
+            seqs = [r.seq for r in chunk]
+            flats = [(r.seq, flatten(current_artifact(r))) for r in chunk]
+            self.fts.unindex(conn, flats)
+            for r, (_, flat) in zip(chunk, flats, strict=True):
+                if not r.deactivated:
+                    self._count(flat, r.publisher, -1)
+            conn.execute(
+                sa.delete(record_file_types).where(record_file_types.c.record_seq.in_(seqs))
+            )
+            conn.execute(sa.delete(record_txids).where(record_txids.c.record_seq.in_(seqs)))
+            conn.execute(sa.delete(edits).where(edits.c.record_id.in_([r.id for r in chunk])))
+            conn.execute(sa.delete(records).where(records.c.seq.in_(seqs)))
+        # Edits above the fork: back to the newest remaining edit, or the original.
+        edited = (
+            conn.execute(sa.select(edits.c.record_id).where(edits.c.height >= height).distinct())
+            .scalars()
+            .all()
+        )
+        conn.execute(sa.delete(edits).where(edits.c.height >= height))
+        for record_id in edited:
+            row = self._row(records.c.id == record_id)
+            if row is None:
+                continue
+            last = conn.execute(
+                sa.select(edits.c.artifact_after, edits.c.height)
+                .where(edits.c.record_id == record_id)
+                .order_by(edits.c.height.desc(), edits.c.idx.desc())
+                .limit(1)
+            ).first()
+            self._refresh(row, last.artifact_after if last else None, last.height if last else None)
+        for row in self._rows(records.c.deactivated_height >= height):
+            self._count(flatten(current_artifact(row)), row.publisher, +1)
+        conn.execute(
+            sa.update(records)
+            .where(records.c.deactivated_height >= height)
+            .values(deactivated=False, deactivated_by=None, deactivated_height=None)
+        )
+        conn.execute(sa.delete(rejections).where(rejections.c.height >= height))
+        conn.execute(sa.delete(pending_parts).where(pending_parts.c.height >= height))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _row(self, where: Any) -> Any:
+        return self.conn.execute(sa.select(*_STATE).where(where)).first()
+
+    def _rows(self, where: Any) -> Sequence[Any]:
+        return self.conn.execute(sa.select(*_STATE).where(where).order_by(records.c.seq)).all()
+
+    def _refresh(self, row: Any, artifact: str | None, updated_height: int | None) -> None:
+        """Make ``artifact`` (JSON; None = the original) current and re-flatten the record."""
+        old = flatten(current_artifact(row))
+        new = flatten(json.loads(artifact if artifact is not None else row.original))
+        if not row.deactivated:
+            self._count(old, row.publisher, -1)
+            self._count(new, row.publisher, +1)
+        self.fts.unindex(self.conn, [(row.seq, old)])
+        self.conn.execute(
+            sa.update(records).where(records.c.seq == row.seq).values(**self.fts.record_values()),
+            {
+                **new.columns,
+                "artifact": artifact,
+                "updated_height": updated_height,
+                **self.fts.params(new),
+            },
+        )
+        self.conn.execute(
+            sa.delete(record_file_types).where(record_file_types.c.record_seq == row.seq)
+        )
+        self._insert_children([(row.seq, new)])
+
+
+_STATE = (
+    records.c.seq,
+    records.c.id,
+    records.c.publisher,
+    records.c.original,
+    records.c.artifact,
+    records.c.deactivated,
+)
+assert set(COLUMNS) <= set(records.c.keys())
+
+
+def current_artifact(row: Any) -> dict[str, Any]:
+    return json.loads(row.artifact if row.artifact is not None else row.original)
+
+
+def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(rows), _CHUNK):
+        yield rows[i : i + _CHUNK]
