@@ -1,0 +1,141 @@
+"""The web application: the JSON API, the oipd-compatible API, docs, and later parts.
+
+:func:`create_app` builds one FastAPI app from named *parts*. A part is ``"module:attr"``
+where ``attr`` is an ``APIRouter`` (included as is) or a callable taking the app (for mounts
+and handlers); parts whose module does not exist yet are skipped, so the portal (``/``) and
+the IPFS gateway (``/ipfs/...``) plug in by providing their module. Order matters: the portal's
+catch-all routes come last. Every part finds the catalog and settings in
+``request.app.state.etdb`` (:class:`etdb.api.context.AppContext`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+
+from etdb import __version__
+from etdb.api.context import DEFAULT_EXPORT_ROWS, DEFAULT_MAX_AGE, AppContext
+from etdb.api.errors import HANDLERS
+from etdb.config import Settings
+from etdb.index.query import CatalogReader
+from etdb.ledger import Ledger
+
+OPENAPI_URL = "/api/openapi.json"
+
+#: name -> "module:attr". Later parts: provide the module (or add a line here).
+PARTS: dict[str, str] = {
+    "v1": "etdb.api.v1:router",
+    "compat": "etdb.api.compat:router",
+    "docs": "etdb.api.docs:install",
+    "gateway": "etdb.web.gateway:install",  # /ipfs/<cid>/<path>
+    "portal": "etdb.web:install",  # / (catch-all: keep last)
+}
+DEFAULT_PARTS: tuple[str, ...] = tuple(PARTS)
+
+DESCRIPTION = """\
+Search and read the etdb catalog: electron-tomography records published on a public ledger,
+their files stored by content address (IPFS CIDs).
+
+* `/api/v1/...` is the API; every answer is JSON (search results also as CSV and NDJSON).
+* `/api/v2/...` answers the calls of the original ETDB front-end (oipd / oip-js) in their shape.
+* Errors: `{"error": {"parameter": ..., "message": ...}}` with status 400 (bad parameter,
+  named), 404, 409 (ambiguous id prefix, with `candidates`).
+* Caching: `ETag` (the indexed ledger height) and a short `max-age`; CORS is open for `GET`.
+"""
+
+
+def create_app(
+    catalog: CatalogReader,
+    *,
+    settings: Settings,
+    ledger: Ledger | None = None,
+    parts: Sequence[str] = DEFAULT_PARTS,
+    max_age: int = DEFAULT_MAX_AGE,
+    export_rows: int = DEFAULT_EXPORT_ROWS,
+) -> FastAPI:
+    """The app over ``catalog``; ``ledger`` (optional) lets ``/api/v1/status`` show the tip."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown app part(s) {unknown} (known: {', '.join(PARTS)})")
+    app = FastAPI(
+        title="etdb",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # docs.py serves them without a CDN
+        redoc_url=None,
+        exception_handlers=HANDLERS,
+    )
+    app.state.etdb = AppContext(
+        catalog=catalog,
+        settings=settings,
+        ledger=ledger,
+        max_age=max_age,
+        export_rows=export_rows,
+    )
+    for name in parts:
+        target = _load(PARTS[name])
+        if isinstance(target, APIRouter):
+            app.include_router(target)
+        elif callable(target):
+            target(app)
+    # Third-party front-ends are a stated use case: any origin may read (never write).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated"],
+        max_age=3600,
+    )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
+    return app
+
+
+def _load(target: str) -> APIRouter | Callable[[FastAPI], None] | None:
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only "this part is not built yet" is tolerated; a missing dependency inside the
+        # module is a real error.
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, attr, None)
+
+
+def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents a 422 with its own body on every route; we answer 400 with ours."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        error_schema = (
+            {"$ref": "#/components/schemas/ErrorBody"}
+            if "ErrorBody" in components
+            else {"type": "object", "properties": {"error": {"type": "object"}}}
+        )
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                responses = op.get("responses", {})
+                if responses.pop("422", None) is not None and "400" not in responses:
+                    responses["400"] = {
+                        "description": "A parameter is invalid (it is named).",
+                        "content": {"application/json": {"schema": error_schema}},
+                    }
+        app.openapi_schema = schema
+        return schema
+
+    return openapi

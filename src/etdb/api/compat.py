@@ -1,0 +1,206 @@
+"""``/api/v2``: the oipd endpoints the 2018-2019 ETDB front-end (etdb-react + oip-js) called.
+
+Shapes follow the reference (§5): a list is ``{total, count, pages, results: [{oip042:
+{artifact: {...}}, txid, publisher}]}``; ``artifact/get?id=`` answers the bare object with
+``publisherName`` where known; the summary is ``{total, species, publishers: {addr: n}}`` with
+``species`` a count, as etdb-react's home page displays it.
+
+oipd quirks kept: ``*`` means any and ``-`` means empty for ``t``/``st``/``pub``; ``results=0``
+(and ``*``, which oip-js sends for "everything") mean no page size; ``page`` counts from 1;
+only active, non-deactivated records; newest first. Unknown parameters are ignored, as oipd
+did (v1 refuses them). Differences: "no page size" is bounded by
+:data:`WINDOW` (oipd's Elasticsearch refused ``from + size > 10000`` the same way, with a 400),
+and the list is streamed, so a client loading all ~11,000 ETDB records does not make the
+server hold one 30 MB document. The catalog indexes Research-Tomogram records only, so
+``t``/``st`` other than ``research``/``tomogram`` (or ``*``) match nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from etdb.api.context import AppContext, cache_headers, cached, context, etag, not_modified
+from etdb.api.errors import ApiError, BadParameter
+from etdb.api.models import ErrorBody
+from etdb.api.params import text
+from etdb.api.v1 import lookup
+from etdb.index.query import MAX_LIMIT, RecordDetail, SearchQuery
+
+router = APIRouter(prefix="/api/v2", tags=["v2 (oipd compatibility)"])
+
+#: The most rows ``page`` and ``results`` may reach together (the whole ETDB is ~11,300).
+WINDOW = 20_000
+TYPE, SUBTYPE = "research", "tomogram"
+_COMPACT = (",", ":")
+
+Context = Annotated[AppContext, Depends(context)]
+
+
+class Oip042(BaseModel):
+    artifact: dict[str, Any]
+
+
+class CompatArtifact(BaseModel):
+    oip042: Oip042
+    txid: str
+    publisher: str
+    publisherName: str | None = None
+
+
+class CompatPage(BaseModel):
+    total: int
+    count: int
+    pages: int
+    results: list[CompatArtifact]
+
+
+class CompatSummary(BaseModel):
+    total: int
+    species: int
+    publishers: dict[str, int]
+
+
+def _matches(value: str, wanted: str) -> bool:
+    """oipd's filter values: ``*`` any, ``-`` the empty string, else exact (case-insensitive)."""
+    if value == "*":
+        return True
+    return (value if value != "-" else "").lower() == wanted
+
+
+def _page_size(results: str) -> int:
+    if results in ("*", "0", ""):
+        return 0
+    if not results.isdigit():
+        raise BadParameter("results", "must be a number, 0 or * (no page size)")
+    return int(results[:9])  # nine digits already exceed WINDOW; no huge-int parsing
+
+
+def _page_number(page: str) -> int:
+    if not page.isdigit() or int(page[:9]) < 1:
+        raise BadParameter("page", "must be a page number counting from 1")
+    return int(page[:9])
+
+
+def compat_artifact(detail: RecordDetail, name: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "oip042": {"artifact": detail.artifact},
+        "txid": detail.summary.id,
+        "publisher": detail.summary.publisher,
+    }
+    if name:
+        out["publisherName"] = name
+    return out
+
+
+@router.get(
+    "/artifact/get/type",
+    summary="oipd GetByType",
+    response_model=CompatPage,
+    responses={400: {"model": ErrorBody}},
+)
+def get_by_type(
+    request: Request,
+    ctx: Context,
+    t: Annotated[str, Query(max_length=100, description="type; * any, - empty")] = "*",
+    st: Annotated[str, Query(max_length=100, description="subtype; * any, - empty")] = "*",
+    results: Annotated[
+        str, Query(max_length=20, description="page size; 0 or * for all (bounded)")
+    ] = "0",
+    page: Annotated[str, Query(max_length=20, description="page number from 1")] = "1",
+    pub: Annotated[str, Query(max_length=200, description="publisher address; * any")] = "*",
+) -> Response:
+    size, number = _page_size(results), _page_number(page)
+    offset = (number - 1) * size
+    if offset + (size or 1) > WINDOW:
+        raise BadParameter("page", f"page * results must not exceed {WINDOW}")
+    publishers = () if pub in ("*", "") else (text("pub", "" if pub == "-" else pub),)
+    query = SearchQuery(publisher=publishers, sort="published", order="desc", limit=1)
+    wanted = _matches(t, TYPE) and _matches(st, SUBTYPE)
+
+    tag = etag(ctx)
+    headers = cache_headers(ctx, tag)
+    if not_modified(request, tag):
+        return Response(status_code=304, headers=headers)
+    total = ctx.catalog.search(query).total if wanted else 0
+    window = (size or WINDOW) if wanted else 0
+    count = max(0, min(total - offset, window))
+    pages = 1 if size == 0 else math.ceil(total / size)
+    head = json.dumps({"total": total, "count": count, "pages": pages}, separators=_COMPACT)[:-1]
+    body = _stream(ctx, query, head, offset, count)
+    return StreamingResponse(body, media_type="application/json", headers=headers)
+
+
+def _stream(ctx: AppContext, query: SearchQuery, head: str, skip: int, count: int) -> Iterator[str]:
+    yield head + ',"results":['
+    first = True
+    for record_id in _ids(ctx, query, skip, count):
+        detail = ctx.catalog.get(record_id)
+        if detail is None:  # rolled back by a reorg since the page was read: leave it out
+            continue
+        item = json.dumps(compat_artifact(detail), ensure_ascii=False, separators=_COMPACT)
+        yield ("" if first else ",") + item
+        first = False
+    yield "]}"
+
+
+def _ids(ctx: AppContext, query: SearchQuery, skip: int, count: int) -> Iterator[str]:
+    """Ids of the ``count`` records after the first ``skip``, walking keyset pages."""
+    after: str | None = None
+    while count > 0:
+        page = ctx.catalog.search(replace(query, after=after, limit=min(MAX_LIMIT, skip + count)))
+        items = page.items[skip:]
+        skip = max(0, skip - len(page.items))
+        for summary in items[:count]:
+            yield summary.id
+        count -= min(len(items), count)
+        if page.next is None:
+            return
+        after = page.next
+
+
+@router.get(
+    "/artifact/get",
+    summary="oipd GetById",
+    response_model=CompatArtifact,
+    responses={
+        400: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+    },
+)
+def get_by_id(
+    request: Request,
+    ctx: Context,
+    id: Annotated[str, Query(description="txid or a prefix of >= 6 hex characters")],
+) -> Response:
+    def build() -> dict[str, Any]:
+        detail = lookup(ctx, "id", id)
+        if detail.summary.deactivated or detail.provenance.deactivated:
+            raise ApiError(
+                404, f"record {detail.summary.id} was deactivated by its publisher", "id"
+            )
+        names = {p.address: p.name for p in ctx.catalog.publishers() if p.name}
+        return compat_artifact(detail, names.get(detail.summary.publisher))
+
+    return cached(request, ctx, build)
+
+
+@router.get(
+    "/research/tomogram/summary",
+    summary="etdb-react home-page counts",
+    response_model=CompatSummary,
+)
+def tomogram_summary(request: Request, ctx: Context) -> Response:
+    def build() -> dict[str, Any]:
+        s = ctx.catalog.summary()
+        return {"total": s.records, "species": len(s.species), "publishers": dict(s.publishers)}
+
+    return cached(request, ctx, build)

@@ -1,0 +1,243 @@
+"""What the v1 API answers: JSON views of the catalog's types, and their OpenAPI schemas.
+
+Routes build plain dicts with the ``*_json`` functions (fast: no model validation per request)
+and declare the pydantic models below as their documented responses; the schemathesis suite
+checks that the two agree. Times are unix seconds (UTC), as on the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from etdb.index.query import (
+    FacetValue,
+    IndexStatus,
+    Provenance,
+    PublisherInfo,
+    RecordDetail,
+    RecordSummary,
+    Rejection,
+    Summary,
+)
+
+# -- schemas (documentation) -----------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    parameter: str | None = Field(description="The query or path parameter at fault, if any.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class RecordOut(BaseModel):
+    """One search hit."""
+
+    id: str = Field(description="txid of the publish (part 0's for a multipart record)")
+    publisher: str
+    title: str
+    species: str | None
+    strain: str | None
+    microscopist: str | None
+    lab: str | None
+    institution: str | None
+    scope: str | None
+    date: int | None = Field(description="acquisition date, unix seconds")
+    published: int | None = Field(description="artifact timestamp, unix seconds")
+    sid: str | None
+    location: str | None = Field(description="storage.location (an IPFS directory CID)")
+    thumbnail: str | None = Field(description="thumbnail file name, relative to location")
+    file_types: list[str]
+    total_bytes: int
+    deactivated: bool
+
+
+class FacetOut(BaseModel):
+    value: str
+    count: int
+
+
+class PageLinks(BaseModel):
+    self: str
+    next: str | None
+
+
+class RecordPage(BaseModel):
+    items: list[RecordOut]
+    total: int = Field(description="records matching the query, over all pages")
+    facets: dict[str, list[FacetOut]]
+    next: str | None = Field(description="pass as `after` for the next page; null at the end")
+    links: PageLinks
+
+
+class ProvenanceOut(BaseModel):
+    publisher: str
+    txids: list[str] = Field(description="every transaction that carried the publish")
+    block_height: int
+    block_hash: str
+    block_time: int
+    signature_valid: bool
+    edits: list[dict[str, Any]] = Field(description="{txid, height, time, timestamp, patch}")
+    deactivated: bool
+    deactivated_by: str | None
+
+
+class RecordLinks(BaseModel):
+    self: str
+    files: str | None = Field(description="the record's folder on this server's gateway")
+
+
+class RecordDetailOut(BaseModel):
+    summary: RecordOut
+    artifact: dict[str, Any] = Field(description="the current artifact (after edits), wire form")
+    original: dict[str, Any] = Field(description="the artifact as first published")
+    provenance: ProvenanceOut
+    links: RecordLinks
+
+
+class PublisherOut(BaseModel):
+    address: str
+    name: str | None
+    records: int
+    first_published: int | None
+    last_published: int | None
+
+
+class PublisherList(BaseModel):
+    items: list[PublisherOut]
+
+
+class SummaryOut(BaseModel):
+    records: int
+    species: dict[str, int]
+    publishers: dict[str, int]
+    total_bytes: int
+
+
+class StatusOut(BaseModel):
+    ledger_url: str = Field(description="the ledger URL, without any password")
+    ledger_tip: int | None = Field(description="null when the ledger cannot be reached")
+    indexed_height: int
+    lag: int | None
+    records: int
+    rejected: int | None = Field(description="null if the catalog cannot count them")
+    pending_multiparts: int
+    indexer: str = Field(description='"running", "off" (serve --no-index), "failed: <why>"...')
+
+
+class RejectionOut(BaseModel):
+    txid: str
+    height: int
+    index: int
+    time: int
+    kind: str
+    reason: str
+    payload_excerpt: str
+
+
+class RejectionPage(BaseModel):
+    items: list[RejectionOut]
+    next: str | None
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+def summary_json(s: RecordSummary) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "publisher": s.publisher,
+        "title": s.title,
+        "species": s.species,
+        "strain": s.strain,
+        "microscopist": s.microscopist,
+        "lab": s.lab,
+        "institution": s.institution,
+        "scope": s.scope,
+        "date": s.date,
+        "published": s.published,
+        "sid": s.sid,
+        "location": s.location,
+        "thumbnail": s.thumbnail,
+        "file_types": list(s.file_types),
+        "total_bytes": s.total_bytes,
+        "deactivated": s.deactivated,
+    }
+
+
+def facets_json(facets: dict[str, list[FacetValue]]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [{"value": v.value, "count": v.count} for v in values]
+        for name, values in facets.items()
+    }
+
+
+def provenance_json(publisher: str, p: Provenance) -> dict[str, Any]:
+    return {
+        "publisher": publisher,
+        "txids": list(p.txids),
+        "block_height": p.block_height,
+        "block_hash": p.block_hash,
+        "block_time": p.block_time,
+        "signature_valid": p.signature_valid,
+        "edits": [dict(e) for e in p.edits],
+        "deactivated": p.deactivated,
+        "deactivated_by": p.deactivated_by,
+    }
+
+
+def detail_json(d: RecordDetail, links: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "summary": summary_json(d.summary),
+        "artifact": d.artifact,
+        "original": d.original,
+        "provenance": provenance_json(d.summary.publisher, d.provenance),
+        "links": links,
+    }
+
+
+def publisher_json(p: PublisherInfo) -> dict[str, Any]:
+    return {
+        "address": p.address,
+        "name": p.name,
+        "records": p.records,
+        "first_published": p.first_published,
+        "last_published": p.last_published,
+    }
+
+
+def catalog_summary_json(s: Summary) -> dict[str, Any]:
+    return {
+        "records": s.records,
+        "species": dict(s.species),
+        "publishers": dict(s.publishers),
+        "total_bytes": s.total_bytes,
+    }
+
+
+def status_json(s: IndexStatus) -> dict[str, Any]:
+    return {
+        "ledger_url": s.ledger_url,
+        "ledger_tip": s.ledger_tip,
+        "indexed_height": s.indexed_height,
+        "lag": s.lag,
+        "records": s.records,
+        "rejected": s.rejected,
+        "pending_multiparts": s.pending_multiparts,
+    }
+
+
+def rejection_json(r: Rejection) -> dict[str, Any]:
+    return {
+        "txid": r.txid,
+        "height": r.height,
+        "index": r.index,
+        "time": r.time,
+        "kind": r.kind,
+        "reason": r.reason,
+        "payload_excerpt": r.payload_excerpt,
+    }

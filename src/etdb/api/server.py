@@ -1,0 +1,179 @@
+"""``etdb serve``: the catalog, the indexer following the ledger, and the web app, in one process.
+
+The indexer runs in a background thread with its own catalog and ledger handles (the API's
+reader threads never share a connection with the writer). uvicorn runs the app in the calling
+thread. SIGINT/SIGTERM (or ``stop``) make uvicorn finish the requests in flight; then the
+indexer is told to stop, which it does after its current commit (a transaction is never cut),
+and everything is closed. A signal ends the process with status 0: it is the normal way to
+stop a server, not an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from etdb.api.app import create_app
+from etdb.config import Settings
+from etdb.ledger import Ledger, LedgerError, open_ledger
+
+log = logging.getLogger("etdb.serve")
+
+#: How long shutdown waits for the indexer to finish its current commit.
+STOP_TIMEOUT = 30.0
+POLL_INTERVAL = 2.0
+
+
+class _StopIndexing(Exception):
+    """Raised from the indexer's progress callback (after a commit) to end a long run early."""
+
+
+class IndexerThread(threading.Thread):
+    """Runs ``Indexer.follow_forever`` until :meth:`stop`; ``state`` is shown by /status."""
+
+    def __init__(self, settings: Settings, catalog_url: str, ledger_url: str, poll: float):
+        super().__init__(name="etdb-indexer", daemon=True)
+        self.settings, self.catalog_url, self.ledger_url = settings, catalog_url, ledger_url
+        self.poll = poll
+        self.stop_event = threading.Event()
+        self.state = "starting"
+
+    def run(self) -> None:
+        from etdb.index.catalog import open_catalog
+        from etdb.index.indexer import Indexer
+
+        def check_stop(_report: Any) -> None:
+            # Called after each commit: stopping here never cuts a transaction, and a first
+            # sync of a long ledger does not hold shutdown until it has caught up.
+            if self.stop_event.is_set():
+                raise _StopIndexing
+
+        ledger = store = None
+        try:
+            ledger = open_ledger(self.ledger_url, self.settings.home)
+            store = open_catalog(self.catalog_url)
+            indexer = Indexer(
+                ledger,
+                store,
+                publishers=self.settings.publisher_allow_list,
+                multipart_expiry=int(self.settings.multipart_expiry),
+            )
+            self.state = "running"
+            indexer.follow_forever(self.poll, self.stop_event, progress=check_stop)
+            self.state = "stopped"
+        except _StopIndexing:
+            self.state = "stopped"
+        except Exception as exc:  # the API keeps serving what is indexed; say why it is stale
+            log.exception("indexer stopped")
+            self.state = f"failed: {exc}"
+        finally:
+            for handle in (store, ledger):
+                if handle is not None:
+                    handle.close()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        self.stop_event.set()
+        self.join(timeout)
+        if self.is_alive():
+            log.warning("indexer still busy after %.0f s; leaving its transaction open", timeout)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: a ``ready`` event, an external ``stop`` event, exit status 0 on signals."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        ready: threading.Event | None,
+        stop: threading.Event | None,
+    ) -> None:
+        super().__init__(config)
+        self.ready, self.stop = ready, stop
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.ready is not None and self.started:
+            self.ready.set()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after a graceful shutdown (so the process dies of it);
+        # for a server, SIGTERM/Ctrl-C is the normal way to stop: finish with status 0.
+        self._captured_signals.clear()
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, plus the ``etdb`` loggers (the indexer's warnings) on stderr."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["etdb"] = {"handlers": ["default"], "level": level.upper()}
+    return config
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    catalog_url: str | None = None,
+    ledger_url: str | None = None,
+    index: bool = True,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    access_log: bool = False,
+    log_level: str = "info",
+    poll_interval: float = POLL_INTERVAL,
+    on_listen: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the app until a signal or ``stop``; ``ready`` is set once it accepts connections.
+
+    Raises :class:`etdb.ledger.LedgerError` or the catalog's errors if either cannot be opened.
+    """
+    from etdb.index.catalog import open_catalog
+
+    catalog_url = catalog_url or settings.catalog_url
+    ledger_url = ledger_url or settings.ledger
+    catalog = open_catalog(catalog_url)
+    ledger: Ledger | None = None
+    indexer: IndexerThread | None = None
+    try:
+        try:
+            ledger = open_ledger(ledger_url, settings.home)
+        except LedgerError as exc:
+            if index:
+                raise
+            log.warning("ledger unavailable (status will not show its tip): %s", exc)
+        if index:
+            indexer = IndexerThread(settings, catalog_url, ledger_url, poll_interval)
+        app = create_app(catalog, settings=settings, ledger=ledger)
+        app.state.etdb.indexer_state = (lambda: indexer.state) if indexer else (lambda: "off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level=log_level,
+            log_config=log_config(log_level),
+            proxy_headers=False,  # loopback by default; put a proxy in front deliberately
+            timeout_graceful_shutdown=10,
+        )
+        if indexer is not None:
+            indexer.start()
+        if on_listen is not None:
+            on_listen(f"http://{host}:{port}/")
+        _Server(config, ready, stop).run()
+    finally:
+        if indexer is not None:
+            indexer.stop()
+        if ledger is not None:
+            ledger.close()
+        catalog.close()

@@ -1,0 +1,67 @@
+"""`etdb serve`: the web API (and, as they land, the portal and gateway) over the catalog,
+with the indexer following the ledger in the background.
+
+Listens on the ``host``/``port`` settings (127.0.0.1:8780 by default: exposing it to a network
+is a deliberate ``--host 0.0.0.0``). Ctrl-C or SIGTERM stops it cleanly (exit status 0).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from etdb.commands._common import console, fail, settings
+
+HOST_OPTION = typer.Option(None, "--host", help="Address to listen on (setting `host`).")
+PORT_OPTION = typer.Option(None, "--port", help="Port to listen on (setting `port`).")
+NO_INDEX_OPTION = typer.Option(
+    False, "--no-index", help="Serve the catalog as it is; do not follow the ledger."
+)
+CATALOG_OPTION = typer.Option(
+    None, "--catalog", metavar="URL", help="Catalog database URL (setting `catalog`)."
+)
+LEDGER_OPTION = typer.Option(None, "--ledger", metavar="URL", help="Ledger URL (setting `ledger`).")
+ACCESS_LOG_OPTION = typer.Option(False, "--access-log", help="Log every request.")
+
+
+def serve_command(
+    host: str | None = HOST_OPTION,
+    port: int | None = PORT_OPTION,
+    no_index: bool = NO_INDEX_OPTION,
+    catalog: str | None = CATALOG_OPTION,
+    ledger: str | None = LEDGER_OPTION,
+    access_log: bool = ACCESS_LOG_OPTION,
+) -> None:
+    """Serve the API (docs at /api/docs) and keep the catalog current with the ledger."""
+    from etdb.api.server import serve
+    from etdb.ledger import LedgerError
+
+    s = settings()
+    if port is None:
+        try:
+            port = int(s.port)
+        except ValueError:
+            fail(f"the port setting {s.port!r} is not a number")
+    if not 0 <= port <= 65535:
+        fail(f"port {port} is out of range (0-65535)")
+
+    def announce(url: str) -> None:
+        what = "serving" if no_index else "indexing and serving"
+        console.print(f"etdb: {what} on {url} (API docs: {url}api/docs; Ctrl-C stops)")
+
+    try:
+        serve(
+            s,
+            host=host or s.host,
+            port=port,
+            catalog_url=catalog,
+            ledger_url=ledger,
+            index=not no_index,
+            access_log=access_log,
+            on_listen=announce,
+        )
+    except (LedgerError, ValueError, OSError) as exc:
+        fail(str(exc) or type(exc).__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
