@@ -16,6 +16,7 @@ writes. Tables: ``schema.py``; full text: ``fts.py``; queries: ``search.py``; wr
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from etdb.index import reads
+from etdb.index.flatten import clean
 from etdb.index.fts import FullText, for_dialect
 from etdb.index.query import (
     PublisherInfo,
@@ -259,7 +261,7 @@ class SqlCatalog:
         with self._reading() as conn:
             return conn.execute(
                 sa.select(records.c.id).where(
-                    records.c.publisher == publisher, records.c.signature == signature
+                    records.c.publisher == publisher, records.c.signature == clean(signature)
                 )
             ).scalar_one_or_none()
 
@@ -301,7 +303,9 @@ class SqlCatalog:
                     part=part.part,
                     max_index=part.max_index,
                     address=part.address,
-                    text=part.text,
+                    # JSON-quoted: lossless even for NUL or lone surrogates, which PostgreSQL
+                    # text cannot hold; reassembly needs the exact floData.
+                    text=json.dumps(part.text),
                     height=pos.height,
                     idx=pos.index,
                     block_hash=pos.block_hash,

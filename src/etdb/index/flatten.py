@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,17 +41,35 @@ TEXT_FIELDS = (
     "sid",
 )
 
+INT64_MAX = 2**63 - 1
 _WORD = re.compile(r"[^\W_]+")
 
 
+def clean(text: str) -> str:
+    """``text`` as both databases can store it: no NUL (PostgreSQL text refuses it), no lone
+    surrogates (from a JSON ``"\\ud800"``; neither driver can encode them)."""
+    if text.isascii():
+        return text.replace("\x00", "") if "\x00" in text else text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "")
+
+
 def words(text: str) -> list[str]:
-    """Normalised search words of ``text`` (the same function indexes and queries)."""
+    """Normalised search words of ``text`` (the same function indexes and queries); words
+    longer than :data:`MAX_WORD` are left out."""
+    return [w for w in all_words(text) if len(w) <= MAX_WORD]
+
+
+def all_words(text: str) -> list[str]:
     if text.isascii():
         folded = text.lower()
     else:
-        decomposed = unicodedata.normalize("NFKD", text)
+        decomposed = unicodedata.normalize("NFKD", clean(text))
         folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return [w for w in _WORD.findall(folded) if len(w) <= MAX_WORD]
+    return _WORD.findall(folded)
 
 
 def label(value: Any) -> str | None:
@@ -62,7 +80,7 @@ def label(value: Any) -> str | None:
     """
     if not isinstance(value, str):
         return None
-    collapsed = " ".join(value.split())
+    collapsed = " ".join(clean(value).split())
     return collapsed or None
 
 
@@ -129,27 +147,27 @@ def flatten(wire: dict[str, Any]) -> Flat:
     columns: dict[str, Any] = {
         "title": label(info.title) or "",
         "species": label(d.speciesName),
-        "taxid": d.NCBItaxID,
+        "taxid": _int64(d.NCBItaxID),
         "strain": label(d.strain),
         "scope": label(d.scopeName),
         "lab": label(d.lab),
         "institution": label(d.institution),
         "microscopist": label(d.microscopist),
-        "tilt_axis": d.tiltSingleDual,
-        "date": d.date,
-        "year": _year(d.date),
-        "published": art.timestamp,
-        "tilt_min": d.tiltMin,
-        "tilt_max": d.tiltMax,
-        "tilt_step": d.tiltStep,
-        "defocus": d.defocus,
-        "dosage": d.dosage,
-        "magnification": d.magnification,
+        "tilt_axis": _int64(d.tiltSingleDual),
+        "date": _int64(d.date),
+        "year": _year(_int64(d.date)),
+        "published": _int64(art.timestamp),
+        "tilt_min": _float(d.tiltMin),
+        "tilt_max": _float(d.tiltMax),
+        "tilt_step": _float(d.tiltStep),
+        "defocus": _float(d.defocus),
+        "dosage": _float(d.dosage),
+        "magnification": _float(d.magnification),
         "emdb": label(d.emdb),
         "sid": label(d.sid),
-        "location": art.location or None,
-        "thumbnail": thumb.fname if thumb else None,
-        "total_bytes": sum(max(f.fsize or 0, 0) for f in files),
+        "location": clean(art.location) or None,
+        "thumbnail": clean(thumb.fname) if thumb and thumb.fname else None,
+        "total_bytes": min(sum(max(f.fsize or 0, 0) for f in files), INT64_MAX),
         "file_types": ",".join(subtypes),
     }
     text = {
@@ -165,6 +183,18 @@ def flatten(wire: dict[str, Any]) -> Flat:
         "sid": d.sid,
     }
     return Flat(columns, tuple(subtypes), {k: _joined(v) for k, v in text.items()})
+
+
+def _int64(value: int | None) -> int | None:
+    """Both databases store 64-bit integers; a larger one (valid JSON) is left out."""
+    return value if value is not None and -INT64_MAX <= value <= INT64_MAX else None
+
+
+def _float(value: float | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except OverflowError:  # an integer beyond any double
+        return None
 
 
 def _joined(text: str | None) -> str:
@@ -201,8 +231,3 @@ def _lenient(wire: Any) -> Artifact:
         except ValidationError:
             continue
     return Artifact.model_construct(**parts)
-
-
-def search_words(items: Iterable[str]) -> list[str]:
-    """All words of several texts, in order."""
-    return [w for item in items for w in words(item)]

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from etdb.index.flatten import MAX_WORD, TEXT_FIELDS, Flat, words
+from etdb.index.flatten import MAX_WORD, TEXT_FIELDS, Flat, all_words
 from etdb.index.schema import records
 
 MAX_Q_CHARS = 1000
@@ -56,9 +56,9 @@ def parse_text(q: str | None) -> TextQuery | None:
     impossible = False
     phrases: list[tuple[str, ...]] = []
     for chunk in q.split():
-        found = tuple(words(chunk))
+        found = tuple(all_words(chunk))
         if any(len(w) > MAX_WORD for w in found):
-            impossible = True
+            impossible = True  # never indexed (flatten.words), so cannot match
         if found:
             phrases.append(found)
     if len(phrases) > MAX_Q_WORDS:

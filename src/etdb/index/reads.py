@@ -363,6 +363,6 @@ def part_of(row: Any) -> PendingPart:
         part=row.part,
         max_index=row.max_index,
         address=row.address,
-        text=row.text,
+        text=json.loads(row.text),
         position=Position(row.height, row.idx, row.block_hash, row.time),
     )

@@ -26,13 +26,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etdb.index.flatten import label
+from etdb.index.flatten import INT64_MAX, label
 from etdb.index.fts import FullText, TextQuery
 from etdb.index.query import FACETS, MAX_LIMIT, Range, SearchQuery
 from etdb.index.schema import record_file_types, records
 
 #: Values returned per facet (most frequent first).
 FACET_TOP = 50
+#: Values per any-of filter (a URL can carry many; each is a bound parameter).
+MAX_VALUES = 100
 
 SORTS = {
     "published": records.c.published,
@@ -71,10 +73,15 @@ def validate(query: SearchQuery) -> None:
     if unknown:
         raise ValueError(f"facets: unknown facet(s) {', '.join(map(repr, unknown))}")
     for name in (*_TEXT_FILTERS, "file_type"):
-        if not all(isinstance(v, str) for v in getattr(query, name)):
-            raise ValueError(f"{name}: values must be strings")
+        values = getattr(query, name)
+        if not isinstance(values, tuple | list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{name}: must be a list of strings")
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"{name}: at most {MAX_VALUES} values")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in query.taxid):
         raise ValueError("taxid: values must be integers")
+    if len(query.taxid) > MAX_VALUES:
+        raise ValueError(f"taxid: at most {MAX_VALUES} values")
     if query.tilt_axis is not None and query.tilt_axis not in (1, 2):
         raise ValueError(f"tilt_axis: must be 1 (single) or 2 (dual), got {query.tilt_axis!r}")
     if query.emdb is not None and not isinstance(query.emdb, str):
@@ -83,7 +90,9 @@ def validate(query: SearchQuery) -> None:
         rng = getattr(query, name)
         for end in (rng.lo, rng.hi):
             if end is not None and (
-                isinstance(end, bool) or not isinstance(end, int | float) or not math.isfinite(end)
+                isinstance(end, bool)
+                or not isinstance(end, int | float)
+                or (isinstance(end, float) and not math.isfinite(end))
             ):
                 raise ValueError(f"{name}: range ends must be finite numbers, got {end!r}")
 
@@ -101,7 +110,9 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
             wanted = sorted({v for v in map(label, values) if v is not None})
             where.append(records.c[name].in_(wanted) if wanted else sa.false())
     if query.taxid:
-        where.append(records.c.taxid.in_(sorted(set(query.taxid))))
+        # Larger than 64 bits: cannot be stored, so cannot match (and must not reach SQL).
+        taxids = sorted({t for t in query.taxid if abs(t) <= INT64_MAX})
+        where.append(records.c.taxid.in_(taxids) if taxids else sa.false())
     if query.tilt_axis is not None:
         where.append(records.c.tilt_axis == query.tilt_axis)
     if query.emdb is not None:
@@ -109,9 +120,9 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
     for name in _RANGES:
         rng: Range = getattr(query, name)
         if rng.lo is not None:
-            where.append(records.c[name] >= rng.lo)
+            where.append(records.c[name] >= _bindable(rng.lo))
         if rng.hi is not None:
-            where.append(records.c[name] <= rng.hi)
+            where.append(records.c[name] <= _bindable(rng.hi))
     for subtype in sorted({label(v) or "" for v in query.file_type}):
         has = sa.select(record_file_types.c.record_seq).where(
             record_file_types.c.record_seq == records.c.seq,
@@ -119,6 +130,13 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
         )
         where.append(sa.exists(has))
     return where
+
+
+def _bindable(end: float) -> float:
+    # A Python int beyond 64 bits overflows both drivers; as a float it compares the same.
+    if isinstance(end, int) and abs(end) > INT64_MAX:
+        return math.copysign(1e308, end)  # beyond every stored value, still finite
+    return end
 
 
 def unfiltered(query: SearchQuery, tq: TextQuery | None) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from etdb.index.flatten import COLUMNS, Flat, flatten
+from etdb.index.flatten import COLUMNS, Flat, clean, flatten
 from etdb.index.fts import FullText
 from etdb.index.query import Rejection
 from etdb.index.schema import (
@@ -35,7 +35,9 @@ _CHUNK = 500  # ids per IN list when a rollback touches many records
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii: a lone surrogate from a hostile record's "\\ud800" stays an escape
+    # instead of failing to encode in the driver.
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def counts_of(flat: Flat, publisher: str) -> Iterable[tuple[tuple[str, str], int]]:
@@ -72,8 +74,8 @@ class Writer:
                 "idx": r.index,
                 "time": r.time,
                 "kind": r.kind,
-                "reason": r.reason,
-                "payload_excerpt": r.payload_excerpt,
+                "reason": clean(r.reason),
+                "payload_excerpt": clean(r.payload_excerpt),
             }
         )
 
@@ -102,7 +104,7 @@ class Writer:
                     **flat.columns,
                     "original": dumps(rec.artifact),
                     "artifact": None,
-                    "signature": rec.signature,
+                    "signature": clean(rec.signature),
                     "signature_valid": rec.signature_valid,
                     "txids": dumps(list(rec.txids) or [rec.id]),
                     "height": pos.height,
