@@ -151,6 +151,22 @@ def test_ffmpeg_failures_name_the_cause(tmp_path):
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*"))
 
 
+def test_an_error_while_feeding_frames_stops_ffmpeg_and_leaves_nothing(tmp_path, monkeypatch):
+    src = _mrc(tmp_path / "v.rec", _volume())
+    real, calls = media._frame, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("read error")
+        return real(*args)
+
+    monkeypatch.setattr(media, "_frame", failing)
+    with pytest.raises(OSError, match="read error"):
+        media.key_movie(src, tmp_path / "m.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.rec"]
+
+
 def test_ensure_media_makes_only_what_is_missing(tmp_path):
     (tmp_path / "3dimage_7").mkdir()
     _mrc(tmp_path / "3dimage_7" / "cell_full.rec", _volume(ny=40))

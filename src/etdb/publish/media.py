@@ -300,15 +300,7 @@ def key_movie(
                 )
             except OSError as exc:
                 raise MediaError(f"cannot run ffmpeg ({exe}): {exc}") from exc
-            assert proc.stdin is not None
-            try:
-                for z in zs:
-                    proc.stdin.write(_frame(data[z], lo, hi, width, height))
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # ffmpeg stopped early; its exit status and stderr say why
-            finally:
-                code = proc.wait()
+            code = _feed(proc, (_frame(data[z], lo, hi, width, height) for z in zs), tmp)
             if code != 0:
                 tmp.unlink(missing_ok=True)
                 errors.seek(0)
@@ -317,6 +309,24 @@ def key_movie(
                 raise MediaError(f"ffmpeg failed (exit {code}) making {out}:\n{detail}")
     os.replace(tmp, out)
     return MovieInfo(out, len(zs), width, height, fps)
+
+
+def _feed(proc: subprocess.Popen[bytes], frames: Iterator[bytes], tmp: Path) -> int:
+    """Pipe the frames to ffmpeg and return its exit status. On any error of ours (a read
+    error, Ctrl-C) ffmpeg is stopped and its partial output removed before re-raising."""
+    assert proc.stdin is not None
+    try:
+        for frame in frames:
+            proc.stdin.write(frame)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # ffmpeg stopped early; its exit status and stderr say why
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        tmp.unlink(missing_ok=True)
+        raise
+    return proc.wait()
 
 
 def _frame(section: np.ndarray, lo: float, hi: float, width: int, height: int) -> bytes:
