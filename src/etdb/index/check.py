@@ -1,0 +1,172 @@
+"""``etdb index --check``: is the catalog what a fresh rebuild from the ledger would make?
+
+The catalog is derived data, so the question has an exact answer: index the same ledger, with
+the same settings, up to the same height into a temporary SQLite catalog, then compare what a
+reader sees (:class:`CatalogSnapshot`): record ids, each record's current artifact and
+deactivation, the rejections (txid, kind, reason) and the waiting multipart parts. Everything
+is read through the :class:`~etdb.index.query.CatalogReader` interface, so a catalog altered
+behind the indexer's back (by SQL, a bad restore, a bug) shows up as differences.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etdb.index.query import MAX_LIMIT, CatalogReader, Rejection, SearchQuery
+
+if TYPE_CHECKING:
+    from etdb.index.indexer import Indexer
+
+#: Differences listed in a report (the counts are always complete).
+MAX_LISTED = 50
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What a reader sees of a catalog, in comparable form."""
+
+    records: dict[str, tuple[str, bool]]  # id -> (current artifact as canonical JSON, deactivated)
+    rejections: Counter[tuple[str, str, str]]  # (txid, kind, reason) -> times
+    pending_multiparts: int
+
+
+def _canonical(artifact: dict[str, Any]) -> str:
+    return json.dumps(artifact, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def all_rejections(store: CatalogReader) -> Iterator[Rejection]:
+    """Every rejection in ledger order (the read interface pages them)."""
+    token: str | None = None
+    while True:
+        rows = store.rejections(limit=_PAGE, after=token)
+        yield from rows
+        if len(rows) < _PAGE:
+            return
+        token = f"{rows[-1].height}:{rows[-1].index}"
+
+
+def snapshot(store: CatalogReader) -> CatalogSnapshot:
+    """Every record (deactivated included) with its current artifact, and every rejection."""
+    records: dict[str, tuple[str, bool]] = {}
+    after: str | None = None
+    while True:
+        page = store.search(
+            SearchQuery(include_deactivated=True, sort="published", limit=MAX_LIMIT, after=after)
+        )
+        for item in page.items:
+            detail = store.get(item.id)
+            if detail is not None:
+                records[item.id] = (_canonical(detail.artifact), detail.provenance.deactivated)
+        if page.next is None or not page.items:
+            break
+        after = page.next
+    rejections = Counter((r.txid, r.kind, r.reason) for r in all_rejections(store))
+    return CatalogSnapshot(records, rejections, store.pending_multiparts())
+
+
+def _artifact_difference(mine: str, theirs: str) -> str:
+    a, b = json.loads(mine), json.loads(theirs)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return ", ".join(keys[:5]) or "key order"
+
+
+def compare(catalog: CatalogSnapshot, rebuilt: CatalogSnapshot) -> list[str]:
+    """Human-readable differences, catalog first; empty when they agree."""
+    out: list[str] = []
+    mine, theirs = catalog.records, rebuilt.records
+    for rid in sorted(mine.keys() - theirs.keys()):
+        out.append(f"record {rid}: in the catalog, not in a rebuild")
+    for rid in sorted(theirs.keys() - mine.keys()):
+        out.append(f"record {rid}: missing from the catalog")
+    for rid in sorted(mine.keys() & theirs.keys()):
+        (art, off), (art2, off2) = mine[rid], theirs[rid]
+        if art != art2:
+            out.append(
+                f"record {rid}: current artifact differs ({_artifact_difference(art, art2)})"
+            )
+        if off != off2:
+            state = "deactivated" if off else "active"
+            out.append(f"record {rid}: {state} in the catalog, not in a rebuild")
+    extra = catalog.rejections - rebuilt.rejections
+    missing = rebuilt.rejections - catalog.rejections
+    if extra or missing:
+        out.append(
+            f"rejections: {catalog.rejections.total()} in the catalog, "
+            f"{rebuilt.rejections.total()} in a rebuild"
+        )
+        for (txid, kind, reason), n in sorted(extra.items()):
+            out.append(f"rejection of {txid} [{kind}] only in the catalog ({n}x): {reason}")
+        for (txid, kind, reason), n in sorted(missing.items()):
+            out.append(f"rejection of {txid} [{kind}] missing from the catalog ({n}x): {reason}")
+    if catalog.pending_multiparts != rebuilt.pending_multiparts:
+        out.append(
+            f"waiting multipart messages: {catalog.pending_multiparts} in the catalog, "
+            f"{rebuilt.pending_multiparts} in a rebuild"
+        )
+    return out
+
+
+@dataclass
+class CheckReport:
+    """The outcome of :func:`check`: equal, or the differences (at most ``MAX_LISTED`` lines,
+    ``total_differences`` counts them all)."""
+
+    height: int
+    records: int
+    rejections: int
+    differences: list[str] = field(default_factory=list)
+    total_differences: int = 0
+
+    @property
+    def equal(self) -> bool:
+        return self.total_differences == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "equal": self.equal,
+            "height": self.height,
+            "records": self.records,
+            "rejections": self.rejections,
+            "total_differences": self.total_differences,
+            "differences": self.differences,
+        }
+
+
+def check(indexer: Indexer) -> CheckReport:
+    """Rebuild ``indexer``'s ledger into a temporary SQLite catalog, to the height its
+    catalog has reached, with the same settings, and compare."""
+    from etdb.index.catalog import open_catalog  # the SQL layer, only when checking
+
+    cursor = indexer.indexed_cursor()
+    with tempfile.TemporaryDirectory(prefix="etdb-check-") as tmp:
+        fresh = open_catalog(f"sqlite:///{Path(tmp) / 'check.sqlite3'}")
+        try:
+            twin = indexer.twin(fresh)
+            if cursor.height >= 0:
+                twin.run(limit_blocks=cursor.height + 1)
+            reached = twin.indexed_cursor()
+            ours, theirs = snapshot(indexer.store), snapshot(fresh)
+        finally:
+            fresh.close()
+    differences = compare(ours, theirs)
+    if (reached.height, reached.block_hash) != (cursor.height, cursor.block_hash):
+        differences.insert(
+            0,
+            f"the catalog is at block {cursor.height} {cursor.block_hash[:16]}, which the ledger "
+            f"no longer has there (a rebuild reached {reached.height} {reached.block_hash[:16]}): "
+            "run etdb index to follow the reorganisation",
+        )
+    return CheckReport(
+        height=cursor.height,
+        records=len(ours.records),
+        rejections=ours.rejections.total(),
+        differences=differences[:MAX_LISTED],
+        total_differences=len(differences),
+    )
