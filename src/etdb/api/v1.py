@@ -31,6 +31,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 MIN_PREFIX = 6
 MAX_REJECTIONS = 500
 _HEX = re.compile(r"[0-9a-fA-F]+")
+ID_PATTERN = "^[0-9a-fA-F]{6,64}$"
 
 Context = Annotated[AppContext, Depends(context)]
 
@@ -113,7 +114,14 @@ def lookup(ctx: AppContext, name: str, value: str) -> RecordDetail:
 def get_record(
     request: Request,
     ctx: Context,
-    id: Annotated[str, Path(description="txid, or a unique prefix of >= 6 hex characters")],
+    id: Annotated[
+        str,
+        Path(
+            description="txid, or a unique prefix of >= 6 hex characters",
+            # documented, not enforced by FastAPI: record_id() gives the clearer message
+            json_schema_extra={"pattern": ID_PATTERN},
+        ),
+    ],
 ) -> Response:
     """Summary, current artifact, the original artifact, and its provenance on the ledger."""
     reject_unknown(request, ())

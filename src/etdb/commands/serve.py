@@ -46,7 +46,9 @@ def serve_command(
 
     def announce(url: str) -> None:
         what = "serving" if no_index else "indexing and serving"
-        console.print(f"etdb: {what} on {url} (API docs: {url}api/docs; Ctrl-C stops)")
+        console.print(
+            f"etdb: {what} on {url} (API docs: {url}api/docs; Ctrl-C stops)", soft_wrap=True
+        )
 
     try:
         serve(
