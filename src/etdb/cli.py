@@ -26,6 +26,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.record", "record"),
     ("etdb.commands.key", "key"),
     ("etdb.commands.ledger", "ledger"),
+    ("etdb.commands.index", "index"),
     ("etdb.commands.serve", None),  # serve
 ]
 

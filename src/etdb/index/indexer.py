@@ -244,7 +244,9 @@ class Indexer:
         )
 
     def status(self) -> IndexStatus:
-        """Ledger tip, indexed height, lag, active records, rejections, waiting multiparts."""
+        """Ledger tip, indexed height, lag, active records, rejections, waiting multiparts;
+        :class:`LedgerMismatch` if the catalog was built from another ledger."""
+        self._check_ledger()
         tip = self.ledger.tip().height
         height = self.store.indexed_height()
         return IndexStatus(
@@ -277,6 +279,17 @@ class Indexer:
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     def _prepare(self) -> Cursor:
+        self._check_ledger()
+        settings = self.store.get_meta(META_SETTINGS)
+        if settings and settings != self._settings_doc():
+            raise SettingsChanged(
+                f"this catalog was indexed with {settings}, the current settings are "
+                f"{self._settings_doc()}; rebuild it (etdb index --rebuild) so that they "
+                "apply to the whole ledger"
+            )
+        return self.indexed_cursor()
+
+    def _check_ledger(self) -> None:
         genesis = self.store.get_meta(META_GENESIS)
         if genesis:
             current = self.ledger.block_hash(0)
@@ -288,14 +301,6 @@ class Indexer:
                     f"{self.ledger.url} has {now}; rebuild it from this ledger with "
                     "etdb index --rebuild, or point --ledger/--catalog at the right pair"
                 )
-        settings = self.store.get_meta(META_SETTINGS)
-        if settings and settings != self._settings_doc():
-            raise SettingsChanged(
-                f"this catalog was indexed with {settings}, the current settings are "
-                f"{self._settings_doc()}; rebuild it (etdb index --rebuild) so that they "
-                "apply to the whole ledger"
-            )
-        return self.indexed_cursor()
 
     def _claim_ledger(self) -> None:
         """Record which ledger and settings this catalog follows (once it has a block 0)."""
