@@ -1,271 +1,380 @@
-"""`etdb demo`: the whole publish-and-verify loop on one machine, with synthetic sample data.
+"""`etdb demo`: synthetic datasets, published, indexed and served — one command, no setup.
 
-It makes two small synthetic datasets (an MRC tilt series and reconstruction each, plus a note),
-adds each folder to the local blockstore, signs a Research-Tomogram record for it with a demo
-key, writes the records to ``<data folder>/demo/records`` and verifies them back from disk —
-the steps a lab's `etdb publish` and a reader's `etdb record verify` take. (Once the indexer and
-portal exist, the demo serves them over these records.)
+It makes N realistic synthetic datasets (``etdb.demo``: MRC tilt series and reconstruction of
+a phantom cell, key image, thumbnail, key movie, snapshots) under ``<data folder>/demo``,
+publishes each with a demo key through the path a lab uses (``etdb.publish.dataset``: add the
+folder, sync the blocks, sign, publish), indexes the configured ledger into the catalog, prints
+what it did, and serves the API and portal until Ctrl-C (``--no-serve`` stops after indexing).
+
+Re-running is cheap and safe: datasets are generated once, and a dataset is published only if
+the ledger has no record of it yet — known from ``demo/published.json`` (checked against the
+ledger, so a reset ledger gets the records again) and from the catalog (records by the demo key
+carrying the same sid, so a lost journal never causes duplicates).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import random
-import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import typer
+from rich import box
 from rich.table import Table
 
-from etdb.commands._common import JSON_OPTION, console, emit, errors_as_exit, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    console,
+    emit,
+    err_console,
+    errors_as_exit,
+    fail,
+    settings,
+)
+from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.errors import ContentError
-from etdb.content.unixfs import Importer
-from etdb.publish.keystore import Keystore, KeystoreError
-from etdb.record import (
-    Artifact,
-    RecordError,
-    decode,
-    encode_publish,
-    plan_parts,
-    sign_artifact,
-    verify_publish,
-)
+from etdb.ledger import Ledger, LedgerError, TxRef, open_ledger, redact
+from etdb.publish.keystore import PASSPHRASE_ENV, Keystore, KeystoreError
+from etdb.record import PrivateKey, RecordError
 
 DEMO_KEY = "demo"
-# The demo key guards nothing of value; a fixed passphrase keeps `make demo` non-interactive.
-# ETDB_KEY_PASSPHRASE, when set, is used instead.
+# The demo key signs synthetic records on a local ledger and guards nothing of value; a fixed
+# passphrase keeps `make demo` non-interactive. ETDB_KEY_PASSPHRASE, when set, is used instead.
 DEMO_PASSPHRASE = "etdb-demo-key"
-FLO_DATA_LIMIT = 1040
+JOURNAL = "published.json"
 
-
-@dataclass(frozen=True)
-class Sample:
-    sid: str
-    species: str
-    strain: str
-    taxid: int
-    microscopist: str
-    date: int
-    tilt: tuple[int, int, int]
-    defocus: float
-    dosage: float
-    magnification: int
-    notes: str
-
-
-SAMPLES = (
-    Sample(
-        "demo2015-09-09-9",
-        "Vibrio cholerae",
-        "O395-N1",
-        666,
-        "Demo Microscopist",
-        1441756800,
-        (-60, 60, 2),
-        -8,
-        180,
-        27500,
-        "Synthetic demo data: a rod-shaped cell envelope rendered as a density shell.",
-    ),
-    Sample(
-        "demo2014-01-14-5",
-        "Sulfolobus solfataricus",
-        "P2",
-        273057,
-        "Demo Microscopist",
-        1389657600,
-        (-54, 54, 3),
-        -10,
-        180,
-        22500,
-        "Synthetic demo data: a spherical archaeal cell with a pyramid-shaped inclusion.",
-    ),
+PORT_OPTION = typer.Option(None, "--port", help="Port to serve on (setting `port`, 8780).")
+HOST_OPTION = typer.Option(None, "--host", help="Address to serve on (setting `host`).")
+DATASETS_OPTION = typer.Option(
+    12, "--datasets", min=1, max=500, help="How many synthetic datasets to make and publish."
+)
+NO_SERVE_OPTION = typer.Option(False, "--no-serve", help="Stop after publishing and indexing.")
+PUBLIC_OPTION = typer.Option(
+    False,
+    "--allow-public-ledger",
+    help="Publish the synthetic records even though the configured ledger is not the embedded "
+    "local:// one (they would be permanent there).",
 )
 
 
-def _write_mrc(path: Path, nx: int, ny: int, sections: list[bytes], mode: int) -> None:
-    """A minimal MRC2014 file: 1024-byte header, then the sections (mode 0 int8, 1 int16)."""
-    nz = len(sections)
-    header = bytearray(1024)
-    struct.pack_into("<10i", header, 0, nx, ny, nz, mode, 0, 0, 0, nx, ny, nz)
-    struct.pack_into("<3f", header, 40, float(nx), float(ny), float(nz))  # 1 Å voxels
-    struct.pack_into("<3f", header, 52, 90.0, 90.0, 90.0)
-    struct.pack_into("<3i", header, 64, 1, 2, 3)
-    header[208:212] = b"MAP "
-    header[212:216] = bytes((0x44, 0x44, 0, 0))  # little-endian machine stamp
-    struct.pack_into("<i", header, 220, 1)
-    header[224:304] = b"etdb demo: synthetic data".ljust(80)
-    with open(path, "wb") as f:
-        f.write(header)
-        for section in sections:
-            f.write(section)
+def demo(
+    port: int | None = PORT_OPTION,
+    host: str | None = HOST_OPTION,
+    datasets: int = DATASETS_OPTION,
+    no_serve: bool = NO_SERVE_OPTION,
+    allow_public_ledger: bool = PUBLIC_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make synthetic datasets, publish them with a demo key, index them and serve the portal."""
+    from etdb.demo import demo_samples
+
+    cfg = settings()
+    port = _port(cfg, port)
+    host = host or cfg.host
+    if urlsplit(cfg.ledger).scheme.lower() != "local" and not allow_public_ledger:
+        fail(
+            f"the configured ledger is {redact(cfg.ledger)}; the demo would write synthetic "
+            "records there for good. Use the embedded ledger (ETDB_LEDGER=local://) or pass "
+            "--allow-public-ledger (e.g. for a regtest node)."
+        )
+    if not no_serve:
+        _check_port_free(host, port)  # before a minute of work, not after
+    started = time.monotonic()
+    with errors_as_exit(*_failures()):
+        key = _demo_key(cfg.keys_path)
+        samples = demo_samples(datasets)
+        folders = _generate(samples, cfg.home / "demo" / "datasets")
+        result = _publish_and_index(cfg, key, samples, folders)
+    base = f"http://{host}:{port}/"
+    result |= {
+        "seconds": round(time.monotonic() - started, 1),
+        "url": base if _portal_available() else f"{base}api/v1/records",
+        "api": f"{base}api/v1/records",
+        "api_docs": f"{base}api/docs",
+        "serving": not no_serve,
+    }
+    emit(result, as_json, lambda: _print_summary(result))
+    if not all(r["indexed"] for r in result["records"]):
+        fail("some demo records are not in the catalog (see `indexed` above); check `publishers`")
+    if not no_serve:
+        _serve(cfg, host, port)
 
 
-def _make_dataset(folder: Path, sample: Sample, seed: int) -> None:
-    """A synthetic cell: a density shell in a noisy volume, and its noisy 'projections'."""
-    rng = random.Random(seed)
-    n = 96
-    raw = folder / "rawdata"
-    rec = folder / "3dimage_1"
-    raw.mkdir(parents=True, exist_ok=True)
-    rec.mkdir(parents=True, exist_ok=True)
-    slices = []
-    for z in range(48):
-        row = bytearray(n * n)
-        for y in range(n):
-            for x in range(n):
-                r2 = ((x - n / 2) / 38) ** 2 + ((y - n / 2) / 22) ** 2 + ((z - 24) / 20) ** 2
-                shell = 90 if 0.8 < r2 < 1.0 else 0
-                row[y * n + x] = (shell + rng.randint(-20, 20)) & 0xFF
-        slices.append(bytes(row))
-    _write_mrc(rec / f"{sample.sid}_full.rec", n, n, slices, mode=0)
-    tilts = range(sample.tilt[0], sample.tilt[1] + 1, sample.tilt[2])
-    projections = [
-        struct.pack(f"<{n * n}h", *(rng.randint(-300, 300) for _ in range(n * n))) for _ in tilts
-    ]
-    _write_mrc(raw / f"{sample.sid}.mrc", n, n, projections, mode=1)
-    (folder / "README.txt").write_text(sample.notes + "\n", encoding="utf-8")
+# -- steps ---------------------------------------------------------------------------------------
 
 
-def _artifact(sample: Sample, location: str, folder: Path) -> Artifact:
-    lo, hi, step = sample.tilt
-    files = [
-        {
-            "software": "SerialEM",
-            "dname": f"{sample.sid}.mrc",
-            "fname": f"rawdata/{sample.sid}.mrc",
-            "fsize": (folder / "rawdata" / f"{sample.sid}.mrc").stat().st_size,
-            "type": "tomogram",
-            "subtype": "tiltSeries",
-        },
-        {
-            "software": "IMOD",
-            "dname": f"{sample.sid}_full.rec",
-            "fname": f"3dimage_1/{sample.sid}_full.rec",
-            "fsize": (folder / "3dimage_1" / f"{sample.sid}_full.rec").stat().st_size,
-            "type": "tomogram",
-            "subtype": "reconstruction",
-        },
-        {
-            "fname": "README.txt",
-            "fsize": (folder / "README.txt").stat().st_size,
-            "type": "text",
-            "subtype": "other",
-            "cType": "text/plain",
-        },
-    ]
-    return Artifact.from_wire(
-        {
-            "type": "research",
-            "subtype": "tomogram",
-            "info": {
-                "title": f"{sample.species} (synthetic demo)",
-                "tags": "etdb,demo,tomogram,electron.tomography",
-                "description": "Synthetic sample published by `etdb demo`",
-            },
-            "details": {
-                "date": sample.date,
-                "NCBItaxID": sample.taxid,
-                "artNotes": f"Tilt series notes: {sample.notes}\n",
-                "scopeName": "Demo Polara",
-                "speciesName": sample.species,
-                "strain": sample.strain,
-                "tiltSingleDual": 1,
-                "defocus": sample.defocus,
-                "dosage": sample.dosage,
-                "tiltConstant": 1,
-                "tiltMin": lo,
-                "tiltMax": hi,
-                "tiltStep": step,
-                "magnification": sample.magnification,
-                "microscopist": sample.microscopist,
-                "institution": "etdb demo",
-                "lab": "Demo Lab",
-                "sid": sample.sid,
-            },
-            "storage": {"network": "ipfs", "location": location, "files": files},
-        }
-    )
+def _failures() -> tuple[type[Exception], ...]:
+    """What ends the demo with a message instead of a traceback."""
+    from etdb.index.indexer import IndexerError
+    from etdb.publish.dataset import DatasetError
+    from etdb.publish.media import MediaError
+
+    return (ContentError, RecordError, KeystoreError, LedgerError, IndexerError, DatasetError,
+            MediaError, OSError, ValueError)  # fmt: skip
 
 
-def _demo_key(home_keys: Path):
-    store = Keystore(home_keys)
-    passphrase = os.environ.get("ETDB_KEY_PASSPHRASE") or DEMO_PASSPHRASE
+def _port(cfg: Settings, port: int | None) -> int:
+    if port is None:
+        try:
+            port = int(cfg.port)
+        except ValueError:
+            fail(f"the port setting {cfg.port!r} is not a number")
+    if not 0 < port <= 65535:
+        fail(f"port {port} is out of range (1-65535)")
+    return port
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port} ({exc.strerror or exc}); choose another --port")
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]demo:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _demo_key(keys: Path) -> PrivateKey:
+    store = Keystore(keys)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or DEMO_PASSPHRASE
     if not store.exists(DEMO_KEY):
         store.create(DEMO_KEY, passphrase)
-    return store.load(DEMO_KEY, passphrase)
+    try:
+        return store.load(DEMO_KEY, passphrase)
+    except KeystoreError as exc:
+        raise KeystoreError(
+            f"{exc} (the demo key was created with another passphrase: set {PASSPHRASE_ENV})"
+        ) from exc
 
 
-def demo(as_json: bool = JSON_OPTION) -> None:
-    """Publish and verify synthetic sample datasets on embedded defaults (no network needed)."""
-    cfg = settings()
-    root = cfg.home / "demo"
-    records_dir = root / "records"
-    records_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with errors_as_exit(ContentError, RecordError, KeystoreError, OSError, ValueError):
-        key = _demo_key(cfg.keys_path)
-        with FSBlockstore(cfg.blockstore_path) as store:
-            for seed, sample in enumerate(SAMPLES):
-                folder = root / "datasets" / sample.sid
-                if not (folder / "README.txt").exists():
-                    _make_dataset(folder, sample, seed)
-                added = Importer(cfg.cid_profile, store).add_path(folder)
-                store.sync()
-                signed = sign_artifact(
-                    _artifact(sample, str(added.cid), folder), key, timestamp=int(time.time())
-                )
-                flo_data = encode_publish(signed)
-                out = records_dir / f"{sample.sid}.floData"
-                out.write_text(flo_data, encoding="utf-8")
-                # Verify from what is on disk, as a third party would.
-                check = verify_publish(decode(out.read_text(encoding="utf-8")).artifact)
-                parts = (
-                    1
-                    if len(flo_data.encode()) <= FLO_DATA_LIMIT
-                    else len(plan_parts(flo_data, address=key.address))
-                )
-                rows.append(
-                    {
-                        "sid": sample.sid,
-                        "species": sample.species,
-                        "cid": str(added.cid),
-                        "bytes": added.filesize,
-                        "record": str(out),
-                        "publisher": check.address,
-                        "valid": check.valid,
-                        "reason": check.reason,
-                        "ledger_transactions": parts,
-                    }
-                )
+def _generate(samples: list[Any], root: Path) -> list[Path]:
+    from etdb.demo import generate_dataset
 
-    def human() -> None:
-        table = Table(title="etdb demo: published and verified", show_lines=False)
-        for col in ("sid", "species", "CID (storage.location)", "bytes", "signature", "txs"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(
-                r["sid"],
-                f"[italic]{r['species']}[/]",
-                r["cid"],
-                f"{r['bytes']:,}",
-                "[green]valid[/]" if r["valid"] else f"[red]{r['reason']}[/]",
-                str(r["ledger_transactions"]),
+    root.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for i, sample in enumerate(samples, 1):
+        fresh = not (root / sample.sid).is_dir()
+        folders.append(generate_dataset(sample, root))
+        if fresh:
+            _progress(f"made dataset {i}/{len(samples)} {sample.sid} ({sample.species.name})")
+    return folders
+
+
+def _publish_and_index(
+    cfg: Settings, key: PrivateKey, samples: list[Any], folders: list[Path]
+) -> dict[str, Any]:
+    from etdb.index.catalog import open_catalog
+    from etdb.index.indexer import Indexer
+    from etdb.publish.dataset import describe_files
+
+    allowed = cfg.publisher_allow_list
+    if allowed is not None and key.address not in allowed:
+        _progress(f"[yellow]the demo key {key.address} is not in the `publishers` setting[/]")
+    journal = _Journal(cfg.home / "demo" / JOURNAL)
+    ledger = open_ledger(cfg.ledger, cfg.home)
+    catalog = open_catalog(cfg.catalog_url)
+    store = FSBlockstore(cfg.blockstore_path)
+    try:
+        indexer = Indexer(
+            ledger, catalog, publishers=allowed, multipart_expiry=int(cfg.multipart_expiry)
+        )
+        indexer.run()  # catch up first, so the catalog knows what was published before
+        known = _catalog_records(catalog, key.address) | journal.published(ledger)
+        rows = []
+        for sample, folder in zip(samples, folders, strict=True):
+            status = "already published"
+            if sample.sid not in known:
+                _progress(f"publishing {sample.sid}")
+                known[sample.sid] = _publish(sample, folder, cfg, key, ledger, store, journal)
+                status = "published"
+            record, cid = known[sample.sid]
+            files = describe_files(folder, sample.sid)
+            rows.append(
+                {
+                    "sid": sample.sid,
+                    "species": sample.species.name,
+                    "title": sample.metadata["title"],
+                    "microscopist": sample.metadata["microscopist"],
+                    "date": time.strftime("%Y-%m-%d", time.gmtime(sample.metadata["date"])),
+                    "cid": cid,
+                    "record": record,
+                    "files": len(files),
+                    "bytes": sum(f["fsize"] for f in files),
+                    "status": status,
+                    "folder": str(folder),
+                }
             )
-        console.print(table)
-        console.print(f"publisher address: {rows[0]['publisher']}")
-        console.print(f"records (OIP 0.4.2 floData): {records_dir}")
-        console.print("try:")
-        console.print(f"  etdb record verify {rows[0]['record']}", soft_wrap=True)
-        console.print(f"  etdb cat {rows[0]['cid']}/README.txt", soft_wrap=True)
-        console.print(f"  etdb get {rows[0]['cid']} -o ./{rows[0]['sid']}", soft_wrap=True)
+        _progress("indexing")
+        report = indexer.run()
+        for row in rows:
+            row["indexed"] = catalog.get(row["record"]) is not None
+        return {
+            "publisher": key.address,
+            "published": sum(r["status"] == "published" for r in rows),
+            "records": rows,
+            "indexed_height": report.height,
+            "data_folder": str(cfg.home),
+            "datasets_folder": str(cfg.home / "demo" / "datasets"),
+            "blockstore": str(cfg.blockstore_path),
+            "ledger": ledger.url,
+            "catalog": _printable_db_url(cfg.catalog_url),
+        }
+    finally:
+        store.close()
+        catalog.close()
+        ledger.close()
 
-    emit({"records": rows, "data_folder": str(cfg.home)}, as_json, human)
-    if not all(r["valid"] for r in rows):
-        raise typer.Exit(1)
+
+def _printable_db_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _catalog_records(catalog: Any, address: str) -> dict[str, tuple[str, str]]:
+    """sid -> (record id, location) of every record the demo key has in the catalog."""
+    from etdb.index.query import MAX_LIMIT, SearchQuery
+
+    found: dict[str, tuple[str, str]] = {}
+    after = None
+    while True:
+        page = catalog.search(
+            SearchQuery(
+                publisher=(address,), include_deactivated=True, limit=MAX_LIMIT, after=after
+            )
+        )
+        for item in page.items:
+            if item.sid:
+                found.setdefault(item.sid, (item.id, item.location or ""))
+        if not page.next:
+            return found
+        after = page.next
+
+
+def _publish(
+    sample: Any,
+    folder: Path,
+    cfg: Settings,
+    key: PrivateKey,
+    ledger: Ledger,
+    store: FSBlockstore,
+    journal: _Journal,
+) -> tuple[str, str]:
+    """Publish one dataset, noting every transaction in the journal as soon as it is sent, so
+    that a run cut short in the middle of a multipart record resumes it instead of starting a
+    second one (signatures are deterministic: same timestamp, same parts)."""
+    from etdb.publish.dataset import publish_dataset
+
+    entry = journal.records.get(sample.sid) or {}
+    sent = [TxRef(t) for t in entry.get("txids", [])]
+    if entry.get("complete") or not all(ledger.transaction(r.txid) for r in sent):
+        entry, sent = {}, []  # the ledger does not have it: start over
+    entry = {"timestamp": entry.get("timestamp") or int(time.time()), "txids": [], **entry}
+    journal.records[sample.sid] = entry
+
+    def on_sent(_index: int, ref: TxRef) -> None:
+        entry["txids"].append(ref.txid)
+        journal.save()
+
+    done = publish_dataset(folder, sample.metadata, key=key, ledger=ledger, blockstore=store,
+                           profile=cfg.cid_profile, timestamp=entry["timestamp"], sent=sent,
+                           on_sent=on_sent)  # fmt: skip
+    entry.update(cid=str(done.cid), txids=list(done.txids), complete=True)
+    journal.save()
+    return done.txids[0], str(done.cid)
+
+
+class _Journal:
+    """``demo/published.json``: sid -> {timestamp, txids, cid, complete}. A convenience, not
+    the truth: an entry counts only if the ledger has its transactions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            records = doc.get("records") if isinstance(doc, dict) else None
+            self.records = records if isinstance(records, dict) else {}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            _progress(f"[yellow]ignoring unreadable {path}: {exc}[/] (the catalog still knows)")
+
+    def published(self, ledger: Ledger) -> dict[str, tuple[str, str]]:
+        """sid -> (record id, location) of complete entries this ledger has."""
+        return {
+            sid: (e["txids"][0], e["cid"])
+            for sid, e in self.records.items()
+            if isinstance(e, dict) and e.get("complete") and e.get("txids")
+            and all(ledger.transaction(t) is not None for t in e["txids"])
+        }  # fmt: skip
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        doc = {"version": 1, "records": self.records}
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+# -- output and serving -----------------------------------------------------------------------
+
+
+def _portal_available() -> bool:
+    """Whether the app has its portal at / (else the URL to open is the API)."""
+    import importlib
+
+    try:
+        return callable(getattr(importlib.import_module("etdb.web"), "install", None))
+    except ImportError:
+        return False
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    table = Table(
+        title=f"etdb demo: {len(result['records'])} synthetic datasets", box=box.SIMPLE_HEAD
+    )
+    for column in ("sid", "species", "taken", "MB", "CID (storage.location)"):
+        table.add_column(column, overflow="fold")
+    for r in result["records"]:
+        species = f"[italic]{r['species']}[/]" + ("" if r["status"] == "published" else " *")
+        table.add_row(r["sid"], species, r["date"], f"{r['bytes'] / 1e6:.1f}", r["cid"])
+    console.print(table)
+    earlier = len(result["records"]) - result["published"]
+    note = f" (* {earlier} published by an earlier run)" if earlier else ""
+    console.print(f"published now: {result['published']}{note}; took {result['seconds']} s")
+    console.print(f"publisher (demo key): {result['publisher']}")
+    console.print(f"datasets: {result['datasets_folder']}", soft_wrap=True)
+    console.print(f"blocks: {result['blockstore']}", soft_wrap=True)
+    console.print(f"ledger: {result['ledger']}", soft_wrap=True)
+    console.print(f"catalog: {result['catalog']}", soft_wrap=True)
+    if result["serving"]:
+        console.print(
+            f"[bold]open {result['url']}[/]  (API docs: {result['api_docs']})", soft_wrap=True
+        )
+    else:
+        console.print(f"serve them with `etdb serve`, then open {result['url']}", soft_wrap=True)
+
+
+def _serve(cfg: Settings, host: str, port: int) -> None:
+    from etdb.api.server import serve
+
+    try:
+        serve(
+            cfg,
+            host=host,
+            port=port,
+            on_listen=lambda url: _progress(f"serving on {url} (Ctrl-C stops)"),
+        )
+    except (LedgerError, ValueError, OSError) as exc:
+        fail(str(exc) or type(exc).__name__)
 
 
 def register(app: typer.Typer) -> None:
