@@ -565,7 +565,9 @@ def test_cache_validators(client: TestClient) -> None:
 def test_etag_follows_the_indexed_height(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
     catalog = open_catalog(f"sqlite:///{tmp_path}/c.sqlite3")
     fill(catalog)
-    client = TestClient(create_app(catalog, settings=settings))
+    app = create_app(catalog, settings=settings)
+    app.state.etdb.height_ttl = 0  # re-read the height on every request
+    client = TestClient(app)
     before = client.get("/api/v1/summary").headers["etag"]
     catalog.set_meta("cursor", json.dumps({"height": HEIGHT + 1, "hashes": []}))
     r = client.get("/api/v1/summary", headers={"If-None-Match": before})

@@ -155,7 +155,7 @@ Instant = Annotated[
 ]
 
 
-def search_request(
+async def search_request(
     request: Request,
     q: Annotated[
         str | None,
@@ -216,6 +216,7 @@ def search_request(
         Format, Query(description="csv and ndjson stream every matching row (bounded).")
     ] = "json",
 ) -> SearchRequest:
+    # async: pure parsing, no I/O; a sync dependency would cost a thread-pool hop
     args = dict(locals())  # every parameter by name, for the loops below
     reject_unknown(request, args.keys() - {"request"})
     q = text("q", q, MAX_Q).strip() if q else None
