@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Extra options: make demo ARGS="--datasets 30 --port 9000"
 demo: $(STAMP)
-	$(BIN)/etdb demo
+	$(BIN)/etdb demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
