@@ -186,10 +186,15 @@ class MultipartDesk:
         # that cannot expire anything skip the query (and the flush of the store's buffered
         # writes that comes with it), which matters on a ledger without multiparts.
         self._floor: float | None = float("-inf")
+        # The store's waiting parts of the keys seen this run, kept in step with every write:
+        # parts 1..n of a set then cost no query. Reset by each run (a failed run's
+        # transaction rolled back what the cache remembers).
+        self._waiting: dict[str, list[PendingPart]] = {}
 
     def begin_run(self) -> None:
         """Learn whether any part waits (another process may have written the catalog)."""
         self._floor = float("-inf") if self.store.pending_multiparts() else None
+        self._waiting.clear()
 
     def begin_block(self, block: Block) -> list[Refusal]:
         """Expire sets whose first part is older than the expiry (block time): every part of
@@ -206,6 +211,7 @@ class MultipartDesk:
         at = Position(block.height, BEFORE_ENTRIES, block.hash, block.time)
         refusals = []
         for key, old in groups.items():
+            self._waiting.pop(key, None)
             newer = self.store.parts(key)  # the rest of the set goes with its first part
             if newer:
                 self.store.drop_parts(key)
@@ -226,21 +232,26 @@ class MultipartDesk:
         if isinstance(part, Rejected):
             return [Refusal(part, txid, payload, pos)], None
         key = part_key(part, txid)
-        if self.store.record_state(key) is not None:
+        waiting = self._parts_of(key)
+        # With no sibling waiting, a later part may be one of a set already assembled (a
+        # resend). Part 0 cannot be: the key is its own, new txid.
+        if not waiting and part.part > 0 and self.store.record_state(key) is not None:
             why = Rejected(
                 "multipart", f"multipart part {part.part} refers to record {key}, already indexed"
             )
             return [Refusal(why, txid, payload, pos)], None
         pending = PendingPart(key, txid, part.part, part.max_index, part.address, payload, pos)
-        waiting = self.store.parts(key)
         problem = admit(pending, waiting)
         if problem is not None:
             return [Refusal(problem, txid, payload, pos)], None
-        self._add(pending)
         done = assemble([*waiting, pending])
         if done is None:
+            self._add(pending)
             return [], None
-        self.store.drop_parts(key)
+        # Complete: the part that completes the set is never stored, the others go.
+        if waiting:
+            self.store.drop_parts(key)
+        del self._waiting[key]
         self._consumed.extend(waiting)
         if isinstance(done, Rejected):
             return [Refusal(done, key, payload, pos)], None
@@ -263,6 +274,7 @@ class MultipartDesk:
         blocks had consumed. The store forgets what those blocks did, but not the parts they
         removed; without this a multipart completed just above a fork would never complete
         again when its last part is mined anew. ``old`` is the cursor before the rollback."""
+        self._waiting.clear()  # the store just forgot parts above the fork
         hashes = dict(old.recent)
         blocks: dict[int, Block] = {}
         for height in range(fork, old.height + 1):
@@ -294,7 +306,14 @@ class MultipartDesk:
             PendingPart(key, txid, part.part, part.max_index, part.address, entry.payload, pos)
         )
 
+    def _parts_of(self, key: str) -> list[PendingPart]:
+        if key not in self._waiting:
+            self._waiting[key] = self.store.parts(key)
+        return self._waiting[key]
+
     def _add(self, part: PendingPart) -> None:
+        waiting = self._parts_of(part.key)  # (read before the insert: no double entry)
         self.store.add_part(part)
+        waiting.append(part)
         t = part.position.time
         self._floor = t if self._floor is None else min(self._floor, t)
