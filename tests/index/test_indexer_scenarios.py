@@ -259,25 +259,27 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_catalog(t
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     rng = random.Random(11)
     kills, heights = 0, []
-    for _ in range(60):
+    # Kill up to 8 times at random moments, then let the last run finish.
+    for attempt in range(9):
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER, chain.url, url, "25"],
             stdout=subprocess.PIPE,
             env=env,
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        if attempt < 8:
+            time.sleep(rng.uniform(0.05, 0.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
         catalog = open_catalog(url)
         heights.append(catalog.indexed_height())
         catalog.close()
         if proc.returncode == 0:
             break
     assert proc.returncode == 0, heights
-    assert kills >= 3 and len(set(heights)) >= 3, heights  # killed at several places
+    assert kills >= 3 and len(set(heights[:-1])) >= 2, heights  # killed at several places
     catalog = open_catalog(url)
     assert snapshot(catalog) == want
     assert catalog.rejections(limit=1000) == reference.rejections(limit=1000)
