@@ -60,8 +60,10 @@ def wait_for(predicate: Any, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, list[str]]]:
+@pytest.fixture(params=[1, 2], ids=["1 worker", "2 workers"])
+def server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, list[str]]]:
     home, ledger_path = tmp_path / "home", tmp_path / "ledger.sqlite3"
     home.mkdir()
     txids = [publish(ledger_path, species, n) for n, species in enumerate(SPECIES)]
@@ -80,6 +82,8 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path,
             f"local://{ledger_path}",
             "--catalog",
             f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            "--workers",
+            str(request.param),
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -1,25 +1,36 @@
-"""``etdb serve``: the catalog, the indexer following the ledger, and the web app, in one process.
+"""``etdb serve``: the catalog, the indexer following the ledger, and the web app.
 
 The indexer runs in a background thread with its own catalog and ledger handles (the API's
-reader threads never share a connection with the writer). uvicorn runs the app in the calling
-thread. SIGINT/SIGTERM (or ``stop``) make uvicorn finish the requests in flight; then the
-indexer is told to stop, which it does after its current commit (a transaction is never cut),
-and everything is closed. A signal ends the process with status 0: it is the normal way to
-stop a server, not an error.
+reader threads never share a connection with the writer). With one worker (the default)
+uvicorn runs the app in the calling thread; with ``workers > 1`` uvicorn's supervisor runs
+that many app processes on one socket (Python runs one request's code at a time per process,
+so this is how the API uses several cores) while the indexer stays in the supervisor, and the
+workers read its state from a small file. SIGINT/SIGTERM (or ``stop``) make uvicorn finish the
+requests in flight; then the indexer is told to stop, which it does after its current commit
+(a transaction is never cut), and everything is closed. A signal ends the process with status
+0: it is the normal way to stop a server, not an error.
 """
 
 from __future__ import annotations
 
 import copy
+import http.client
 import logging
+import tempfile
 import threading
+import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from etdb.api.app import create_app
 from etdb.config import Settings
+from etdb.index.catalog import open_catalog
 from etdb.ledger import Ledger, LedgerError, open_ledger
 
 log = logging.getLogger("etdb.serve")
@@ -36,15 +47,32 @@ class _StopIndexing(Exception):
 class IndexerThread(threading.Thread):
     """Runs ``Indexer.follow_forever`` until :meth:`stop`; ``state`` is shown by /status."""
 
-    def __init__(self, settings: Settings, catalog_url: str, ledger_url: str, poll: float):
+    def __init__(
+        self,
+        settings: Settings,
+        catalog_url: str,
+        ledger_url: str,
+        poll: float,
+        state_file: Path | None = None,
+    ):
         super().__init__(name="etdb-indexer", daemon=True)
         self.settings, self.catalog_url, self.ledger_url = settings, catalog_url, ledger_url
         self.poll = poll
         self.stop_event = threading.Event()
+        self.state_file = state_file
         self.state = "starting"
 
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if self.state_file is not None:  # for worker processes (workers > 1)
+            self.state_file.write_text(value, encoding="utf-8")
+
     def run(self) -> None:
-        from etdb.index.catalog import open_catalog
         from etdb.index.indexer import Indexer
 
         def check_stop(_report: Any) -> None:
@@ -112,6 +140,32 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def _worker_app(
+    settings: Settings, catalog_url: str, ledger_url: str, state_file: str | None
+) -> FastAPI:
+    """The app in one worker process (workers > 1): its own catalog and ledger handles.
+
+    uvicorn pickles this factory (a partial) into each spawned worker. The handles live as long
+    as the worker process; the supervisor stops workers with SIGTERM and the OS reclaims them.
+    """
+    catalog = open_catalog(catalog_url)
+    try:
+        ledger: Ledger | None = open_ledger(ledger_url, settings.home)
+    except LedgerError:
+        ledger = None
+    app = create_app(catalog, settings=settings, ledger=ledger)
+    path = Path(state_file) if state_file else None
+
+    def state() -> str:
+        try:
+            return path.read_text(encoding="utf-8") if path else "off"
+        except OSError:
+            return "unknown"
+
+    app.state.etdb.indexer_state = state
+    return app
+
+
 def log_config(level: str) -> dict[str, Any]:
     """uvicorn's logging, plus the ``etdb`` loggers (the indexer's warnings) on stderr."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -129,6 +183,7 @@ def serve(
     index: bool = True,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    workers: int = 1,
     access_log: bool = False,
     log_level: str = "info",
     poll_interval: float = POLL_INTERVAL,
@@ -136,15 +191,18 @@ def serve(
 ) -> None:
     """Serve the app until a signal or ``stop``; ``ready`` is set once it accepts connections.
 
-    Raises :class:`etdb.ledger.LedgerError` or the catalog's errors if either cannot be opened.
+    Raises :class:`etdb.ledger.LedgerError` or the catalog's errors if either cannot be opened,
+    ValueError for ``workers < 1``.
     """
-    from etdb.index.catalog import open_catalog
-
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     catalog_url = catalog_url or settings.catalog_url
     ledger_url = ledger_url or settings.ledger
-    catalog = open_catalog(catalog_url)
+    catalog = open_catalog(catalog_url)  # also creates or checks the schema, before any worker
     ledger: Ledger | None = None
     indexer: IndexerThread | None = None
+    state_dir = tempfile.TemporaryDirectory(prefix="etdb-serve-") if workers > 1 else None
+    state_file = Path(state_dir.name) / "indexer" if state_dir else None
     try:
         try:
             ledger = open_ledger(ledger_url, settings.home)
@@ -153,11 +211,10 @@ def serve(
                 raise
             log.warning("ledger unavailable (status will not show its tip): %s", exc)
         if index:
-            indexer = IndexerThread(settings, catalog_url, ledger_url, poll_interval)
-        app = create_app(catalog, settings=settings, ledger=ledger)
-        app.state.etdb.indexer_state = (lambda: indexer.state) if indexer else (lambda: "off")
-        config = uvicorn.Config(
-            app,
+            indexer = IndexerThread(settings, catalog_url, ledger_url, poll_interval, state_file)
+        elif state_file is not None:
+            state_file.write_text("off", encoding="utf-8")
+        common: dict[str, Any] = dict(
             host=host,
             port=port,
             access_log=access_log,
@@ -170,10 +227,48 @@ def serve(
             indexer.start()
         if on_listen is not None:
             on_listen(f"http://{host}:{port}/")
-        _Server(config, ready, stop).run()
+        if workers == 1:
+            app = create_app(catalog, settings=settings, ledger=ledger)
+            app.state.etdb.indexer_state = (lambda: indexer.state) if indexer else (lambda: "off")
+            _Server(uvicorn.Config(app, **common), ready, stop).run()
+        else:
+            factory = partial(_worker_app, settings, catalog_url, ledger_url, str(state_file))
+            config = uvicorn.Config(factory, factory=True, workers=workers, **common)
+            _supervise(config, ready, stop)
     finally:
         if indexer is not None:
             indexer.stop()
         if ledger is not None:
             ledger.close()
         catalog.close()
+        if state_dir is not None:
+            state_dir.cleanup()
+
+
+def _supervise(
+    config: uvicorn.Config, ready: threading.Event | None, stop: threading.Event | None
+) -> None:
+    """uvicorn's multi-process supervisor, with the ``ready`` and ``stop`` events."""
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+
+    def watch() -> None:
+        while not supervisor.should_exit.is_set():
+            if ready is not None and not ready.is_set() and _answers(config.host, config.port):
+                ready.set()  # (asking the workers' pipes would race the supervisor's pings)
+            if stop is not None and stop.is_set():
+                supervisor.should_exit.set()
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="etdb-serve-watch", daemon=True).start()
+    supervisor.run()
+
+
+def _answers(host: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/api/v1/status")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()

@@ -21,6 +21,9 @@ CATALOG_OPTION = typer.Option(
 )
 LEDGER_OPTION = typer.Option(None, "--ledger", metavar="URL", help="Ledger URL (setting `ledger`).")
 ACCESS_LOG_OPTION = typer.Option(False, "--access-log", help="Log every request.")
+WORKERS_OPTION = typer.Option(
+    1, "--workers", min=1, max=64, help="API processes (one per core serves the most requests)."
+)
 
 
 def serve_command(
@@ -30,6 +33,7 @@ def serve_command(
     catalog: str | None = CATALOG_OPTION,
     ledger: str | None = LEDGER_OPTION,
     access_log: bool = ACCESS_LOG_OPTION,
+    workers: int = WORKERS_OPTION,
 ) -> None:
     """Serve the API (docs at /api/docs) and keep the catalog current with the ledger."""
     from etdb.api.server import serve
@@ -59,6 +63,7 @@ def serve_command(
             ledger_url=ledger,
             index=not no_index,
             access_log=access_log,
+            workers=workers,
             on_listen=announce,
         )
     except (LedgerError, ValueError, OSError) as exc:
