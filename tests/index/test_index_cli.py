@@ -80,7 +80,7 @@ def test_check_rebuild_and_tampering(chain, etdb_home):
     db.close()
     result = etdb("index", "--check", "--json", code=1)
     assert json.loads(result.output)["check"]["differences"] == [
-        f"record {a}: deactivated in the catalog, not in a rebuild"
+        f"record {a}: deactivated in the catalog, active in a rebuild"
     ]
     assert "1 differences" in etdb("index", "--check", code=1).output
     data = json.loads(etdb("index", "--rebuild", "--check", "--json").output)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etdb.index.catalog import SqlCatalog, open_catalog
-from etdb.index.check import snapshot
+from etdb.index.check import CatalogSnapshot, compare, snapshot
 from etdb.index.indexer import Indexer, LedgerMismatch, SettingsChanged
 from etdb.ledger.local import LocalLedger, open_local
 from etdb.ledger.local_schema import build_block, compute_txid
@@ -33,7 +34,7 @@ from etdb.record import (
     sign_edit,
 )
 from etdb.record.signing import deactivate_preimage, multipart_preimage, sign_message
-from tests.index.records import signed_artifact
+from tests.index.records import published, signed_artifact
 
 OWNER = PrivateKey(bytes([1]) * 32)
 OTHER = PrivateKey(bytes([2]) * 32)
@@ -235,6 +236,27 @@ def test_empty_ledger_then_blocks_then_nothing_new(chain, store):
     again = run(chain, store)
     assert (again.blocks, again.records, again.rejections) == (0, 0, 0)
     assert titles(store) == {a[0]: ("record 1", False)}
+
+
+def test_replays_are_caught_on_a_fresh_catalog_a_later_run_and_a_foreign_one(
+    chain, store, tmp_path
+):
+    text = publish(OWNER, 1)
+    first, again = chain.block(text, text)  # a fresh catalog: signatures kept in memory
+    run(chain, store)
+    (later,) = chain.block(text)  # a later run: the store is asked
+    run(chain, store)
+    assert rejected(store) == {
+        again: ("publish", f"replay of record {first}"),
+        later: ("publish", f"replay of record {first}"),
+    }
+    # A catalog holding records the indexer did not write (no cursor): the store is asked.
+    other = open_catalog(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    with other.transaction():
+        other.add_record(published(decode(text).artifact.to_wire(), id="cd" * 32))
+    run(chain, other)
+    assert rejected(other)[first] == ("publish", f"replay of record {'cd' * 32}")
+    other.close()
 
 
 def test_limit_blocks_and_small_commits_give_the_same_catalog(chain, tmp_path):
@@ -569,19 +591,40 @@ def test_check_reports_a_catalog_altered_behind_the_indexers_back(chain, store, 
     db = sqlite3.connect(tmp_path / "catalog.sqlite3")
     with db:
         db.execute("UPDATE records SET deactivated = 1 WHERE id = ?", (a,))
-        db.execute("UPDATE records SET original = replace(original, 'record 2', 'rec 2')")
+        db.execute("DELETE FROM records WHERE id = ?", (b,))
         db.execute("DELETE FROM rejections")
     db.close()
     check = indexer.check()
     assert not check.equal and check.total_differences == 4
     assert set(check.differences) == {
-        f"record {a}: deactivated in the catalog, not in a rebuild",
-        f"record {b}: current artifact differs (info)",
+        f"record {a}: deactivated in the catalog, active in a rebuild",
+        f"record {b}: missing from the catalog",
         "rejections: 0 in the catalog, 1 in a rebuild",
         f"rejection of {junk} [unknown] missing from the catalog (1x): "
         "not an OIP 0.4.2 message: floData starts with 'junk', expected the 'json:' prefix "
         "or a JSON object",
     }
+
+
+def test_compare_names_what_differs():
+    def snap(records, rejections=(), pending=0):
+        return CatalogSnapshot(records, Counter(rejections), pending)
+
+    art = json.dumps({"info": {"title": "x"}, "timestamp": 1})
+    other = json.dumps({"info": {"title": "y"}, "timestamp": 1})
+    assert compare(snap({"a": (art, False)}), snap({"a": (art, False)})) == []
+    assert compare(
+        snap({"a": (art, False), "c": (art, False)}, [("t", "edit", "why")], 1),
+        snap({"a": (other, True), "b": (art, False)}),
+    ) == [
+        "record c: in the catalog, not in a rebuild",
+        "record b: missing from the catalog",
+        "record a: current artifact differs (info)",
+        "record a: active in the catalog, deactivated in a rebuild",
+        "rejections: 1 in the catalog, 0 in a rebuild",
+        "rejection of t [edit] only in the catalog (1x): why",
+        "waiting multipart messages: 1 in the catalog, 0 in a rebuild",
+    ]
 
 
 def test_publish_decodes_to_what_was_signed():

@@ -92,8 +92,8 @@ def compare(catalog: CatalogSnapshot, rebuilt: CatalogSnapshot) -> list[str]:
                 f"record {rid}: current artifact differs ({_artifact_difference(art, art2)})"
             )
         if off != off2:
-            state = "deactivated" if off else "active"
-            out.append(f"record {rid}: {state} in the catalog, not in a rebuild")
+            state, other = ("deactivated", "active") if off else ("active", "deactivated")
+            out.append(f"record {rid}: {state} in the catalog, {other} in a rebuild")
     extra = catalog.rejections - rebuilt.rejections
     missing = rebuilt.rejections - catalog.rejections
     if extra or missing:

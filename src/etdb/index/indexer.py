@@ -66,7 +66,7 @@ from dataclasses import dataclass, fields
 from etdb.index.check import CheckReport, all_rejections
 from etdb.index.check import check as check_catalog
 from etdb.index.parts import MultipartDesk, Refusal, is_multipart
-from etdb.index.query import IndexStatus, Rejection
+from etdb.index.query import IndexStatus, Rejection, SearchQuery
 from etdb.index.store import (
     AppliedEdit,
     CatalogStore,
@@ -93,6 +93,8 @@ META_GENESIS = "ledger_genesis"
 META_URL = "ledger_url"
 META_SETTINGS = "index_settings"
 DEFAULT_EXPIRY = 604_800  # one week, as oipd
+#: Signatures remembered in memory while building a catalog from scratch (see _replay_of).
+MAX_REMEMBERED = 2_000_000
 
 
 class IndexerError(Exception):
@@ -169,6 +171,7 @@ class Indexer:
         self._cursor = Cursor()
         self._batch = IndexReport()
         self._parts = MultipartDesk(store, ledger, multipart_expiry)
+        self._signatures: dict[tuple[str, str], str] | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -180,6 +183,7 @@ class Indexer:
         started = time.monotonic()
         self._cursor = self._prepare()
         self._parts.begin_run()
+        self._signatures = {} if self._catalog_is_empty() else None
         report = IndexReport(height=self._cursor.height, tip=self.ledger.tip().height)
         events = follow(
             self.ledger, self._cursor, confirmations=self.confirmations, limit=limit_blocks
@@ -352,6 +356,7 @@ class Indexer:
         self._parts.end_block(block)
 
     def _rollback(self, event: Rollback) -> None:
+        self._signatures = None  # records were forgotten: ask the store from now on
         self.store.rollback(event.from_height)
         self._parts.rollback(event.from_height, self._cursor)
 
@@ -379,7 +384,7 @@ class Indexer:
         art = message.artifact
         address, signature = art.floAddress or "", art.signature or ""
         if problem is None:
-            original = self.store.find_signature(address, signature)
+            original = self._replay_of(address, signature)
             if original is not None:
                 problem = Rejected("publish", f"replay of record {original}")
         if problem is not None:
@@ -389,6 +394,24 @@ class Indexer:
             PublishedRecord(txid, txids, address, art.to_wire(), signature, True, pos)
         )
         self._batch.records += 1
+        if self._signatures is not None:
+            self._signatures[address, signature] = txid
+            if len(self._signatures) > MAX_REMEMBERED:
+                self._signatures = None
+
+    def _catalog_is_empty(self) -> bool:
+        if self._cursor.height >= 0:
+            return False
+        everything = SearchQuery(include_deactivated=True, limit=1)
+        return self.store.search(everything).total == 0
+
+    def _replay_of(self, address: str, signature: str) -> str | None:
+        """The record already published with this signature. On a catalog built from scratch
+        in this run, every record's signature is in memory: asking the store would flush its
+        buffered inserts before each record, halving the initial indexing rate."""
+        if self._signatures is not None:
+            return self._signatures.get((address, signature))
+        return self.store.find_signature(address, signature)
 
     def _last_edit(self, record_id: str) -> int | None:
         detail = self.store.get(record_id)
