@@ -570,6 +570,15 @@ def test_follow_forever_picks_up_new_blocks_until_stopped(chain, store):
     assert len(titles(store)) == 2 and seen[-1] == 1
 
 
+def test_a_stop_event_ends_a_run_after_the_current_commit(chain, store):
+    for n in range(5):
+        chain.block(publish(OWNER, n))
+    stop = threading.Event()
+    stop.set()
+    report = Indexer(chain.ledger, store, commit_blocks=2).run(stop=stop)
+    assert (report.blocks, report.height, store.indexed_height()) == (2, 1, 1)
+
+
 def test_status_and_check(chain, store):
     chain.block(publish(OWNER, 1), "junk")
     chain.block(chain.parts(publish(OWNER, 2), OWNER)[0])

@@ -176,10 +176,15 @@ class Indexer:
     # -- public API ---------------------------------------------------------------------------
 
     def run(
-        self, limit_blocks: int | None = None, *, progress: Progress | None = None
+        self,
+        limit_blocks: int | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> IndexReport:
         """Apply every confirmed block after the stored cursor (at most ``limit_blocks``);
-        ``progress`` is called with the running totals after each commit."""
+        ``progress`` is called with the running totals after each commit. Setting ``stop``
+        ends the run after the current commit."""
         started = time.monotonic()
         self._cursor = self._prepare()
         self._parts.begin_run()
@@ -199,6 +204,8 @@ class Indexer:
             report.seconds = time.monotonic() - started
             if progress is not None and (self._batch.blocks or self._batch.rollbacks):
                 progress(report)
+            if stop is not None and stop.is_set():
+                break
         report.seconds = time.monotonic() - started
         return report
 
@@ -223,7 +230,7 @@ class Indexer:
         total = IndexReport()
         while not stop.is_set():
             try:
-                report = self.run(progress=progress)
+                report = self.run(progress=progress, stop=stop)
                 total.add(report)
                 total.height, total.tip = report.height, report.tip
             except LedgerUnavailable as exc:
