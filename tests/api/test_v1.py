@@ -598,3 +598,11 @@ def test_settings_are_used_for_the_ledger_url(catalog) -> None:  # type: ignore[
     s = Settings(home=__import__("pathlib").Path("/tmp"), ledger="flo+http://u:pw@node:7313")
     body = TestClient(create_app(catalog, settings=s)).get("/api/v1/status").json()
     assert body["ledger_url"] == "flo+http://u@node:7313"
+
+
+@pytest.mark.parametrize("path", [URL, RECORD.format("aaaa01"), "/api/v1/summary"])
+def test_head(client: TestClient, path: str) -> None:
+    head, get = client.head(path), client.get(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+    assert head.headers["content-length"] == get.headers["content-length"]

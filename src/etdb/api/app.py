@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.routing import APIRoute
 
 from etdb import __version__
 from etdb.api.context import DEFAULT_EXPORT_ROWS, DEFAULT_MAX_AGE, AppContext
@@ -81,6 +82,7 @@ def create_app(
     for name in parts:
         target = _load(PARTS[name])
         if isinstance(target, APIRouter):
+            _allow_head(target)
             app.include_router(target)
         elif callable(target):
             target(app)
@@ -96,6 +98,23 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
     return app
+
+
+def _allow_head(router: APIRouter) -> None:
+    """HEAD wherever GET is allowed (link checkers, caches, `curl -I`), as Starlette's plain
+    routes do; FastAPI's answer 405. Twin routes, left out of the OpenAPI document."""
+    if getattr(router, "_etdb_head", False):  # module-level routers: once per process
+        return
+    for route in list(router.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods:
+            router.add_api_route(
+                route.path.removeprefix(router.prefix),
+                route.endpoint,
+                methods=["HEAD"],
+                name=f"{route.name}_head",
+                include_in_schema=False,
+            )
+    router._etdb_head = True  # type: ignore[attr-defined]
 
 
 def _load(target: str) -> APIRouter | Callable[[FastAPI], None] | None:
