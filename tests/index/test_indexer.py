@@ -260,8 +260,15 @@ def test_replays_are_caught_on_a_fresh_catalog_a_later_run_and_a_foreign_one(
 
 
 def test_limit_blocks_and_small_commits_give_the_same_catalog(chain, tmp_path):
+    # Multiparts whose parts span blocks, runs and commits, and one that never completes.
+    sets = []
+    for n in (100, 101, 102):
+        text = publish(OWNER, n)
+        key = chain.next_txid(0, chain.parts(text, OWNER)[0])
+        chain.block(chain.parts(text, OWNER)[0])
+        sets.append(chain.parts(text, OWNER, key)[1:])
     for n in range(12):
-        chain.block(publish(OWNER, n), f"junk {n}")
+        chain.block(publish(OWNER, n), f"junk {n}", *(p[n] for p in sets[:2] if n < len(p)))
     whole = open_catalog(f"sqlite:///{tmp_path / 'whole.sqlite3'}")
     steps = open_catalog(f"sqlite:///{tmp_path / 'steps.sqlite3'}")
     Indexer(chain.ledger, whole).run()
@@ -269,8 +276,9 @@ def test_limit_blocks_and_small_commits_give_the_same_catalog(chain, tmp_path):
     heights = []
     while (r := indexer.run(limit_blocks=5)).blocks:
         heights.append(r.height)
-    assert heights == [4, 9, 11]
+    assert heights == [4, 9, 14]
     assert snapshot(whole) == snapshot(steps)
+    assert len(snapshot(whole).records) == 14 and whole.pending_multiparts() == 1
     whole.close()
     steps.close()
 

@@ -345,6 +345,7 @@ class Indexer:
                 exhausted = False
                 break
         if applied:
+            self._parts.save()
             self.store.set_meta(META_CURSOR, json.dumps(self._cursor.to_json()))
         return exhausted
 
@@ -364,6 +365,7 @@ class Indexer:
 
     def _rollback(self, event: Rollback) -> None:
         self._signatures = None  # records were forgotten: ask the store from now on
+        self._parts.save()
         self.store.rollback(event.from_height)
         self._parts.rollback(event.from_height, self._cursor)
 

@@ -186,15 +186,32 @@ class MultipartDesk:
         # that cannot expire anything skip the query (and the flush of the store's buffered
         # writes that comes with it), which matters on a ledger without multiparts.
         self._floor: float | None = float("-inf")
-        # The store's waiting parts of the keys seen this run, kept in step with every write:
-        # parts 1..n of a set then cost no query. Reset by each run (a failed run's
-        # transaction rolled back what the cache remembers).
+        # Every read of the store flushes its buffered inserts, and most sets complete within
+        # a batch of blocks, so waiting parts are kept here: ``_waiting`` holds the waiting
+        # parts of the keys seen this run (stored or not), ``_unsaved`` those not yet written,
+        # which :meth:`save` writes before the indexer commits. ``_known_all``: the store had
+        # no waiting part when the run began (and no rollback since), so a key not in
+        # ``_waiting`` has none. All of it is reset by each run: a failed run's transaction
+        # took its writes with it.
         self._waiting: dict[str, list[PendingPart]] = {}
+        self._unsaved: dict[str, list[PendingPart]] = {}
+        self._known_all = False
 
     def begin_run(self) -> None:
         """Learn whether any part waits (another process may have written the catalog)."""
-        self._floor = float("-inf") if self.store.pending_multiparts() else None
+        waiting = self.store.pending_multiparts()
+        self._floor = float("-inf") if waiting else None
+        self._known_all = not waiting
         self._waiting.clear()
+        self._unsaved.clear()
+
+    def save(self) -> None:
+        """Write the parts still waiting to the store (before the indexer commits, and before
+        anything that reads or rolls back the store's parts)."""
+        for parts in self._unsaved.values():
+            for part in parts:
+                self.store.add_part(part)
+        self._unsaved.clear()
 
     def begin_block(self, block: Block) -> list[Refusal]:
         """Expire sets whose first part is older than the expiry (block time): every part of
@@ -203,6 +220,7 @@ class MultipartDesk:
         before = block.time - self.expiry
         if self._floor is None or before <= self._floor:
             return []
+        self.save()
         expired = self.store.expire_parts(before)
         self._floor = before
         groups: dict[str, list[PendingPart]] = {}
@@ -249,8 +267,8 @@ class MultipartDesk:
             self._add(pending)
             return [], None
         # Complete: the part that completes the set is never stored, the others go.
-        if waiting:
-            self.store.drop_parts(key)
+        if len(waiting) > len(self._unsaved.pop(key, [])):
+            self.store.drop_parts(key)  # some were written in an earlier batch
         del self._waiting[key]
         self._consumed.extend(waiting)
         if isinstance(done, Rejected):
@@ -270,11 +288,13 @@ class MultipartDesk:
             self.store.set_meta(META_CONSUMED.format(height=block.height), json.dumps(doc))
 
     def rollback(self, fork: int, old: Cursor) -> None:
-        """After ``store.rollback(fork)``: put back the parts below the fork that orphaned
-        blocks had consumed. The store forgets what those blocks did, but not the parts they
-        removed; without this a multipart completed just above a fork would never complete
-        again when its last part is mined anew. ``old`` is the cursor before the rollback."""
+        """After ``store.rollback(fork)`` (and :meth:`save` before it): put back the parts below
+        the fork that orphaned blocks had consumed. The store forgets what those blocks did,
+        but not the parts they removed; without this a multipart completed just above a fork
+        would never complete again when its last part is mined anew. ``old`` is the cursor
+        before the rollback."""
         self._waiting.clear()  # the store just forgot parts above the fork
+        self._known_all = False
         hashes = dict(old.recent)
         blocks: dict[int, Block] = {}
         for height in range(fork, old.height + 1):
@@ -308,12 +328,11 @@ class MultipartDesk:
 
     def _parts_of(self, key: str) -> list[PendingPart]:
         if key not in self._waiting:
-            self._waiting[key] = self.store.parts(key)
+            self._waiting[key] = [] if self._known_all else self.store.parts(key)
         return self._waiting[key]
 
     def _add(self, part: PendingPart) -> None:
-        waiting = self._parts_of(part.key)  # (read before the insert: no double entry)
-        self.store.add_part(part)
-        waiting.append(part)
+        self._parts_of(part.key).append(part)
+        self._unsaved.setdefault(part.key, []).append(part)
         t = part.position.time
         self._floor = t if self._floor is None else min(self._floor, t)
