@@ -390,6 +390,29 @@ def test_edit_and_deactivation_signatures_cannot_be_replayed(chain, store):
     assert got[ids[4]][1].startswith("the edit's signature covers the legacy preimage")
 
 
+def test_records_are_kept_as_published_and_edits_patch_that_document(chain, store):
+    wire = artifact(OWNER, 1).to_wire()
+    details = dict(wire["details"])
+    details["NBCItaxID"] = details.pop("NCBItaxID")  # go-etdb's spelling before May 2018
+    published_doc = {"labExtra": {"x": 1}, **{**wire, "details": details}}
+    signature = published_doc.pop("signature")
+    # The signature beside the artifact (decode moves it in), keys in another order.
+    text = "json:" + json.dumps(
+        {"oip042": {"publish": {"signature": signature, "artifact": published_doc}}}
+    )
+    (a,) = chain.block(text)
+    ops = [{"op": "replace", "path": "/artifact/details/NBCItaxID", "value": 42}]
+    (e,) = chain.block(encode_edit(sign_edit(a, ops, OWNER, timestamp=T0 + 10)))
+    run(chain, store)
+    assert rejected(store) == {}
+    detail = store.get(a)
+    assert detail is not None
+    assert detail.original == {**published_doc, "signature": signature}
+    assert list(detail.original) == [*published_doc, "signature"]
+    assert detail.artifact["details"]["NBCItaxID"] == 42
+    assert detail.provenance.edits[0]["txid"] == e
+
+
 def test_edits_must_keep_a_valid_complete_record(chain, store):
     (a,) = chain.block(publish(OWNER, 1))
     art = artifact(OWNER, 1)

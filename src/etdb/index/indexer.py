@@ -33,7 +33,8 @@ only (``ledger_url``), so a moved file or a renamed node host is still the same 
 * Publish (``json:``/bare JSON, strictly decoded): the publisher must be on the allow-list, the
   signature and Table 1's mandatory fields must check (``verify_publish``), and no record may
   already carry the same signature from that publisher (else "replay of record <id>"). The
-  artifact is stored in normalised wire form (go-etdb key order; unknown keys kept).
+  artifact is stored as published (key order, spellings such as 2018's ``NBCItaxID``, unknown
+  keys), and edits patch that document, as oipd patched its stored JSON.
 * Edit: the record must exist and be active; the edit must be signed by the record's original
   publisher (a newer-form edit must sign ``txid-timestamp``, not only the legacy preimage a
   deactivation shares); the patch must apply; the patched artifact must keep ``floAddress``
@@ -80,6 +81,7 @@ from etdb.index.validate import (
     check_edit,
     check_publish,
     excerpt,
+    published_form,
     read_message,
 )
 from etdb.ledger import Block, BlockEvent, Ledger, LedgerUnavailable, Rollback, follow
@@ -399,9 +401,8 @@ class Indexer:
         if problem is not None:
             self._reject(problem, txid, pos, text)
             return
-        self.store.add_record(
-            PublishedRecord(txid, txids, address, art.to_wire(), signature, True, pos)
-        )
+        document = published_form(message)
+        self.store.add_record(PublishedRecord(txid, txids, address, document, signature, True, pos))
         self._batch.records += 1
         if self._signatures is not None:
             self._signatures[address, signature] = txid
@@ -436,7 +437,7 @@ class Indexer:
             self._reject(patched, txid, pos, text)
             return
         self.store.apply_edit(
-            AppliedEdit(txid, record_id, message.timestamp, message.patch, patched.to_wire(), pos)
+            AppliedEdit(txid, record_id, message.timestamp, message.patch, patched, pos)
         )
         self._batch.edits += 1
 

@@ -10,6 +10,7 @@ one odd transaction).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -22,7 +23,7 @@ from etdb.record import (
     Message,
     Publish,
     RecordError,
-    apply_edit,
+    apply_patch,
     decode,
     verify_deactivate,
     verify_edit,
@@ -96,6 +97,25 @@ def read_message(text: str) -> Message | Rejected:
 # -- publish, edit, deactivate ----------------------------------------------------------------
 
 
+def published_form(message: Publish) -> dict[str, Any]:
+    """The artifact object as the ledger carried it: key order, spellings (the 2018
+    ``NBCItaxID``) and unknown keys as published, a signature sent beside it moved inside (as
+    :func:`decode` reads it). Edits patch this document, as oipd patched its stored JSON.
+    Shapes other than the on-chain envelope (oipd documents...) get the model's wire form."""
+    if message.shape == "oip042":
+        try:
+            # decode() checked this very text (JSON, depth, numbers): the plain parser will do.
+            obj = json.loads(message.raw_json)
+            body = obj.get("oip042", obj)["publish"]
+            art = dict(body["artifact"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return message.artifact.to_wire()  # not the shape decode said: keep what it read
+        if "signature" not in art and body.get("signature") is not None:
+            art["signature"] = body["signature"]
+        return art
+    return message.artifact.to_wire()
+
+
 def check_publish(message: Publish, publishers: frozenset[str] | None) -> Rejected | None:
     """Allow-list, then signature and mandatory fields (replays are the indexer's to find)."""
     address = message.artifact.floAddress or ""
@@ -131,8 +151,11 @@ def _active(kind: Kind, record_id: str, state: RecordState | None) -> RecordStat
     return state
 
 
-def check_edit(edit: Edit, state: RecordState | None, last_edit: int | None) -> Artifact | Rejected:
-    """The artifact after ``edit``, or why the edit is refused.
+def check_edit(
+    edit: Edit, state: RecordState | None, last_edit: int | None
+) -> dict[str, Any] | Rejected:
+    """The record's artifact document after ``edit`` (the stored document, patched), or why
+    the edit is refused.
 
     The edit must be signed by the record's original publisher; a modern-form edit must sign
     the modern preimage (``txid-timestamp``), not merely the legacy one, which is also a
@@ -158,9 +181,12 @@ def check_edit(edit: Edit, state: RecordState | None, last_edit: int | None) -> 
             "the edit's signature covers the legacy preimage (artifactID-publisher-timestamp, "
             "a deactivation's) but the edit is in the newer form, which signs txid-timestamp",
         )
-    patched = guarded("edit", lambda: apply_edit(Artifact.from_wire(state.artifact), edit))
+    document = guarded("edit", lambda: apply_patch(state.artifact, edit.patch))
+    if isinstance(document, Rejected):
+        return document
+    patched = guarded("edit", lambda: Artifact.from_wire(document))
     if isinstance(patched, Rejected):
-        return patched
+        return Rejected("edit", f"the patched artifact is invalid: {patched.reason}")
     if patched.floAddress != state.publisher:
         return Rejected(
             "edit",
@@ -172,7 +198,7 @@ def check_edit(edit: Edit, state: RecordState | None, last_edit: int | None) -> 
         return result
     if not result.valid:
         return Rejected("edit", f"the edited record is not valid: {result.reason}")
-    return patched
+    return document
 
 
 def check_deactivate(
