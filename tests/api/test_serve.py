@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,31 @@ def test_serve_no_index_and_bad_port(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 1 and "out of range" in bad.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_function_ready_and_stop(tmp_path: Path, workers: int) -> None:
+    """What the demo calls: serve() in a thread, `ready` once listening, `stop` to end it."""
+    from etdb.api import serve
+    from etdb.config import Settings
+
+    ledger_path = tmp_path / "ledger.sqlite3"
+    publish(ledger_path, SPECIES[0], 1)
+    settings = Settings(home=tmp_path, ledger=f"local://{ledger_path}")
+    ready, stop = threading.Event(), threading.Event()
+    port = free_port()
+    thread = threading.Thread(
+        target=serve,
+        args=(settings,),
+        kwargs=dict(host="127.0.0.1", port=port, ready=ready, stop=stop, workers=workers),
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(TIMEOUT)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        wait_for(lambda: http.get("/api/v1/status").json()["records"] == 1, "indexing")
+    stop.set()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=2)

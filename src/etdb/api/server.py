@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from etdb.api.app import create_app
 from etdb.config import Settings
@@ -249,7 +250,18 @@ def _supervise(
     config: uvicorn.Config, ready: threading.Event | None, stop: threading.Event | None
 ) -> None:
     """uvicorn's multi-process supervisor, with the ``ready`` and ``stop`` events."""
-    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    sockets = [config.bind_socket()]
+    if threading.current_thread() is threading.main_thread():
+        supervisor = Multiprocess(config, sockets=sockets)
+    else:
+        # Multiprocess() installs signal handlers, which only the main thread may do; run from
+        # another thread (a demo, a test) the supervisor is stopped with `stop` instead.
+        real = multiprocess.signal
+        multiprocess.signal = SimpleNamespace(signal=lambda *_: None)  # type: ignore[assignment]
+        try:
+            supervisor = Multiprocess(config, sockets=sockets)
+        finally:
+            multiprocess.signal = real
 
     def watch() -> None:
         while not supervisor.should_exit.is_set():
