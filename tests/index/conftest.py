@@ -1,9 +1,12 @@
 """Catalog fixtures: every catalog test runs on SQLite (a temporary file) and on PostgreSQL.
 
+Variants: ``sqlite`` and ``postgresql`` search through the memory index (the default),
+``sqlite-sql`` through SQL alone (test_memindex.py checks both paths agree on both backends).
+
 PostgreSQL: ``ETDB_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``,
-trust auth). Each test gets a fresh schema (``search_path`` in the URL), dropped afterwards,
+trust auth). Each catalog gets a fresh schema (``search_path`` in the URL), dropped afterwards,
 so concurrent test runs and other suites sharing the database never see each other. When the
-server is unreachable the PostgreSQL half skips on a laptop and fails in CI
+server is unreachable the PostgreSQL variants skip on a laptop and fail in CI
 (``skip_or_fail``).
 """
 
@@ -12,6 +15,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +25,7 @@ from etdb.index.catalog import SqlCatalog, open_catalog
 from tests.conftest import skip_or_fail
 
 PG_URL = os.environ.get("ETDB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+VARIANTS = ["sqlite", "sqlite-sql", pytest.param("postgresql", marks=pytest.mark.postgres)]
 _pg_problem: list[str | None] = []
 
 
@@ -41,9 +47,9 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema as a catalog URL; dropped after the test."""
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema as a catalog URL; dropped on exit."""
     problem = _pg_unreachable()
     if problem:
         skip_or_fail(problem)
@@ -60,17 +66,45 @@ def pg_schema_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@contextmanager
+def catalog_for(variant: str, folder: Path) -> Iterator[SqlCatalog]:
+    with pg_schema() if variant == "postgresql" else _nothing() as pg_url:
+        url = pg_url or f"sqlite:///{folder / 'catalog.sqlite3'}"
+        cat = open_catalog(url, memory_index=variant != "sqlite-sql")
+        try:
+            yield cat
+        finally:
+            cat.close()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    with pg_schema() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def catalog_url(request, tmp_path) -> str:
+    """A URL for tests that open and close catalogs themselves."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
     return request.getfixturevalue("pg_schema_url")
 
 
-@pytest.fixture
-def catalog(catalog_url) -> Iterator[SqlCatalog]:
-    cat = open_catalog(catalog_url)
-    try:
+@pytest.fixture(params=VARIANTS)
+def catalog(request, tmp_path) -> Iterator[SqlCatalog]:
+    """A fresh, empty catalog per test."""
+    with catalog_for(request.param, tmp_path) as cat:
         yield cat
-    finally:
-        cat.close()
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def module_catalog(request, tmp_path_factory) -> Iterator[SqlCatalog]:
+    """One empty catalog per test module: for tests that only read what they share."""
+    with catalog_for(request.param, tmp_path_factory.mktemp("catalog")) as cat:
+        yield cat

@@ -178,8 +178,16 @@ def find(catalog: SqlCatalog, **kw: Any) -> set[str]:
 
 @pytest.fixture
 def loaded(catalog: SqlCatalog) -> SqlCatalog:
+    """The dataset, for a test that writes."""
     load(catalog)
     return catalog
+
+
+@pytest.fixture(scope="module")
+def shared(module_catalog: SqlCatalog) -> SqlCatalog:
+    """The dataset, loaded once per module and backend: tests using it must not write."""
+    load(module_catalog)
+    return module_catalog
 
 
 def assert_counts_consistent(catalog: SqlCatalog) -> None:
@@ -198,8 +206,8 @@ def assert_counts_consistent(catalog: SqlCatalog) -> None:
 # -- flattening and reads ---------------------------------------------------------------------
 
 
-def test_flattened_summary(loaded: SqlCatalog) -> None:
-    sulfo = loaded.get(ID["sulfo"])
+def test_flattened_summary(shared: SqlCatalog) -> None:
+    sulfo = shared.get(ID["sulfo"])
     assert sulfo is not None
     s = sulfo.summary
     assert s.species == "Sulfolobus solfataricus"  # trailing space of the real record dropped
@@ -221,11 +229,11 @@ def test_flattened_summary(loaded: SqlCatalog) -> None:
     assert s.total_bytes == 3_862_938_075
     assert s.location == "Qmat8i2pn4WnnMiPQcKsKJZahr1scUbuUyXjgSuCPBcsYY"
     assert (s.date, s.published, s.sid) == (1389657600, 1528156632, "rr2014-01-14-5")
-    caulo = loaded.get(ID["caulo"])
+    caulo = shared.get(ID["caulo"])
     assert caulo is not None
     assert caulo.summary.thumbnail == "keyimg_et2011-01-01-1.jpg"  # no thumbnail: key image
     assert caulo.summary.date is None
-    empty = loaded.get(ID["nospecies"])
+    empty = shared.get(ID["nospecies"])
     assert empty is not None
     assert (empty.summary.thumbnail, empty.summary.file_types, empty.summary.total_bytes) == (
         None,
@@ -234,8 +242,8 @@ def test_flattened_summary(loaded: SqlCatalog) -> None:
     )
 
 
-def test_get_detail_and_provenance(loaded: SqlCatalog) -> None:
-    d = loaded.get(ID["vibrio_a"])
+def test_get_detail_and_provenance(shared: SqlCatalog) -> None:
+    d = shared.get(ID["vibrio_a"])
     assert d is not None
     assert d.artifact == d.original == make_artifact(**DATASET["vibrio_a"][1], publisher=P1)
     p = d.provenance
@@ -306,12 +314,12 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
 
 
 @pytest.mark.parametrize(("filters", "expected"), FILTER_CASES, ids=lambda v: repr(v)[:50])
-def test_filters(loaded: SqlCatalog, filters: dict[str, Any], expected: set[str]) -> None:
-    result = loaded.search(SearchQuery(limit=MAX_LIMIT, **filters))
+def test_filters(shared: SqlCatalog, filters: dict[str, Any], expected: set[str]) -> None:
+    result = shared.search(SearchQuery(limit=MAX_LIMIT, **filters))
     assert set(names(result)) == expected
     assert result.total == len(expected)
     # The same filters with facets: the total comes from the facet statement.
-    faceted = loaded.search(SearchQuery(limit=1, facets=("species",), **filters))
+    faceted = shared.search(SearchQuery(limit=1, facets=("species",), **filters))
     assert faceted.total == len(expected)
 
 
@@ -364,18 +372,18 @@ TEXT_CASES: list[tuple[str, set[str]]] = [
 
 
 @pytest.mark.parametrize(("q", "expected"), TEXT_CASES, ids=lambda v: repr(v)[:30])
-def test_text_search(loaded: SqlCatalog, q: str, expected: set[str]) -> None:
-    assert find(loaded, q=q) == expected
+def test_text_search(shared: SqlCatalog, q: str, expected: set[str]) -> None:
+    assert find(shared, q=q) == expected
 
 
-def test_relevance(loaded: SqlCatalog) -> None:
-    result = loaded.search(SearchQuery(q="vibrio", sort="relevance"))
+def test_relevance(shared: SqlCatalog) -> None:
+    result = shared.search(SearchQuery(q="vibrio", sort="relevance"))
     assert names(result)[-1] == "caulo"  # only its notes mention vibrio
     assert set(names(result)) == {"vibrio_a", "vibrio_b", "vibrio_p", "caulo"}
-    worst_first = loaded.search(SearchQuery(q="vibrio", sort="relevance", order="asc"))
+    worst_first = shared.search(SearchQuery(q="vibrio", sort="relevance", order="asc"))
     assert names(worst_first)[0] == "caulo"
     with pytest.raises(ValueError, match="sort"):
-        loaded.search(SearchQuery(sort="relevance"))
+        shared.search(SearchQuery(sort="relevance"))
 
 
 HOSTILE = [
@@ -427,9 +435,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("q", HOSTILE, ids=range(len(HOSTILE)))
 @pytest.mark.parametrize("sort", ["published", "relevance"])
-def test_hostile_text_is_text(loaded: SqlCatalog, q: str, sort: str) -> None:
+def test_hostile_text_is_text(shared: SqlCatalog, q: str, sort: str) -> None:
     try:
-        result = loaded.search(SearchQuery(q=q, sort=sort, facets=("species", "file_type")))
+        result = shared.search(SearchQuery(q=q, sort=sort, facets=("species", "file_type")))
     except ValueError as exc:
         assert str(exc).startswith(("q:", "sort:")), exc
         return
@@ -437,18 +445,18 @@ def test_hostile_text_is_text(loaded: SqlCatalog, q: str, sort: str) -> None:
     assert set(names(result)) <= set(DATASET)
 
 
-def test_hostile_filter_values(loaded: SqlCatalog) -> None:
+def test_hostile_filter_values(shared: SqlCatalog) -> None:
     for value in ("'; DROP TABLE records; --", "\x00", "\ud800", "%", "x" * 10_000):
-        assert find(loaded, species=(value,), lab=(value,), emdb=value, file_type=(value,)) == set()
+        assert find(shared, species=(value,), lab=(value,), emdb=value, file_type=(value,)) == set()
     with pytest.raises(ValueError, match="species"):
-        loaded.search(SearchQuery(species=("a",) * 101))
+        shared.search(SearchQuery(species=("a",) * 101))
     with pytest.raises(ValueError, match="taxid"):
-        loaded.search(SearchQuery(taxid=("666",)))  # type: ignore[arg-type]
+        shared.search(SearchQuery(taxid=("666",)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="date"):
-        loaded.search(SearchQuery(date=Range(float("nan"))))
+        shared.search(SearchQuery(date=Range(float("nan"))))
     with pytest.raises(ValueError, match="tilt_axis"):
-        loaded.search(SearchQuery(tilt_axis=3))
-    assert find(loaded) == set(DATASET)  # still there
+        shared.search(SearchQuery(tilt_axis=3))
+    assert find(shared) == set(DATASET)  # still there
 
 
 def test_odd_record_values_are_stored(catalog: SqlCatalog) -> None:
@@ -475,8 +483,8 @@ def test_odd_record_values_are_stored(catalog: SqlCatalog) -> None:
 # -- facets -----------------------------------------------------------------------------------
 
 
-def test_facets_under_filters(loaded: SqlCatalog) -> None:
-    result = loaded.search(SearchQuery(species=("Vibrio cholerae",), facets=tuple(FACETS), limit=1))
+def test_facets_under_filters(shared: SqlCatalog) -> None:
+    result = shared.search(SearchQuery(species=("Vibrio cholerae",), facets=tuple(FACETS), limit=1))
     f = result.facets
     assert result.total == 2
     assert f["species"] == [FacetValue("Vibrio cholerae", 2)]
@@ -492,7 +500,7 @@ def test_facets_under_filters(loaded: SqlCatalog) -> None:
         FacetValue("reconstruction", 1),
         FacetValue("thumbnail", 1),
     ]
-    text = loaded.search(SearchQuery(q="vibrio", facets=("species", "microscopist")))
+    text = shared.search(SearchQuery(q="vibrio", facets=("species", "microscopist")))
     assert text.facets["species"] == [
         FacetValue("Vibrio cholerae", 2),
         FacetValue("Caulobacter crescentus", 1),
@@ -504,18 +512,18 @@ def test_facets_under_filters(loaded: SqlCatalog) -> None:
     ]  # vibrio_p has none: NULLs are not a facet value
 
 
-def test_unfiltered_facets_come_from_counts(loaded: SqlCatalog) -> None:
-    result = loaded.search(SearchQuery(facets=tuple(FACETS), limit=1))
+def test_unfiltered_facets_come_from_counts(shared: SqlCatalog) -> None:
+    result = shared.search(SearchQuery(facets=tuple(FACETS), limit=1))
     assert result.total == len(DATASET)
     assert result.facets["species"][0] == FacetValue("Sulfolobus solfataricus", 2)
     assert result.facets["year"][0] == FacetValue("2009", 2)
-    assert_counts_consistent(loaded)
+    assert_counts_consistent(shared)
 
 
-def test_facet_top_n(loaded: SqlCatalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_facet_top_n(shared: SqlCatalog, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_mod, "FACET_TOP", 2)
-    counted = loaded.search(SearchQuery(facets=("species", "taxid")))
-    live = loaded.search(SearchQuery(facets=("species", "taxid"), published=Range(lo=0)))
+    counted = shared.search(SearchQuery(facets=("species", "taxid")))
+    live = shared.search(SearchQuery(facets=("species", "taxid"), published=Range(lo=0)))
     assert counted.facets["species"] == [
         FacetValue("Sulfolobus solfataricus", 2),
         FacetValue("Vibrio cholerae", 2),
@@ -553,15 +561,15 @@ def expected_order(sort: str, order: str) -> list[str]:
 
 @pytest.mark.parametrize("sort", ["published", "date", "species", "microscopist"])
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_sort_and_keyset_walk(loaded: SqlCatalog, sort: str, order: str) -> None:
+def test_sort_and_keyset_walk(shared: SqlCatalog, sort: str, order: str) -> None:
     expected = expected_order(sort, order)
-    one = loaded.search(SearchQuery(sort=sort, order=order, limit=MAX_LIMIT))  # type: ignore[arg-type]
+    one = shared.search(SearchQuery(sort=sort, order=order, limit=MAX_LIMIT))  # type: ignore[arg-type]
     assert names(one) == expected and one.next is None
     for limit in (1, 3):
         seen: list[str] = []
         after = None
         while True:
-            page = loaded.search(
+            page = shared.search(
                 SearchQuery(sort=sort, order=order, limit=limit, after=after)  # type: ignore[arg-type]
             )
             seen += names(page)
@@ -572,26 +580,26 @@ def test_sort_and_keyset_walk(loaded: SqlCatalog, sort: str, order: str) -> None
         assert seen == expected, (limit, seen)
 
 
-def test_relevance_keyset_walk(loaded: SqlCatalog) -> None:
+def test_relevance_keyset_walk(shared: SqlCatalog) -> None:
     q = SearchQuery(q="vibrio jensen", sort="relevance", limit=MAX_LIMIT)
-    full = names(loaded.search(q))
+    full = names(shared.search(q))
     assert set(full) == {"vibrio_a", "vibrio_b", "vibrio_p", "caulo"}
     seen, after = [], None
     while True:
-        page = loaded.search(replace(q, limit=1, after=after))
+        page = shared.search(replace(q, limit=1, after=after))
         seen += names(page)
         if (after := page.next) is None:
             break
     assert seen == full
 
 
-def test_bad_limit_and_after(loaded: SqlCatalog) -> None:
+def test_bad_limit_and_after(shared: SqlCatalog) -> None:
     for limit in (0, -1, MAX_LIMIT + 1):
         with pytest.raises(ValueError, match="limit"):
-            loaded.search(SearchQuery(limit=limit))
-    token = loaded.search(SearchQuery(sort="date", limit=2)).next
+            shared.search(SearchQuery(limit=limit))
+    token = shared.search(SearchQuery(sort="date", limit=2)).next
     assert token is not None
-    loaded.search(SearchQuery(sort="date", limit=2, after=token))
+    shared.search(SearchQuery(sort="date", limit=2, after=token))
     body, mac = token.split(".")
     raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     raw["k"][1] = "0" * 64
@@ -607,22 +615,22 @@ def test_bad_limit_and_after(loaded: SqlCatalog) -> None:
     ]
     for after in bad:
         with pytest.raises(ValueError, match=r"^after"):
-            loaded.search(SearchQuery(sort="date", limit=2, after=after))
+            shared.search(SearchQuery(sort="date", limit=2, after=after))
     for other in (
         SearchQuery(sort="published", limit=2, after=token),
         SearchQuery(sort="date", order="asc", limit=2, after=token),
         SearchQuery(sort="date", limit=2, after=token, species=("Vibrio cholerae",)),
     ):
         with pytest.raises(ValueError, match=r"^after"):
-            loaded.search(other)
+            shared.search(other)
     # Paging options do not change the query: another limit or facets keep the token valid.
-    loaded.search(SearchQuery(sort="date", limit=5, after=token, facets=("year",)))
+    shared.search(SearchQuery(sort="date", limit=5, after=token, facets=("year",)))
     with pytest.raises(ValueError, match=r"^sort"):
-        loaded.search(SearchQuery(sort="title"))  # type: ignore[arg-type]
+        shared.search(SearchQuery(sort="title"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^order"):
-        loaded.search(SearchQuery(order="up"))  # type: ignore[arg-type]
+        shared.search(SearchQuery(order="up"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^facets"):
-        loaded.search(SearchQuery(facets=("colour",)))
+        shared.search(SearchQuery(facets=("colour",)))
 
 
 # -- edits, deactivation, rollback ------------------------------------------------------------
@@ -808,11 +816,11 @@ def test_parts(catalog: SqlCatalog) -> None:
     assert catalog.parts(k) == [] and catalog.pending_multiparts() == 1
 
 
-def test_publishers_and_summary(loaded: SqlCatalog) -> None:
-    pubs = loaded.publishers()
+def test_publishers_and_summary(shared: SqlCatalog) -> None:
+    pubs = shared.publishers()
     assert [(p.address, p.records) for p in pubs] == [(P1, 5), (P2, 3)]
     assert (pubs[0].first_published, pubs[0].last_published) == (T0 + 100, 1528156632)
-    s = loaded.summary()
+    s = shared.summary()
     assert s.records == 8 and s.publishers == {P1: 5, P2: 3}
     assert s.species["Vibrio cholerae"] == 2 and None not in s.species
 

@@ -70,9 +70,6 @@ records = sa.Table(
     sa.Column("thumbnail", sa.Text),
     sa.Column("total_bytes", Int, nullable=False),
     sa.Column("file_types", sa.Text, nullable=False),  # comma-joined, for result rows
-    # the artifact: as first published, and the current one once edited (NULL = original)
-    sa.Column("original", sa.Text, nullable=False),
-    sa.Column("artifact", sa.Text),
     sa.Column("signature", sa.Text, nullable=False),
     sa.Column("signature_valid", sa.Boolean, nullable=False),
     # provenance
@@ -85,6 +82,9 @@ records = sa.Table(
     sa.Column("deactivated", sa.Boolean, nullable=False, default=False),
     sa.Column("deactivated_by", sa.Text),
     sa.Column("deactivated_height", Int),
+    # The write transaction that last changed the row (meta "rev"): memindex.py reloads
+    # only rows with a newer one.
+    sa.Column("rev", Int, nullable=False),
     sa.Column("search", sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")),
 )
 
@@ -102,7 +102,18 @@ sa.Index("records_publisher_published", records.c.publisher, records.c.published
 sa.Index("records_signature", records.c.publisher, records.c.signature, unique=True)
 sa.Index("records_height", records.c.height)
 sa.Index("records_deactivated_height", records.c.deactivated_height)
+sa.Index("records_rev", records.c.rev)
 sa.Index("records_search", records.c.search, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+# The artifacts, apart from the flat row: ~2 KB of JSON inline would make every filter and
+# facet scan read (and SQLite store) one record per page instead of a dozen.
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("original", sa.Text, nullable=False),  # as first published
+    sa.Column("artifact", sa.Text),  # the current one once edited; NULL = the original
+)
 
 record_file_types = sa.Table(
     "record_file_types",
@@ -185,15 +196,21 @@ facet_counts = sa.Table(
 #: SQLite full text: contentless (``content=''``, FTS5 docs §4.4.4) so the words are not
 #: stored twice; deletes hand FTS5 the indexed words again (``fts.py``). The ``ascii``
 #: tokenizer is enough because ``flatten.words`` already normalised and split the text
-#: (non-ASCII code points are word characters for it). Prefix indexes make "chol*" a lookup.
+#: (non-ASCII code points are word characters for it). No ``prefix=`` indexes: they more
+#: than doubled the index (110 vs 43 MB at 100k records) and only serve 2-3 character
+#: prefixes, which fts.py does not search as prefixes; "chol*" is a term-range scan anyway.
 FTS5_DDL = (
     "CREATE VIRTUAL TABLE records_fts USING fts5("
     "title, species, strain, notes, microscopist, lab, institution, tags, files, sid, "
-    "content='', tokenize='ascii', prefix='2 3')"
+    "content='', tokenize='ascii')"
 )
 
-#: Meta keys owned by the store (kept by ``clear()``).
-STORE_META = ("schema_version", "token_key")
+#: Meta keys owned by the store, kept by ``clear()``: the page-token key, "rev" (number of
+#: the last write transaction that changed records) and "epoch" (changes when records are
+#: deleted: rollback, clear; readers holding copies must reload).
+STORE_META = ("schema_version", "token_key", "rev", "epoch")
+#: Also the store's, but reset by ``clear()``: record count at the last ANALYZE.
+RESERVED_META = (*STORE_META, "analyzed")
 
 
 def ensure_schema(engine: sa.Engine) -> None:
@@ -223,7 +240,7 @@ def ensure_schema(engine: sa.Engine) -> None:
                 )
             step(conn)
             version += 1
-            _set_meta(conn, "schema_version", str(version))
+            set_meta(conn, "schema_version", str(version))
 
 
 def _parse_version(found: str | None) -> int:
@@ -245,11 +262,13 @@ def _create(conn: sa.Connection) -> None:
     metadata.create_all(conn)
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(FTS5_DDL)
-    _set_meta(conn, "schema_version", str(SCHEMA_VERSION))
+    set_meta(conn, "schema_version", str(SCHEMA_VERSION))
     # Key for keyset tokens (search.py): per catalog, so tokens survive restarts.
-    _set_meta(conn, "token_key", secrets.token_hex(32))
+    set_meta(conn, "token_key", secrets.token_hex(32))
+    set_meta(conn, "rev", "0")
+    set_meta(conn, "epoch", secrets.token_hex(8))
 
 
-def _set_meta(conn: sa.Connection, key: str, value: str) -> None:
+def set_meta(conn: sa.Connection, key: str, value: str) -> None:
     conn.execute(sa.delete(meta).where(meta.c.key == key))
     conn.execute(sa.insert(meta).values(key=key, value=value))

@@ -120,9 +120,9 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
     for name in _RANGES:
         rng: Range = getattr(query, name)
         if rng.lo is not None:
-            where.append(records.c[name] >= _bindable(rng.lo))
+            where.append(records.c[name] >= bindable(rng.lo))
         if rng.hi is not None:
-            where.append(records.c[name] <= _bindable(rng.hi))
+            where.append(records.c[name] <= bindable(rng.hi))
     for subtype in sorted({label(v) or "" for v in query.file_type}):
         has = sa.select(record_file_types.c.record_seq).where(
             record_file_types.c.record_seq == records.c.seq,
@@ -132,7 +132,7 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
     return where
 
 
-def _bindable(end: float) -> float:
+def bindable(end: float) -> float:
     # A Python int beyond 64 bits overflows both drivers; as a float it compares the same.
     if isinstance(end, int) and abs(end) > INT64_MAX:
         return math.copysign(1e308, end)  # beyond every stored value, still finite

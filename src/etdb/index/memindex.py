@@ -1,0 +1,345 @@
+"""A columnar, in-memory copy of what searches filter, count and sort on, per process.
+
+Why: a filtered search with facets must look at every matching record. In SQL that is a
+B-tree lookup per candidate row (~1.5 µs on SQLite) plus a GROUP BY per facet: ~7 µs per hit,
+so a common word over a million records (200,000 hits) took seconds. Here the filters are
+vectorised comparisons over arrays indexed by ``records.seq`` (~1 ns per record and filter),
+facets are one ``bincount`` per facet over the hits, and a page is a partial sort of the hits;
+SQL is left with what it is good at: the full-text match (one doclist read, handed over as one
+string) and fetching the page's rows by key.
+
+Memory: ~110 bytes per record (11 int32 codes, 7 float64 values, two uint64, flags).
+
+Coherence: every write transaction stamps the rows it changes with its number (meta "rev",
+``records.rev``); a search first reads "rev" and "epoch" (one indexed query) and loads only
+rows with a newer rev. Deleting rows (rollback, clear) changes "epoch": a full reload. SQL stays
+the reference: ``reads.py`` falls back to it inside write transactions, and the tests check
+both paths give identical results.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from etdb.index import search as s
+from etdb.index.flatten import label
+from etdb.index.fts import FullText, TextQuery
+from etdb.index.query import FacetValue, SearchQuery
+from etdb.index.schema import meta, records
+
+#: Categorical columns: int32 codes (-1 = NULL) into a per-column dictionary of strings.
+CATS = (
+    "publisher",
+    "species",
+    "taxid",
+    "strain",
+    "scope",
+    "lab",
+    "institution",
+    "microscopist",
+    "tilt_axis",
+    "year",
+    "emdb",
+)
+#: Numeric columns: float64, NaN = NULL (exact for unix times and taxids < 2**53).
+NUMS = ("date", "published", "tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
+#: File subtypes are bits of a uint64; a catalog with more distinct subtypes uses SQL only.
+MAX_SUBTYPES = 64
+
+_LOAD = sa.select(
+    records.c.seq,
+    records.c.id,
+    records.c.deactivated,
+    records.c.file_types,
+    *(records.c[c] for c in CATS),
+    *(records.c[c] for c in NUMS),
+)
+
+
+def id8(ident: str) -> int:
+    """The id's first 8 bytes as a big-endian integer: orders like the id itself (byte order,
+    as SQLite's BINARY and PostgreSQL's "C" collation), except among equal prefixes."""
+    return int.from_bytes(ident.encode()[:8].ljust(8, b"\0"), "big")
+
+
+class Codes:
+    """Value <-> code for one categorical column (codes in order of first appearance)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        found = self.index.get(value)
+        if found is None:
+            found = self.index[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+@dataclass
+class Page:
+    """What a search needs from the index: hits and facets, and the page's candidates."""
+
+    total: int
+    facets: dict[str, list[FacetValue]]
+    candidates: np.ndarray | None  # seqs containing the page (None: relevance, SQL pages)
+
+
+class MemoryIndex:
+    def __init__(self, fts: FullText) -> None:
+        self.fts = fts
+        self.lock = threading.Lock()
+        self.rev = -1
+        self.epoch: str | None = None
+        self._reset(1024)
+
+    def _reset(self, capacity: int) -> None:
+        self.size = 0
+        self.present = np.zeros(capacity, bool)
+        self.deactivated = np.zeros(capacity, bool)
+        self.ftypes = np.zeros(capacity, np.uint64)
+        self.id8 = np.zeros(capacity, np.uint64)
+        self.cats = {c: np.full(capacity, -1, np.int32) for c in CATS}
+        self.nums = {c: np.full(capacity, np.nan) for c in NUMS}
+        self.codes = {c: Codes() for c in CATS}
+        self.subtypes = Codes()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def sync(self, conn: sa.Connection) -> bool:
+        """Catch up with committed writes; False if this catalog cannot be served here."""
+        state = dict(
+            conn.execute(
+                sa.select(meta.c.key, meta.c.value).where(meta.c.key.in_(["rev", "epoch"]))
+            ).all()
+        )
+        rev, epoch = int(state["rev"]), state["epoch"]
+        if epoch != self.epoch:
+            self._reset(1024)
+            self.rev, self.epoch = -1, epoch
+        if rev != self.rev:
+            self._apply(conn.execute(_LOAD.where(records.c.rev > self.rev)).all())
+            self.rev = rev
+        return len(self.subtypes.values) <= MAX_SUBTYPES
+
+    def _grow(self, size: int) -> None:
+        if size > len(self.present):
+            cap = max(size, 2 * len(self.present))
+
+            def grown(a: np.ndarray, fill: Any) -> np.ndarray:
+                out = np.full(cap, fill, a.dtype)
+                out[: len(a)] = a
+                return out
+
+            self.present = grown(self.present, False)
+            self.deactivated = grown(self.deactivated, False)
+            self.ftypes = grown(self.ftypes, 0)
+            self.id8 = grown(self.id8, 0)
+            self.cats = {c: grown(a, -1) for c, a in self.cats.items()}
+            self.nums = {c: grown(a, np.nan) for c, a in self.nums.items()}
+        self.size = max(self.size, size)
+
+    def _apply(self, rows: Sequence[Any]) -> None:
+        if not rows:
+            return
+        seqs = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        self._grow(int(seqs.max()) + 1)
+        self.present[seqs] = True
+        self.deactivated[seqs] = [bool(r[2]) for r in rows]
+        self.id8[seqs] = np.array([id8(r[1]) for r in rows], np.uint64)
+        bits = self.subtypes
+        self.ftypes[seqs] = np.array(
+            [
+                sum(1 << bits.code(t) for t in r[3].split(",") if bits.code(t) < 64) if r[3] else 0
+                for r in rows
+            ],
+            np.uint64,
+        )
+        for i, c in enumerate(CATS, start=4):
+            codes = self.codes[c]
+            as_text = c in ("taxid", "tilt_axis", "year")
+            self.cats[c][seqs] = [
+                codes.code(None if r[i] is None else str(r[i]) if as_text else r[i]) for r in rows
+            ]
+        for i, c in enumerate(NUMS, start=4 + len(CATS)):
+            self.nums[c][seqs] = [np.nan if r[i] is None else float(r[i]) for r in rows]
+
+    # -- searching ----------------------------------------------------------------------
+
+    def search(
+        self, conn: sa.Connection, query: SearchQuery, tq: TextQuery | None, after: Any
+    ) -> Page | None:
+        """Hits, total and facets, and the seqs a page must be chosen from; None when this
+        catalog needs SQL (too many file subtypes)."""
+        candidates = self.fts.candidates(conn, tq) if tq is not None else None
+        with self.lock:
+            if not self.sync(conn):
+                return None
+            hits = np.flatnonzero(self._mask(query, candidates))
+            facets = {name: self._facet(name, hits) for name in dict.fromkeys(query.facets)}
+            page = None if query.sort == "relevance" else self._page(conn, hits, query, after)
+        return Page(len(hits), facets, page)
+
+    def _mask(self, query: SearchQuery, candidates: np.ndarray | None) -> np.ndarray:
+        n = self.size
+        mask = self.present[:n].copy()
+        if not query.include_deactivated:
+            mask &= ~self.deactivated[:n]
+        if candidates is not None:
+            hit = np.zeros(n, bool)
+            hit[candidates[candidates < n]] = True
+            mask &= hit
+        for name in ("publisher", "species", "strain", "scope", "lab", "institution"):
+            self._any_of(mask, name, [label(v) for v in getattr(query, name)])
+        self._any_of(mask, "microscopist", [label(v) for v in query.microscopist])
+        self._any_of(mask, "taxid", [str(t) for t in query.taxid])
+        if query.tilt_axis is not None:
+            self._any_of(mask, "tilt_axis", [str(query.tilt_axis)])
+        if query.emdb is not None:
+            self._any_of(mask, "emdb", [label(query.emdb)])
+        for name in NUMS:
+            rng = getattr(query, name)
+            col = self.nums[name][:n]
+            if rng.lo is not None:
+                mask &= col >= s.bindable(rng.lo)
+            if rng.hi is not None:
+                mask &= col <= s.bindable(rng.hi)
+        if query.file_type:
+            want = 0
+            for subtype in {label(v) or "" for v in query.file_type}:
+                code = self.subtypes.index.get(subtype)
+                if code is None:
+                    return np.zeros(n, bool)
+                want |= 1 << code
+            mask &= (self.ftypes[:n] & np.uint64(want)) == np.uint64(want)
+        return mask
+
+    def _any_of(self, mask: np.ndarray, name: str, values: list[str | None]) -> None:
+        if not values:
+            return
+        index = self.codes[name].index
+        codes = [index[v] for v in values if v is not None and v in index]
+        if not codes:
+            mask[:] = False
+        else:
+            mask &= np.isin(self.cats[name][: self.size], codes)
+
+    def _facet(self, name: str, hits: np.ndarray) -> list[FacetValue]:
+        if name == "file_type":
+            ft = self.ftypes[hits]
+            found = [
+                (v, int(np.count_nonzero(ft & np.uint64(1 << i))))
+                for i, v in enumerate(self.subtypes.values[:MAX_SUBTYPES])
+            ]
+        else:
+            values = self.codes[name].values
+            counts = np.bincount(self.cats[name][hits] + 1, minlength=len(values) + 1)[1:]
+            found = [(values[i], int(counts[i])) for i in np.flatnonzero(counts)]
+        numeric = name in ("taxid", "tilt_axis", "year")
+        found = [(v, n) for v, n in found if n]
+        found.sort(key=lambda vn: (-vn[1], int(vn[0]) if numeric else vn[0]))
+        return [FacetValue(v, n) for v, n in found[: s.FACET_TOP]]
+
+    # -- pages --------------------------------------------------------------------------
+
+    def _keys(self, sort: str) -> tuple[np.ndarray, list[str] | None]:
+        """Sort key per seq (NaN = NULL); for text sorts, the sorted values it ranks."""
+        if sort in NUMS:
+            return self.nums[sort][: self.size], None
+        values = self.codes[sort].values
+        ordered = sorted(values)
+        rank = np.empty(len(values) + 1)
+        rank[0] = np.nan
+        rank[1:] = [bisect_left(ordered, v) for v in values]
+        return rank[self.cats[sort][: self.size] + 1], ordered
+
+    def _page(
+        self, conn: sa.Connection, hits: np.ndarray, query: SearchQuery, after: Any
+    ) -> np.ndarray:
+        """Seqs that contain the next page: the first ``limit + 1`` hits in (key, id) order,
+        found on (key, id8), plus any rows tied with the last one on (key, id8)."""
+        keys, ordered = self._keys(query.sort)
+        desc, want = query.order == "desc", query.limit + 1
+        null = np.isnan(keys[hits])
+        valued, nulls = hits[~null], hits[null]
+        chosen: list[np.ndarray] = []
+        if after is None or not after.nulls:
+            if after is not None:
+                valued = valued[self._after(conn, keys[valued], valued, after, ordered, desc)]
+            chosen.append(self._first(keys[valued], valued, want, desc))
+        if after is not None and after.nulls:
+            nulls = nulls[self._after_id(conn, nulls, after.id, desc)]
+        if sum(len(c) for c in chosen) < want:
+            chosen.append(self._first(np.zeros(len(nulls)), nulls, want, desc))
+        return np.concatenate(chosen) if chosen else hits[:0]
+
+    def _after(
+        self,
+        conn: sa.Connection,
+        kv: np.ndarray,
+        seqs: np.ndarray,
+        after: Any,
+        ordered: list[str] | None,
+        desc: bool,
+    ) -> np.ndarray:
+        """Which rows come strictly after the keyset ``after`` in this order."""
+        if ordered is None:
+            v = float(after.value)
+            before, same = (kv > v, kv == v) if not desc else (kv < v, kv == v)
+        else:  # a text key: compare ranks against where the value sorts
+            lo, hi = bisect_left(ordered, after.value), bisect_right(ordered, after.value)
+            before = kv >= hi if not desc else kv < lo
+            same = (kv >= lo) & (kv < hi)
+        ok = before
+        tied = np.flatnonzero(same)
+        if len(tied):
+            ok = ok.copy()
+            ok[tied] = self._after_id(conn, seqs[tied], after.id, desc)
+        return ok
+
+    def _after_id(
+        self, conn: sa.Connection, seqs: np.ndarray, after_id: str, desc: bool
+    ) -> np.ndarray:
+        mine, theirs = self.id8[seqs], np.uint64(id8(after_id))
+        ok = mine < theirs if desc else mine > theirs
+        same = np.flatnonzero(mine == theirs)  # the last row itself, rarely another
+        if len(same):
+            ids = dict(
+                conn.execute(
+                    sa.select(records.c.seq, records.c.id).where(
+                        records.c.seq.in_(seqs[same].tolist())
+                    )
+                ).all()
+            )
+            ok[same] = [
+                (ids.get(int(q), after_id) < after_id)
+                if desc
+                else (ids.get(int(q), after_id) > after_id)
+                for q in seqs[same]
+            ]
+        return ok
+
+    def _first(self, kv: np.ndarray, seqs: np.ndarray, want: int, desc: bool) -> np.ndarray:
+        if len(seqs) <= want:
+            return seqs
+        ids = self.id8[seqs]
+        if desc:
+            kv, ids = -kv, ~ids
+        edge = np.partition(kv, want - 1)[want - 1]
+        strict = np.flatnonzero(kv < edge)
+        ties = np.flatnonzero(kv == edge)
+        need = want - len(strict)
+        if len(ties) > need:
+            last = np.partition(ids[ties], need - 1)[need - 1]
+            ties = ties[ids[ties] <= last]
+        return seqs[np.concatenate([strict, ties])]
