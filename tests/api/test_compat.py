@@ -126,6 +126,8 @@ def test_pages(client: TestClient) -> None:
         ({"results": "-1"}, "results"),
         ({"page": "0"}, "page"),
         ({"page": "first"}, "page"),
+        ({"page": "²"}, "page"),  # a digit to str.isdigit(), not to int()
+        ({"results": "١٢"}, "results"),
         ({"results": "100", "page": str(WINDOW // 100 + 1)}, "page"),
         ({"results": str(WINDOW + 1)}, "page"),
         ({"pub": "x" * 201}, "pub"),

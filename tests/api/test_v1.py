@@ -283,6 +283,7 @@ LONG = "x" * 201
         ("date_from", "2014-13-45"),
         ("date_to", "yesterday"),
         ("published_from", "nope"),
+        ("published_from", "²"),
         ("published_to", "99999999999999"),
         ("tilt_min_from", "abc"),
         ("tilt_min_to", "nan"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Annotated, Any
@@ -27,7 +28,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from etdb.api.context import AppContext, cache_headers, cached, context, etag, not_modified
+from etdb.api.context import (
+    AppContext,
+    cache_headers,
+    cached,
+    context,
+    etag,
+    not_modified,
+    run_search,
+)
 from etdb.api.errors import ApiError, BadParameter
 from etdb.api.models import ErrorBody
 from etdb.api.params import text
@@ -40,6 +49,7 @@ router = APIRouter(prefix="/api/v2", tags=["v2 (oipd compatibility)"])
 WINDOW = 20_000
 TYPE, SUBTYPE = "research", "tomogram"
 _COMPACT = (",", ":")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts "²", which int() refuses
 
 Context = Annotated[AppContext, Depends(context)]
 
@@ -78,13 +88,13 @@ def _matches(value: str, wanted: str) -> bool:
 def _page_size(results: str) -> int:
     if results in ("*", "0", ""):
         return 0
-    if not results.isdigit():
+    if not _DIGITS.fullmatch(results):
         raise BadParameter("results", "must be a number, 0 or * (no page size)")
     return int(results[:9])  # nine digits already exceed WINDOW; no huge-int parsing
 
 
 def _page_number(page: str) -> int:
-    if not page.isdigit() or int(page[:9]) < 1:
+    if not _DIGITS.fullmatch(page) or int(page[:9]) < 1:
         raise BadParameter("page", "must be a page number counting from 1")
     return int(page[:9])
 
@@ -129,7 +139,7 @@ def get_by_type(
     headers = cache_headers(ctx, tag)
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
-    total = ctx.catalog.search(query).total if wanted else 0
+    total = run_search(ctx, query).total if wanted else 0
     window = (size or WINDOW) if wanted else 0
     count = max(0, min(total - offset, window))
     pages = 1 if size == 0 else math.ceil(total / size)

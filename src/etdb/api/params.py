@@ -10,6 +10,7 @@ parameters. Sizes are bounded so that no request can ask for unbounded work: the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -31,6 +32,7 @@ MAX_UNIX = 253_402_300_799  # 9999-12-31T23:59:59Z
 Format = Literal["json", "csv", "ndjson"]
 TiltAxis = Literal["single", "dual", "1", "2"]
 
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: unix seconds
 _TILT_AXIS = {"single": 1, "1": 1, "dual": 2, "2": 2}
 # Sorting by a name reads best A..Z; by a date or by relevance, newest/best first.
 _DEFAULT_ORDER: dict[str, Order] = {"species": "asc", "microscopist": "asc"}
@@ -92,7 +94,7 @@ def instant(name: str, value: str | None, *, end_of_day: bool) -> int | None:
         return None
     value = text(name, value.strip(), 40)
     try:
-        if value.lstrip("-").isdigit():
+        if _INTEGER.fullmatch(value):
             seconds = int(value)
         elif len(value) == 10:
             day = date.fromisoformat(value)
