@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from etdb.api import create_app
+from etdb.api import PARTS, create_app
 from etdb.config import Settings
 from etdb.index.catalog import open_catalog
 from etdb.ledger.local import open_local
@@ -430,7 +430,18 @@ def test_lookup_variants(client: TestClient, ref: str) -> None:
     assert prov["block_height"] == 100 and len(prov["block_hash"]) == 64
     assert body["artifact"]["details"]["speciesName"] == "Caulobacter crescentus"
     assert body["links"]["self"].endswith(f"/api/v1/records/{MULTIPART_ID}")
-    assert body["links"]["files"].endswith(f"/ipfs/{body['summary']['location']}/")
+    assert body["links"]["files"] is None  # this app has no IPFS gateway part
+
+
+def fake_gateway(app) -> None:  # type: ignore[no-untyped-def]
+    app.add_api_route("/ipfs/{path:path}", lambda path: {"path": path})
+
+
+def test_files_link_with_a_gateway(catalog, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(PARTS, "gateway", "tests.api.test_v1:fake_gateway")
+    client = TestClient(create_app(catalog, settings=settings))
+    body = client.get(RECORD.format(MULTIPART_ID)).json()
+    assert body["links"]["files"] == f"http://testserver/ipfs/{body['summary']['location']}/"
 
 
 def test_lookup_edited_record(client: TestClient) -> None:

@@ -86,6 +86,10 @@ def create_app(
             app.include_router(target)
         elif callable(target):
             target(app)
+    # Links to files only where this server has an IPFS gateway part to answer them.
+    app.state.etdb.extra["gateway"] = any(
+        getattr(route, "path", "").startswith("/ipfs") for route in app.routes
+    )
     # Third-party front-ends are a stated use case: any origin may read (never write).
     app.add_middleware(
         CORSMiddleware,

@@ -88,7 +88,9 @@ class ProvenanceOut(BaseModel):
 
 class RecordLinks(BaseModel):
     self: str
-    files: str | None = Field(description="the record's folder on this server's gateway")
+    files: str | None = Field(
+        description="the record's folder on this server's IPFS gateway (null without one)"
+    )
 
 
 class RecordDetailOut(BaseModel):

@@ -129,9 +129,10 @@ def get_record(
     def build() -> dict[str, Any]:
         detail = lookup(ctx, "id", id)
         location = detail.summary.location
+        gateway = location and ctx.extra.get("gateway")
         links = {
             "self": str(request.url_for("get_record", id=detail.summary.id)),
-            "files": f"{request.base_url}ipfs/{location}/" if location else None,
+            "files": f"{request.base_url}ipfs/{location}/" if gateway else None,
         }
         return models.detail_json(detail, links)
 
