@@ -195,6 +195,7 @@ class MultipartDesk:
         # took its writes with it.
         self._waiting: dict[str, list[PendingPart]] = {}
         self._unsaved: dict[str, list[PendingPart]] = {}
+        self._notes: dict[str, str] = {}  # meta writes for rollback, also kept until save()
         self._known_all = False
 
     def begin_run(self) -> None:
@@ -204,14 +205,18 @@ class MultipartDesk:
         self._known_all = not waiting
         self._waiting.clear()
         self._unsaved.clear()
+        self._notes.clear()
 
     def save(self) -> None:
-        """Write the parts still waiting to the store (before the indexer commits, and before
-        anything that reads or rolls back the store's parts)."""
+        """Write the parts still waiting, and the notes of consumed parts, to the store (before
+        the indexer commits, and before anything reads or rolls back the store's parts)."""
         for parts in self._unsaved.values():
             for part in parts:
                 self.store.add_part(part)
         self._unsaved.clear()
+        for key, value in self._notes.items():
+            self.store.set_meta(key, value)
+        self._notes.clear()
 
     def begin_block(self, block: Block) -> list[Refusal]:
         """Expire sets whose first part is older than the expiry (block time): every part of
@@ -285,7 +290,7 @@ class MultipartDesk:
         ]
         if earlier:
             doc = {"hash": block.hash, "parts": earlier}
-            self.store.set_meta(META_CONSUMED.format(height=block.height), json.dumps(doc))
+            self._notes[META_CONSUMED.format(height=block.height)] = json.dumps(doc)
 
     def rollback(self, fork: int, old: Cursor) -> None:
         """After ``store.rollback(fork)`` (and :meth:`save` before it): put back the parts below
