@@ -148,7 +148,8 @@ def parse(url: str, *, need_contract: bool = True) -> EvmOptions:
             "`python -m etdb.ledger.evm deploy URL`) or use mode=calldata"
         )
     account = opts.get("account") or None
-    if account is not None and not account.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if account is not None and not (account.isascii() and account.isdigit()):
         account = address(account, "account")
     gwei = _number(opts, "gas_price", Decimal, None, Decimal(0))
     endpoint = urlunsplit((scheme.removeprefix("evm+"), parts.netloc, parts.path, "", ""))
