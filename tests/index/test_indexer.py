@@ -17,7 +17,7 @@ import pytest
 
 from etdb.index.catalog import SqlCatalog, open_catalog
 from etdb.index.check import CatalogSnapshot, compare, snapshot
-from etdb.index.indexer import Indexer, LedgerMismatch, SettingsChanged
+from etdb.index.indexer import Indexer, IndexerError, LedgerMismatch, SettingsChanged
 from etdb.ledger.local import LocalLedger, open_local
 from etdb.ledger.local_schema import build_block, compute_txid
 from etdb.ledger.messages import plan
@@ -303,6 +303,22 @@ def test_a_store_failure_mid_block_commits_nothing_of_it(chain, store, monkeypat
     monkeypatch.undo()
     assert run(chain, store).records == 2
     assert len(titles(store)) == 3 and len(rejected(store)) == 1
+
+
+def test_two_indexers_on_one_catalog_do_not_both_write(chain, store):
+    for n in range(4):
+        chain.block(publish(OWNER, n))
+    other = Indexer(chain.ledger, store, commit_blocks=1)
+
+    def meanwhile(report):
+        if report.height == 0:
+            other.run(limit_blocks=1)  # another indexer commits block 1 in between
+
+    with pytest.raises(IndexerError, match="another `etdb index` or `etdb serve`"):
+        Indexer(chain.ledger, store, commit_blocks=1).run(progress=meanwhile)
+    assert store.indexed_height() == 1
+    run(chain, store)
+    assert len(titles(store)) == 4 and rejected(store) == {}
 
 
 def test_a_bug_in_the_record_package_is_a_rejection_not_a_crash(chain, store, monkeypatch):

@@ -10,7 +10,9 @@ commits cheap, consecutive blocks share a transaction (at most ``commit_blocks``
 ``commit_seconds``): a transaction still ends on a block boundary, with the cursor of its last
 block. Only ledger and store failures escape (and leave the open transaction uncommitted);
 any payload, however malformed, ends as a record, an edit, a deactivation, a waiting multipart
-part or a rejection with its reason.
+part or a rejection with its reason. One indexer per catalog: each transaction first checks
+that the stored cursor is still the one this run started from (:class:`CursorMoved` if another
+``etdb index``/``etdb serve`` moved it; ``follow_forever`` waits and carries on from there).
 
 **Which ledger.** The first run stores the hash of the ledger's block 0 (meta
 ``ledger_genesis``) and the settings that change results (``index_settings``: the publisher
@@ -111,6 +113,10 @@ class SettingsChanged(IndexerError):
     """The catalog was built with another allow-list or multipart expiry."""
 
 
+class CursorMoved(IndexerError):
+    """Another indexer wrote the catalog during this run (this run's batch was not written)."""
+
+
 @dataclass
 class IndexReport:
     """What one run did; ``height`` is the indexed height after it, ``tip`` the ledger's."""
@@ -199,6 +205,7 @@ class Indexer:
         while not done:
             self._batch = IndexReport()
             with self.store.transaction():
+                self._check_cursor()
                 self._claim_ledger()
                 done = self._apply_some(events)
             report.add(self._batch)
@@ -227,7 +234,8 @@ class Indexer:
         progress: Progress | None = None,
     ) -> IndexReport:
         """Keep the catalog current until ``stop_event`` is set (``etdb serve``). A ledger that
-        is unreachable for a while is waited for; any other error ends the loop."""
+        is unreachable for a while, or another indexer writing the same catalog for a while, is
+        waited out; any other error ends the loop."""
         stop = stop_event or threading.Event()
         total = IndexReport()
         while not stop.is_set():
@@ -235,8 +243,10 @@ class Indexer:
                 report = self.run(progress=progress, stop=stop)
                 total.add(report)
                 total.height, total.tip = report.height, report.tip
-            except LedgerUnavailable as exc:
-                log.warning("ledger unavailable, retrying in %.0f s: %s", poll_interval, exc)
+            except (LedgerUnavailable, CursorMoved) as exc:
+                # Both pass: the node comes back; the other indexer's work is picked up by
+                # the next run, which starts from the cursor it committed.
+                log.warning("indexing paused, retrying in %.0f s: %s", poll_interval, exc)
             stop.wait(poll_interval)
         return total
 
@@ -314,6 +324,14 @@ class Indexer:
                     f"{self.ledger.url} has {now}; rebuild it from this ledger with "
                     "etdb index --rebuild, or point --ledger/--catalog at the right pair"
                 )
+
+    def _check_cursor(self) -> None:
+        """Inside the transaction: the catalog is still where this run believes it is."""
+        if self.indexed_cursor() != self._cursor:
+            raise CursorMoved(
+                "the catalog's cursor moved under this indexer: another `etdb index` or "
+                "`etdb serve` is indexing into it; run one indexer per catalog"
+            )
 
     def _claim_ledger(self) -> None:
         """Record which ledger and settings this catalog follows (once it has a block 0)."""
