@@ -14,12 +14,10 @@ part or a rejection with its reason. One indexer per catalog: each transaction f
 that the stored cursor is still the one this run started from (:class:`CursorMoved` if another
 ``etdb index``/``etdb serve`` moved it; ``follow_forever`` waits and carries on from there).
 
-**Which ledger.** The first run stores the hash of the ledger's block 0 (meta
-``ledger_genesis``) and the settings that change results (``index_settings``: the publisher
-allow-list and the multipart expiry). A later run against a ledger with another block 0, or
-with other such settings, stops with :class:`LedgerMismatch` / :class:`SettingsChanged` rather
-than mix two histories; :meth:`Indexer.rebuild` starts over. The ledger URL is kept for display
-only (``ledger_url``), so a moved file or a renamed node host is still the same ledger.
+**Which ledger.** The first run stores the hash of the ledger's block 0 and the settings that
+change results (allow-list, multipart expiry); a later run with another ledger or such
+settings stops (:class:`LedgerMismatch`, :class:`SettingsChanged`; ``identity.py``) rather
+than mix two histories. :meth:`Indexer.rebuild` starts over.
 
 **Payloads.** Each entry, in ledger order (height, index):
 
@@ -59,7 +57,6 @@ Reorgs deeper than the cursor remembers raise ``DeepReorgError``: rebuild.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -68,6 +65,19 @@ from dataclasses import dataclass, fields
 
 from etdb.index.check import CheckReport, all_rejections
 from etdb.index.check import check as check_catalog
+from etdb.index.identity import (
+    CursorMoved,
+    IndexerError,
+    LedgerMismatch,
+    SettingsChanged,
+    check_cursor,
+    check_ledger,
+    check_settings,
+    claim,
+    settings_doc,
+    store_cursor,
+    stored_cursor,
+)
 from etdb.index.parts import MultipartDesk, Refusal, is_multipart
 from etdb.index.query import IndexStatus, Rejection, SearchQuery
 from etdb.index.store import (
@@ -92,29 +102,18 @@ from etdb.record import Deactivate, Edit, Publish
 
 log = logging.getLogger(__name__)
 
-META_CURSOR = "cursor"
-META_GENESIS = "ledger_genesis"
-META_URL = "ledger_url"
-META_SETTINGS = "index_settings"
+__all__ = [
+    "CursorMoved",
+    "IndexReport",
+    "Indexer",
+    "IndexerError",
+    "LedgerMismatch",
+    "SettingsChanged",
+]
+
 DEFAULT_EXPIRY = 604_800  # one week, as oipd
 #: Signatures remembered in memory while building a catalog from scratch (see _replay_of).
 MAX_REMEMBERED = 2_000_000
-
-
-class IndexerError(Exception):
-    """The catalog cannot be (further) built from this ledger as asked; the message says why."""
-
-
-class LedgerMismatch(IndexerError):
-    """The catalog was built from another ledger."""
-
-
-class SettingsChanged(IndexerError):
-    """The catalog was built with another allow-list or multipart expiry."""
-
-
-class CursorMoved(IndexerError):
-    """Another indexer wrote the catalog during this run (this run's batch was not written)."""
 
 
 @dataclass
@@ -180,6 +179,7 @@ class Indexer:
         self._batch = IndexReport()
         self._parts = MultipartDesk(store, ledger, multipart_expiry)
         self._signatures: dict[tuple[str, str], str] | None = None
+        self._settings = settings_doc(publishers, multipart_expiry)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -194,7 +194,9 @@ class Indexer:
         ``progress`` is called with the running totals after each commit. Setting ``stop``
         ends the run after the current commit."""
         started = time.monotonic()
-        self._cursor = self._prepare()
+        check_ledger(self.store, self.ledger)
+        check_settings(self.store, self._settings)
+        self._cursor = stored_cursor(self.store)
         self._parts.begin_run()
         self._signatures = {} if self._catalog_is_empty() else None
         report = IndexReport(height=self._cursor.height, tip=self.ledger.tip().height)
@@ -205,8 +207,8 @@ class Indexer:
         while not done:
             self._batch = IndexReport()
             with self.store.transaction():
-                self._check_cursor()
-                self._claim_ledger()
+                check_cursor(self.store, self._cursor)
+                claim(self.store, self.ledger, self._settings)
                 done = self._apply_some(events)
             report.add(self._batch)
             report.height = self._cursor.height
@@ -269,7 +271,7 @@ class Indexer:
     def status(self) -> IndexStatus:
         """Ledger tip, indexed height, lag, active records, rejections, waiting multiparts;
         :class:`LedgerMismatch` if the catalog was built from another ledger."""
-        self._check_ledger()
+        check_ledger(self.store, self.ledger)
         tip = self.ledger.tip().height
         height = self.store.indexed_height()
         return IndexStatus(
@@ -283,67 +285,8 @@ class Indexer:
         )
 
     def indexed_cursor(self) -> Cursor:
-        """The cursor the catalog holds (an empty one for a fresh catalog)."""
-        raw = self.store.get_meta(META_CURSOR)
-        if not raw:
-            return Cursor()
-        try:
-            return Cursor.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IndexerError(
-                f"the catalog's cursor is unreadable ({exc}); rebuild it (etdb index --rebuild)"
-            ) from None
-
-    # -- identity -----------------------------------------------------------------------------
-
-    def _settings_doc(self) -> str:
-        publishers = sorted(self.publishers) if self.publishers is not None else "*"
-        doc = {"publishers": publishers, "multipart_expiry": self.multipart_expiry}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-    def _prepare(self) -> Cursor:
-        self._check_ledger()
-        settings = self.store.get_meta(META_SETTINGS)
-        if settings and settings != self._settings_doc():
-            raise SettingsChanged(
-                f"this catalog was indexed with {settings}, the current settings are "
-                f"{self._settings_doc()}; rebuild it (etdb index --rebuild) so that they "
-                "apply to the whole ledger"
-            )
-        return self.indexed_cursor()
-
-    def _check_ledger(self) -> None:
-        genesis = self.store.get_meta(META_GENESIS)
-        if genesis:
-            current = self.ledger.block_hash(0)
-            if current != genesis:
-                was = self.store.get_meta(META_URL) or "another ledger"
-                now = f"block 0 {current}" if current else "no blocks"
-                raise LedgerMismatch(
-                    f"this catalog was built from {was} (block 0 {genesis}), but "
-                    f"{self.ledger.url} has {now}; rebuild it from this ledger with "
-                    "etdb index --rebuild, or point --ledger/--catalog at the right pair"
-                )
-
-    def _check_cursor(self) -> None:
-        """Inside the transaction: the catalog is still where this run believes it is."""
-        if self.indexed_cursor() != self._cursor:
-            raise CursorMoved(
-                "the catalog's cursor moved under this indexer: another `etdb index` or "
-                "`etdb serve` is indexing into it; run one indexer per catalog"
-            )
-
-    def _claim_ledger(self) -> None:
-        """Record which ledger and settings this catalog follows (once it has a block 0)."""
-        if self.store.get_meta(META_GENESIS):
-            if self.store.get_meta(META_URL) != self.ledger.url:
-                self.store.set_meta(META_URL, self.ledger.url)
-            return
-        genesis = self.ledger.block_hash(0)
-        if genesis:
-            self.store.set_meta(META_GENESIS, genesis)
-            self.store.set_meta(META_URL, self.ledger.url)
-            self.store.set_meta(META_SETTINGS, self._settings_doc())
+        """The cursor the catalog holds (an empty one for a new catalog)."""
+        return stored_cursor(self.store)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -366,7 +309,7 @@ class Indexer:
                 break
         if applied:
             self._parts.save()
-            self.store.set_meta(META_CURSOR, json.dumps(self._cursor.to_json()))
+            store_cursor(self.store, self._cursor)
         return exhausted
 
     def _block(self, block: Block) -> None:
