@@ -280,9 +280,15 @@ class Indexer:
             indexed_height=height,
             lag=max(tip - height, 0),
             records=self.store.summary().records,
-            rejected=sum(1 for _ in all_rejections(self.store)),
+            rejected=self._rejection_count(),
             pending_multiparts=self.store.pending_multiparts(),
         )
+
+    def _rejection_count(self) -> int:
+        # CatalogReader.rejection_count() is a recent addition: count page by page where a
+        # store does not have it yet.
+        count = getattr(self.store, "rejection_count", None)
+        return count() if callable(count) else sum(1 for _ in all_rejections(self.store))
 
     def indexed_cursor(self) -> Cursor:
         """The cursor the catalog holds (an empty one for a new catalog)."""
