@@ -171,3 +171,28 @@ def test_serve_function_ready_and_stop(tmp_path: Path, workers: int) -> None:
     assert not thread.is_alive()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=2)
+
+
+def test_indexer_failure_shows_in_state(tmp_path: Path) -> None:
+    """A catalog built from another ledger: the indexer stops, /status says so (kind only)."""
+    from etdb.api.server import IndexerThread
+    from etdb.config import Settings
+    from etdb.index.catalog import open_catalog
+
+    first, second = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    publish(first, SPECIES[0], 1)
+    publish(second, SPECIES[1], 2)
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    settings = Settings(home=tmp_path)
+    catalog = open_catalog(catalog_url)  # created first, as serve() does
+    indexer = IndexerThread(settings, catalog_url, f"local://{first}", poll=0.1)
+    indexer.start()
+    wait_for(lambda: catalog.summary().records == 1, "the first ledger to be indexed")
+    catalog.close()
+    indexer.stop()
+    assert indexer.state == "stopped"
+
+    other = IndexerThread(settings, catalog_url, f"local://{second}", poll=0.1)
+    other.start()
+    other.join(TIMEOUT)
+    assert other.state == "failed: LedgerMismatch (see the server log)"

@@ -13,6 +13,7 @@ requests in flight; then the indexer is told to stop, which it does after its cu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import logging
@@ -71,7 +72,9 @@ class IndexerThread(threading.Thread):
     def state(self, value: str) -> None:
         self._state = value
         if self.state_file is not None:  # for worker processes (workers > 1)
-            self.state_file.write_text(value, encoding="utf-8")
+            # (OSError: serve() is shutting down and removed the folder)
+            with contextlib.suppress(OSError):
+                self.state_file.write_text(value, encoding="utf-8")
 
     def run(self) -> None:
         from etdb.index.indexer import Indexer
@@ -99,7 +102,9 @@ class IndexerThread(threading.Thread):
             self.state = "stopped"
         except Exception as exc:  # the API keeps serving what is indexed; say why it is stale
             log.exception("indexer stopped")
-            self.state = f"failed: {exc}"
+            # /status is public: the error's kind only (a database error may name hosts);
+            # the message and traceback are in the server log.
+            self.state = f"failed: {type(exc).__name__} (see the server log)"
         finally:
             for handle in (store, ledger):
                 if handle is not None:
