@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from etdb.index.store import CatalogStore, PendingPart, Position
 from etdb.index.validate import Rejected, guarded
@@ -20,7 +21,8 @@ from etdb.ledger import Block, Ledger
 from etdb.ledger.follow import Cursor
 from etdb.record import Part, join, parse_part
 
-#: Meta key noting the earlier parts a block consumed (completed or expired); see ``rollback``.
+#: Meta key noting, for the blocks of one commit, the earlier parts each consumed (completed
+#: or expired); keyed by the commit's last height. See :meth:`MultipartDesk.rollback`.
 META_CONSUMED = "multipart.consumed.{height}"
 #: Refusals decided by a block rather than by one of its entries (expiry) sort before them.
 BEFORE_ENTRIES = -1
@@ -195,7 +197,8 @@ class MultipartDesk:
         # took its writes with it.
         self._waiting: dict[str, list[PendingPart]] = {}
         self._unsaved: dict[str, list[PendingPart]] = {}
-        self._notes: dict[str, str] = {}  # meta writes for rollback, also kept until save()
+        # height -> {"hash", "parts"}: the notes of this commit's blocks, written by save().
+        self._notes: dict[int, dict[str, Any]] = {}
         self._known_all = False
 
     def begin_run(self) -> None:
@@ -214,9 +217,14 @@ class MultipartDesk:
             for part in parts:
                 self.store.add_part(part)
         self._unsaved.clear()
-        for key, value in self._notes.items():
-            self.store.set_meta(key, value)
-        self._notes.clear()
+        if self._notes:
+            self._write_notes(self._notes)
+        self._notes = {}
+
+    def _write_notes(self, notes: dict[int, dict[str, Any]]) -> None:
+        # One meta row per commit, not per block: each write flushes the store's buffer.
+        doc = {str(h): note for h, note in sorted(notes.items())}
+        self.store.set_meta(META_CONSUMED.format(height=max(notes)), json.dumps(doc))
 
     def begin_block(self, block: Block) -> list[Refusal]:
         """Expire sets whose first part is older than the expiry (block time): every part of
@@ -289,8 +297,7 @@ class MultipartDesk:
             if p.position.height < block.height
         ]
         if earlier:
-            doc = {"hash": block.hash, "parts": earlier}
-            self._notes[META_CONSUMED.format(height=block.height)] = json.dumps(doc)
+            self._notes[block.height] = {"hash": block.hash, "parts": earlier}
 
     def rollback(self, fork: int, old: Cursor) -> None:
         """After ``store.rollback(fork)`` (and :meth:`save` before it): put back the parts below
@@ -302,18 +309,22 @@ class MultipartDesk:
         self._known_all = False
         hashes = dict(old.recent)
         blocks: dict[int, Block] = {}
-        for height in range(fork, old.height + 1):
-            key = META_CONSUMED.format(height=height)
+        for last in range(fork, old.height + 1):  # a commit ending at or above the fork
+            key = META_CONSUMED.format(height=last)
             raw = self.store.get_meta(key)
             if not raw:
                 continue
             self.store.set_meta(key, "")
-            doc = json.loads(raw)
-            if doc.get("hash") != hashes.get(height):
-                continue  # a note by a block this catalog has since rolled back
-            for txid, part_height, index in doc["parts"]:
-                if part_height < fork:
-                    self._restore(txid, part_height, index, blocks)
+            kept: dict[int, dict[str, Any]] = {}
+            for h, note in ((int(h), n) for h, n in json.loads(raw).items()):
+                if h < fork:
+                    kept[h] = note  # a block that stays: its note stays
+                elif note["hash"] == hashes.get(h):  # else a block already rolled back
+                    for txid, part_height, index in note["parts"]:
+                        if part_height < fork:
+                            self._restore(txid, part_height, index, blocks)
+            if kept:
+                self._write_notes(kept)
 
     def _restore(self, txid: str, height: int, index: int, blocks: dict[int, Block]) -> None:
         # Below the fork, so still on the chain; it passed admission once already.
