@@ -574,6 +574,24 @@ def test_a_multipart_completed_above_a_fork_completes_again_on_the_new_branch(ch
     assert rejected(store)[new[0][0]][0] == "unknown"
 
 
+def test_two_reorgs_in_a_row_still_put_back_consumed_parts(chain, store):
+    texts = [publish(OWNER, 1), publish(OWNER, 2)]
+    keys = [chain.next_txid(i, chain.parts(t, OWNER)[0]) for i, t in enumerate(texts)]
+    a, b = (chain.parts(t, OWNER, k) for t, k in zip(texts, keys, strict=True))
+    chain.block(a[0], b[0])
+    chain.block(*a[1:])  # completes A
+    chain.block("mid")
+    chain.block(*b[1:])  # completes B; blocks 1-3 are one commit, with one note
+    run(chain, store)
+    # Orphans B's completion only (and mines it again): A's note must stay.
+    chain.fork(1, [["t", *b[1:]], ["u"]])
+    assert run(chain, store).rollbacks == 1
+    assert set(titles(store)) == set(keys)
+    chain.fork(4, [["x"], list(a[1:]), list(b[1:]), ["y"], ["z"]])  # now A's too
+    assert run(chain, store).rollbacks == 1
+    assert set(titles(store)) == set(keys) and store.pending_multiparts() == 0
+
+
 def test_an_expiry_undone_by_a_reorg_is_redone_exactly(chain, store, tmp_path):
     text = publish(OWNER, 1)
     key = chain.next_txid(0, chain.parts(text, OWNER)[0])
