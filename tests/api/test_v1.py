@@ -505,6 +505,9 @@ def test_status_without_ledger(client: TestClient) -> None:
     assert body["ledger_tip"] is None and body["lag"] is None
     assert body["indexed_height"] == HEIGHT and body["records"] == ACTIVE
     assert body["pending_multiparts"] == 1 and body["indexer"] == "off"
+    # a COUNT where the catalog has CatalogReader.rejection_count(), else null (not a scan)
+    counts = hasattr(client.app.state.etdb.catalog, "rejection_count")  # type: ignore[attr-defined]
+    assert body["rejected"] == (REJECTIONS if counts else None)
 
 
 def test_status_with_ledger(tmp_path, catalog, settings) -> None:  # type: ignore[no-untyped-def]
