@@ -188,3 +188,47 @@ def test_compat_headers(client: TestClient) -> None:
     assert r.headers["etag"].startswith('W/"')
     again = client.get(ETDB_REACT_LIST, headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304
+
+
+def test_list_is_built_once_per_catalog_state(client: TestClient) -> None:
+    url = f"{TYPE_URL}?t=research&st=tomogram&results=*&page=1&pub={PUB_A}"
+    first = client.get(url)
+    cache = client.app.state.etdb.extra["compat_bodies"]  # type: ignore[attr-defined]
+    builds = cache.builds
+    again = client.get(url)
+    assert again.content == first.content and cache.builds == builds
+    client.get(f"{url}&nsfw=1")  # an ignored parameter: the same list
+    assert cache.builds == builds
+    client.get(url.replace("page=1", "page=2"))  # no page size: page 2 is the same list
+    assert cache.builds == builds
+    client.get(url.replace(PUB_A, PUB_B))  # another publisher: another list
+    assert cache.builds == builds + 1
+
+
+def test_body_cache_single_flight_and_bounds() -> None:
+    import threading
+
+    from etdb.api.memo import BodyCache
+
+    cache = BodyCache(max_bytes=10, max_entries=2)
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        started.set()
+        release.wait(5)
+        return b"abc"
+
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("k", slow)))]
+    threads[0].start()
+    started.wait(5)
+    threads += [threading.Thread(target=lambda: results.append(cache.get("k", slow)))]
+    threads[1].start()
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert results == [b"abc", b"abc"] and cache.builds == 1
+    assert cache.get("big", lambda: b"x" * 11) == b"x" * 11  # answered, not kept
+    cache.get("b", lambda: b"1234")
+    cache.get("c", lambda: b"5678")  # 3 entries > 2: "k" goes
+    assert cache.get("k", lambda: b"new") == b"new"
