@@ -193,6 +193,13 @@ class SqlCatalog:
     def close(self) -> None:
         self.engine.dispose()
 
+    def preload(self) -> None:
+        """Load the memory index now (at API start-up, e.g. in a background thread) rather
+        than in the first filtered search: ~8 s per million records, 0.1 s for ETDB's 11k."""
+        if self._mem is not None:
+            with self._reading() as conn, self._mem.lock:
+                self._mem.sync(conn)
+
     # -- reads --------------------------------------------------------------------------
 
     def search(self, query: SearchQuery) -> SearchResult:

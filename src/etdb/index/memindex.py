@@ -52,6 +52,7 @@ CATS = (
 NUMS = ("date", "published", "tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
 #: File subtypes are bits of a uint64; a catalog with more distinct subtypes uses SQL only.
 MAX_SUBTYPES = 64
+_SLICE = 20_000  # rows per slice when loading
 
 _LOAD = sa.select(
     records.c.seq,
@@ -70,29 +71,33 @@ def id8(ident: str) -> int:
 
 
 class Codes:
-    """Value <-> code for one categorical column (codes in order of first appearance)."""
+    """Value <-> code for one categorical column (codes in order of first appearance).
+    Keys are the stored values (int for taxid, tilt_axis, year); ``values`` their text."""
 
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
+        self.index: dict[Any, int] = {None: -1}
         self.values: list[str] = []
 
-    def code(self, value: str | None) -> int:
-        if value is None:
-            return -1
+    def code(self, value: Any) -> int:
         found = self.index.get(value)
         if found is None:
             found = self.index[value] = len(self.values)
-            self.values.append(value)
+            self.values.append(str(value))
         return found
+
+    def encode(self, column: Sequence[Any]) -> np.ndarray:
+        index, code = self.index, self.code
+        return np.array([index[v] if v in index else code(v) for v in column], np.int32)
 
 
 @dataclass
-class Page:
-    """What a search needs from the index: hits and facets, and the page's candidates."""
+class Found:
+    """What a search needs from the index: total, facets, and the rows holding its page."""
 
     total: int
     facets: dict[str, list[FacetValue]]
-    candidates: np.ndarray | None  # seqs containing the page (None: relevance, SQL pages)
+    candidates: np.ndarray  # seqs: the page is among them (reads.py orders them exactly)
+    scores: dict[int, float] | None  # seq -> relevance, when sorting by relevance
 
 
 class MemoryIndex:
@@ -113,6 +118,7 @@ class MemoryIndex:
         self.nums = {c: np.full(capacity, np.nan) for c in NUMS}
         self.codes = {c: Codes() for c in CATS}
         self.subtypes = Codes()
+        self._masks: dict[str, int] = {}  # file_types text -> bits
 
     # -- loading ------------------------------------------------------------------------
 
@@ -128,7 +134,12 @@ class MemoryIndex:
             self._reset(1024)
             self.rev, self.epoch = -1, epoch
         if rev != self.rev:
-            self._apply(conn.execute(_LOAD.where(records.c.rev > self.rev)).all())
+            # In slices: a million Row objects at once would take gigabytes.
+            rows = conn.execution_options(yield_per=_SLICE).execute(
+                _LOAD.where(records.c.rev > self.rev)
+            )
+            for part in rows.partitions():
+                self._apply(part)
             self.rev = rev
         return len(self.subtypes.values) <= MAX_SUBTYPES
 
@@ -152,43 +163,50 @@ class MemoryIndex:
     def _apply(self, rows: Sequence[Any]) -> None:
         if not rows:
             return
-        seqs = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        cols = list(zip(*rows, strict=True))
+        seqs = np.array(cols[0], np.int64)
         self._grow(int(seqs.max()) + 1)
         self.present[seqs] = True
-        self.deactivated[seqs] = [bool(r[2]) for r in rows]
-        self.id8[seqs] = np.array([id8(r[1]) for r in rows], np.uint64)
-        bits = self.subtypes
+        self.deactivated[seqs] = np.array(cols[2], bool)
+        self.id8[seqs] = np.array([id8(i) for i in cols[1]], np.uint64)
+        masks = self._masks
         self.ftypes[seqs] = np.array(
-            [
-                sum(1 << bits.code(t) for t in r[3].split(",") if bits.code(t) < 64) if r[3] else 0
-                for r in rows
-            ],
-            np.uint64,
+            [masks[t] if t in masks else self._mask_of(t) for t in cols[3]], np.uint64
         )
         for i, c in enumerate(CATS, start=4):
-            codes = self.codes[c]
-            as_text = c in ("taxid", "tilt_axis", "year")
-            self.cats[c][seqs] = [
-                codes.code(None if r[i] is None else str(r[i]) if as_text else r[i]) for r in rows
-            ]
+            self.cats[c][seqs] = self.codes[c].encode(cols[i])
         for i, c in enumerate(NUMS, start=4 + len(CATS)):
-            self.nums[c][seqs] = [np.nan if r[i] is None else float(r[i]) for r in rows]
+            self.nums[c][seqs] = np.array(cols[i], float)  # None -> NaN
+
+    def _mask_of(self, file_types: str) -> int:
+        names = file_types.split(",") if file_types else []
+        mask = sum(1 << code for t in names if (code := self.subtypes.code(t)) < MAX_SUBTYPES)
+        self._masks[file_types] = mask
+        return mask
 
     # -- searching ----------------------------------------------------------------------
 
     def search(
         self, conn: sa.Connection, query: SearchQuery, tq: TextQuery | None, after: Any
-    ) -> Page | None:
-        """Hits, total and facets, and the seqs a page must be chosen from; None when this
-        catalog needs SQL (too many file subtypes)."""
-        candidates = self.fts.candidates(conn, tq) if tq is not None else None
+    ) -> Found | None:
+        """None when this catalog needs SQL (too many file subtypes)."""
+        ranked = query.sort == "relevance"
+        candidates = scores = None
+        if tq is not None:
+            candidates, scores = self.fts.candidates(conn, tq, scored=ranked)
         with self.lock:
             if not self.sync(conn):
                 return None
             hits = np.flatnonzero(self._mask(query, candidates))
             facets = {name: self._facet(name, hits) for name in dict.fromkeys(query.facets)}
-            page = None if query.sort == "relevance" else self._page(conn, hits, query, after)
-        return Page(len(hits), facets, page)
+            keys = None
+            if ranked and candidates is not None and scores is not None:
+                keys = np.full(self.size, np.nan)
+                inside = candidates < self.size
+                keys[candidates[inside]] = scores[inside]
+            page = self._page(conn, hits, query, after, keys)
+        score_of = {int(q): float(keys[q]) for q in page} if keys is not None else None
+        return Found(len(hits), facets, page, score_of)
 
     def _mask(self, query: SearchQuery, candidates: np.ndarray | None) -> np.ndarray:
         n = self.size
@@ -202,9 +220,9 @@ class MemoryIndex:
         for name in ("publisher", "species", "strain", "scope", "lab", "institution"):
             self._any_of(mask, name, [label(v) for v in getattr(query, name)])
         self._any_of(mask, "microscopist", [label(v) for v in query.microscopist])
-        self._any_of(mask, "taxid", [str(t) for t in query.taxid])
+        self._any_of(mask, "taxid", list(query.taxid))
         if query.tilt_axis is not None:
-            self._any_of(mask, "tilt_axis", [str(query.tilt_axis)])
+            self._any_of(mask, "tilt_axis", [query.tilt_axis])
         if query.emdb is not None:
             self._any_of(mask, "emdb", [label(query.emdb)])
         for name in NUMS:
@@ -224,7 +242,7 @@ class MemoryIndex:
             mask &= (self.ftypes[:n] & np.uint64(want)) == np.uint64(want)
         return mask
 
-    def _any_of(self, mask: np.ndarray, name: str, values: list[str | None]) -> None:
+    def _any_of(self, mask: np.ndarray, name: str, values: list[Any]) -> None:
         if not values:
             return
         index = self.codes[name].index
@@ -264,11 +282,17 @@ class MemoryIndex:
         return rank[self.cats[sort][: self.size] + 1], ordered
 
     def _page(
-        self, conn: sa.Connection, hits: np.ndarray, query: SearchQuery, after: Any
+        self,
+        conn: sa.Connection,
+        hits: np.ndarray,
+        query: SearchQuery,
+        after: Any,
+        scores: np.ndarray | None,
     ) -> np.ndarray:
         """Seqs that contain the next page: the first ``limit + 1`` hits in (key, id) order,
-        found on (key, id8), plus any rows tied with the last one on (key, id8)."""
-        keys, ordered = self._keys(query.sort)
+        found on (key, id8), plus any rows tied with the last one on (key, id8). The key is
+        the sort column, or ``scores`` (relevance)."""
+        keys, ordered = (scores, None) if scores is not None else self._keys(query.sort)
         desc, want = query.order == "desc", query.limit + 1
         null = np.isnan(keys[hits])
         valued, nulls = hits[~null], hits[null]

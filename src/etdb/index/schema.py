@@ -115,11 +115,13 @@ documents = sa.Table(
     sa.Column("artifact", sa.Text),  # the current one once edited; NULL = the original
 )
 
+# WITHOUT ROWID on SQLite: the primary key is the table (one B-tree, not two).
 record_file_types = sa.Table(
     "record_file_types",
     metadata,
     sa.Column("record_seq", Int, primary_key=True),
     sa.Column("subtype", Key, primary_key=True),
+    sqlite_with_rowid=False,
 )
 sa.Index("record_file_types_subtype", record_file_types.c.subtype, record_file_types.c.record_seq)
 
@@ -129,6 +131,7 @@ record_txids = sa.Table(
     metadata,
     sa.Column("txid", Key, primary_key=True),
     sa.Column("record_seq", Int, nullable=False, index=True),
+    sqlite_with_rowid=False,
 )
 
 edits = sa.Table(

@@ -7,10 +7,13 @@ SQLite cannot serve from an index): a page walks the non-NULL part of the sort c
 (``(col, id) > (:v, :id)``, a row-value range over the ``(col, id)`` index), then the NULL
 part ordered by id. The keyset token says which part it stopped in.
 
-Facets are "standard": each is counted under all of the query's filters (the counts describe
-the result set). Without any filter they come from ``facet_counts``, which every write keeps
-current; otherwise one statement materialises the matching rows once and groups them per
-facet (see ``facet_counts_sql``).
+Facets are "standard": each is counted under all of the query's filters, so the counts
+describe the result set and all facets come from one pass over one set of hits. (Disjunctive
+counts, each facet ignoring its own filter, would cost a pass per filtered facet; a portal that
+wants them for one multi-select facet asks the same query without that filter.) NULL is not a
+facet value. Without any filter the counts come from ``facet_counts``, which every write keeps
+current; with filters from the memory index (memindex.py) or, on SQL alone, from one statement
+that materialises the hits once and groups them per facet (``facet_statement``).
 """
 
 from __future__ import annotations

@@ -248,9 +248,10 @@ class Writer:
 
     def rollback(self, height: int) -> None:
         self.flush()
-        self.new_epoch()
         conn = self.conn
         gone = self._rows(records.c.height >= height)
+        if gone:  # most reorganisations carry no record: then rev-stamped updates suffice
+            self.new_epoch()
         for chunk in _chunks(gone):
             seqs = [r.seq for r in chunk]
             flats = [(r.seq, flatten(current_artifact(r))) for r in chunk]
