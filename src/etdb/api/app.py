@@ -99,7 +99,8 @@ def create_app(
         expose_headers=["ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated"],
         max_age=3600,
     )
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Level 5, not 9: ~3x faster for ~10% more bytes (a 25 MB list: 0.18 s instead of 0.5 s).
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
     return app
 
