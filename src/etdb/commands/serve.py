@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from etdb.commands._common import console, fail, settings
+from etdb.ledger.urls import redact
 
 HOST_OPTION = typer.Option(None, "--host", help="Address to listen on (setting `host`).")
 PORT_OPTION = typer.Option(None, "--port", help="Port to listen on (setting `port`).")
@@ -36,7 +37,10 @@ def serve_command(
     workers: int = WORKERS_OPTION,
 ) -> None:
     """Serve the API (docs at /api/docs) and keep the catalog current with the ledger."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from etdb.api.server import serve
+    from etdb.index.catalog import CatalogSchemaError
     from etdb.ledger import LedgerError
 
     s = settings()
@@ -66,8 +70,11 @@ def serve_command(
             workers=workers,
             on_listen=announce,
         )
-    except (LedgerError, ValueError, OSError) as exc:
+    except (LedgerError, CatalogSchemaError, ValueError, OSError) as exc:
         fail(str(exc) or type(exc).__name__)
+    except SQLAlchemyError as exc:  # e.g. a PostgreSQL catalog that cannot be reached
+        where = redact(catalog or s.catalog_url)
+        fail(f"catalog {where}: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
 
 
 def register(app: typer.Typer) -> None:
