@@ -132,7 +132,7 @@ def test_serve_indexes_serves_and_stops_on_sigterm(server) -> None:  # type: ign
     assert "indexing and serving on http://127.0.0.1:" in output
 
 
-def test_serve_no_index_and_bad_port(tmp_path: Path) -> None:
+def test_serve_bad_port_and_catalog(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETDB_")}
     env["ETDB_HOME"] = str(tmp_path)
     bad = subprocess.run(
@@ -143,6 +143,15 @@ def test_serve_no_index_and_bad_port(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 1 and "out of range" in bad.stderr
+    wrong = subprocess.run(
+        [*ETDB, "serve", "--no-index", "--catalog", "mysql://u:secret@db/x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 1 and "unsupported database" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and "secret" not in wrong.stderr
 
 
 @pytest.mark.parametrize("workers", [1, 2])
