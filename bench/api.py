@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from report import write_section  # bench/report.py (the script folder is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 START = "<!-- bench/api.py:start -->"
 END = "<!-- bench/api.py:end -->"
@@ -404,14 +406,7 @@ def render(
 
 
 def update_doc(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section(path, section, START, END)
 
 
 def bench_server(
