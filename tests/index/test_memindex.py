@@ -119,13 +119,13 @@ def test_memory_index_equals_sql(catalog_url: str) -> None:
                 mem.add_record(published(random_artifact(rng, n), id=record_id, height=200 + n))
         for k, record_id in enumerate(rng.sample(ids, 15)):
             after = random_artifact(rng, 1000 + k)
-            mem.apply_edit(
+            sql.apply_edit(  # through the other catalog: as another process would
                 AppliedEdit(txid(f"e{k}"), record_id, 1, [], after, Position(400 + k, 0, "h", 1))
             )
         for k, record_id in enumerate(rng.sample(ids, 15)):
-            mem.deactivate(Deactivation(txid(f"d{k}"), record_id, 1, Position(500 + k, 0, "h", 1)))
+            sql.deactivate(Deactivation(txid(f"d{k}"), record_id, 1, Position(500 + k, 0, "h", 1)))
         assert_same(mem, sql, rng, 40)
-        mem.rollback(505)
+        sql.rollback(505)
         assert_same(mem, sql, rng, 20)
         mem.rollback(250)
         assert_same(mem, sql, rng, 20)

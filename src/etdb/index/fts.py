@@ -22,6 +22,7 @@ sid above notes and file names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,10 +97,15 @@ class FullText(Protocol):
         ...
 
     def candidates(
-        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
+        self,
+        conn: sa.Connection,
+        tq: TextQuery,
+        scored: bool = False,
+        narrow: Sequence[sa.ColumnElement[bool]] = (),
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``records.seq`` of every match (memindex.py), deactivated ones included, and with
-        ``scored`` their relevance (exactly the values ``ranked`` sorts by)."""
+        """``records.seq`` of matches (memindex.py), with ``scored`` their relevance (exactly
+        the values ``ranked`` sorts by). A backend may also apply ``narrow`` (the query's
+        other filters), or return a superset: the caller filters again."""
         ...
 
     def ranked(
@@ -162,8 +168,14 @@ class Fts5:
         return sa.literal_column("records_fts").op("MATCH")(sa.literal(self.expression(tq)))
 
     def candidates(
-        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
+        self,
+        conn: sa.Connection,
+        tq: TextQuery,
+        scored: bool = False,
+        narrow: Sequence[sa.ColumnElement[bool]] = (),
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        # ``narrow`` is ignored: the doclist alone is cheapest (filters would cost a row
+        # lookup per match; memindex.py applies them to arrays instead).
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
         # One comma-joined string instead of a row per match: 0.12 vs 0.8 µs per match.
@@ -250,8 +262,15 @@ class PgText:
         return records.c.search.op("@@")(self._query(tq))
 
     def candidates(
-        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
+        self,
+        conn: sa.Connection,
+        tq: TextQuery,
+        scored: bool = False,
+        narrow: Sequence[sa.ColumnElement[bool]] = (),
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        # Here every match costs a heap visit (GIN has no index-only scans): applying the
+        # other filters lets PostgreSQL AND the GIN bitmap with B-tree bitmaps (date,
+        # publisher...) and visit only rows that can be hits.
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
         comma = sa.literal_column("','")
@@ -264,12 +283,12 @@ class PgText:
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         try:
             if not scored:
-                found = conn.execute(sa.select(seqs).where(self.match(tq))).scalar()
+                found = conn.execute(sa.select(seqs).where(self.match(tq), *narrow)).scalar()
                 return _parse_ids(found), None
             # float8 text is the shortest exact form (extra_float_digits = 1, PostgreSQL 12+).
             _, where, score = self.ranked(tq)
             scores = sa.func.string_agg(sa.cast(score, sa.Text), comma)
-            ids, values = conn.execute(sa.select(seqs, scores).where(where)).one()
+            ids, values = conn.execute(sa.select(seqs, scores).where(where, *narrow)).one()
             return _parse_ids(ids), _parse_scores(values)
         finally:
             conn.exec_driver_sql("SET LOCAL enable_seqscan = on")

@@ -193,7 +193,8 @@ class MemoryIndex:
         ranked = query.sort == "relevance"
         candidates = scores = None
         if tq is not None:
-            candidates, scores = self.fts.candidates(conn, tq, scored=ranked)
+            narrow = s.filters(query, self.fts, None)
+            candidates, scores = self.fts.candidates(conn, tq, ranked, narrow)
         with self.lock:
             if not self.sync(conn):
                 return None
