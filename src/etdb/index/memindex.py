@@ -120,6 +120,12 @@ class MemoryIndex:
         self.subtypes = Codes()
         self._masks: dict[str, int] = {}  # file_types text -> bits
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (dictionaries of values not included)."""
+        arrays = [self.present, self.deactivated, self.ftypes, self.id8]
+        return sum(a.nbytes for a in [*arrays, *self.cats.values(), *self.nums.values()])
+
     # -- loading ------------------------------------------------------------------------
 
     def sync(self, conn: sa.Connection) -> bool:
@@ -250,8 +256,14 @@ class MemoryIndex:
         codes = [index[v] for v in values if v is not None and v in index]
         if not codes:
             mask[:] = False
-        else:
-            mask &= np.isin(self.cats[name][: self.size], codes)
+            return
+        # A few equality passes: np.isin builds a lookup table over the codes' range instead
+        # (2.3 ms per filter at 300k records, against 0.3 ms per value here).
+        col = self.cats[name][: self.size]
+        anyof = col == codes[0]
+        for code in codes[1:]:
+            anyof |= col == code
+        mask &= anyof
 
     def _facet(self, name: str, hits: np.ndarray) -> list[FacetValue]:
         if name == "file_type":
