@@ -732,6 +732,7 @@ def test_find_signature(catalog: SqlCatalog) -> None:
 
 def test_rejections_paging(catalog: SqlCatalog) -> None:
     positions = [(5, 0), (5, 1), (5, 1), (7, 0), (9, 3), (9, 4), (12, 0)]
+    assert catalog.rejection_count() == 0
     with catalog.transaction():
         for i, (h, idx) in enumerate(reversed(positions)):
             catalog.add_rejection(
@@ -739,6 +740,7 @@ def test_rejections_paging(catalog: SqlCatalog) -> None:
             )
     everything = catalog.rejections()
     assert [(r.height, r.index) for r in everything] == positions
+    assert catalog.rejection_count() == len(positions)
     assert everything[0].reason.startswith("reason ")
     for limit in (1, 2, 3):
         seen, after = [], None

@@ -224,6 +224,10 @@ class SqlCatalog:
         with self._reading() as conn:
             return lookups.rejection_page(conn, limit, after)
 
+    def rejection_count(self) -> int:
+        with self._reading() as conn:
+            return lookups.rejection_count(conn)
+
     def indexed_height(self) -> int:
         return lookups.cursor_height(self.get_meta("cursor"))
 

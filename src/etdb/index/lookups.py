@@ -169,6 +169,10 @@ def summary(conn: sa.Connection) -> Summary:
     )
 
 
+def rejection_count(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(rejections)).scalar_one())
+
+
 def rejection_page(conn: sa.Connection, limit: int, after: str | None) -> list[Rejection]:
     """In ledger order. ``after`` is ``"<height>:<index>"`` of the last rejection seen (its
     ``height`` and ``index``); a page never ends between two rejections of one position."""
