@@ -43,3 +43,30 @@ def test_bad_config_file_is_a_clear_error(tmp_path):
     (tmp_path / "config.toml").write_text("cid_profile = \n")
     with pytest.raises(ConfigError, match=r"config\.toml: not valid TOML"):
         load_settings({"ETDB_HOME": str(tmp_path)})
+
+
+def test_publish_settings_defaults(tmp_path):
+    s = load_settings({"ETDB_HOME": str(tmp_path)})
+    assert s.publish_source == "" and s.publish_key == ""
+    assert s.publish_journal_path == tmp_path / "publish" / "journal.sqlite3"
+    assert s.publish_media_path == tmp_path / "publish" / "media"
+
+
+def test_publish_settings_from_file_and_env(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        'publish_source = "caltech"\npublish_key = "lab"\npublish_media = "/srv/media"\n'
+    )
+    s = load_settings({"ETDB_HOME": str(tmp_path)})
+    assert (s.publish_source, s.publish_key) == ("caltech", "lab")
+    assert s.publish_media_path == Path("/srv/media")
+    assert "publish_source" not in s.extra
+    s = load_settings(
+        {
+            "ETDB_HOME": str(tmp_path),
+            "ETDB_PUBLISH_SOURCE": "/data/lab",
+            "ETDB_PUBLISH_KEY": "other",
+            "ETDB_PUBLISH_JOURNAL": "j.sqlite3",
+        }
+    )
+    assert (s.publish_source, s.publish_key) == ("/data/lab", "other")
+    assert s.publish_journal_path == tmp_path / "j.sqlite3"

@@ -50,6 +50,17 @@ class Settings:
     # `etdb serve` listens here (loopback by default: expose it deliberately).
     host: str = "127.0.0.1"
     port: str = "8780"
+    # `etdb publish`: where the lab's datasets are described. A mapping file (.toml/.yaml), a
+    # packaged mapping's name (e.g. "caltech"), or a folder of dataset folders; empty = none
+    # (the command then needs a SOURCE argument).
+    publish_source: str = ""
+    # Keystore name of the signing key; empty = the only key, if there is exactly one (a choice
+    # between several keys is never guessed).
+    publish_key: str = ""
+    # What the publisher sent and where it stopped (re-runs resume from it; keep it backed up).
+    publish_journal: str = "publish/journal.sqlite3"
+    # Generated key images, thumbnails and movies: never written into the lab's folders.
+    publish_media: str = "publish/media"
     # Extra settings other layers read by name (kept so a newer config file is not rejected).
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -60,6 +71,14 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self._resolve(self.keys)
+
+    @property
+    def publish_journal_path(self) -> Path:
+        return self._resolve(self.publish_journal)
+
+    @property
+    def publish_media_path(self) -> Path:
+        return self._resolve(self.publish_media)
 
     @property
     def catalog_url(self) -> str:
