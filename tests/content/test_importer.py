@@ -447,3 +447,55 @@ def test_profiles_and_cid_version_override() -> None:
     with pytest.raises(ValueError):
         dataclasses.replace(V1, hamt_fanout=100)
     assert Importer("kubo-v1").profile is V1
+
+
+# -- overlay: extra top-level files added as if they were in the folder -------------------------
+
+
+@pytest.mark.parametrize("profile", [V0, V1], ids=["v0", "v1"])
+def test_overlay_cids_equal_a_real_folder_holding_the_files(tmp_path: Path, profile) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.mrc").write_bytes(b"a" * 5000)
+    (data / "sub" / "b.txt").write_bytes(b"b" * 300)
+    elsewhere = tmp_path / "media"
+    elsewhere.mkdir()
+    (elsewhere / "keyimg.jpg").write_bytes(os.urandom(CHUNK + 17))  # more than one chunk
+    (elsewhere / "0first.txt").write_bytes(b"sorts before every real entry")
+    overlay = {"keyimg_x.jpg": elsewhere / "keyimg.jpg", "0first.txt": elsewhere / "0first.txt"}
+    seen: list[str] = []
+    overlaid = Importer(profile, on_entry=lambda rel, _r: seen.append(rel)).add_path(
+        data, overlay=overlay
+    )
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "sub").mkdir()
+    (real / "a.mrc").write_bytes(b"a" * 5000)
+    (real / "sub" / "b.txt").write_bytes(b"b" * 300)
+    for name, source in overlay.items():
+        (real / name).write_bytes(source.read_bytes())
+    expected = add_path(real, profile)
+    assert overlaid == expected
+    assert overlaid.cid != add_path(data, profile).cid
+    assert seen == ["0first.txt", "a.mrc", "keyimg_x.jpg", "sub/b.txt", "sub", ""]
+    assert not (data / "keyimg_x.jpg").exists()  # nothing written into the folder
+
+
+def test_overlay_refuses_collisions_and_bad_names(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.mrc").write_bytes(b"a")
+    extra = tmp_path / "extra.jpg"
+    extra.write_bytes(b"x")
+    importer = Importer(V1)
+    with pytest.raises(ImporterError, match="collides"):
+        importer.add_path(data, overlay={"a.mrc": extra})
+    for bad in ("sub/x.jpg", "", "..", ".hidden.jpg"):
+        with pytest.raises(ImporterError, match="overlay name"):
+            importer.add_path(data, overlay={bad: extra})
+    with pytest.raises(ImporterError, match="not a regular file"):
+        importer.add_path(data, overlay={"x.jpg": tmp_path})
+    with pytest.raises(FileNotFoundError):
+        importer.add_path(data, overlay={"x.jpg": tmp_path / "missing.jpg"})
+    with pytest.raises(ImporterError, match="not a folder"):
+        importer.add_path(data / "a.mrc", overlay={"x.jpg": extra})

@@ -18,8 +18,9 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from etdb.content.chunker import Leaf, LeafHasher, iter_file_leaves, iter_leaves, two_cpus
@@ -64,6 +65,26 @@ def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
     return open(path, "rb")
 
 
+class _OverlayEntry:
+    """An extra top-level file (``add_path(overlay=...)``), walked like a ``DirEntry``: it is
+    linked under ``name`` though its bytes live at ``path`` (elsewhere on disk)."""
+
+    __slots__ = ("name", "path")
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return False
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return os.stat(self.path)  # the file itself, even if the overlay path is a symlink
+
+
+_Entry = os.DirEntry[str] | _OverlayEntry
+
+
 @dataclass
 class _Dir:
     """A folder being walked: its remaining entries and the links collected so far."""
@@ -71,7 +92,7 @@ class _Dir:
     path: str
     name: str  # the name its parent links it under
     rel: str  # path inside the imported root, "/"-separated ("" for the root)
-    pending: list[os.DirEntry[str]]  # in reverse name order
+    pending: list[_Entry]  # in reverse name order
     links: list[tuple[bytes, str, CID, int]]  # (name bytes, name, cid, tsize)
     filesize: int = 0
     blocks: int = 0
@@ -195,12 +216,32 @@ class Importer:
             block = encode_node(node)
         return self._emit_node(block), len(block) + sum(t for *_, t in links), 1
 
-    def _entries(self, path: str) -> list[os.DirEntry[str]]:
+    def _entries(self, path: str, overlay: Mapping[str, Path] | None = None) -> list[_Entry]:
         with os.scandir(path) as it:
-            entries = [e for e in it if self.hidden or not e.name.startswith(".")]
+            entries: list[_Entry] = [e for e in it if self.hidden or not e.name.startswith(".")]
+        if overlay:
+            entries.extend(self._overlay_entries(path, overlay, {e.name for e in entries}))
         # Sorted, then reversed so that pop() takes them in name order cheaply.
         entries.sort(key=lambda e: e.name, reverse=True)
         return entries
+
+    def _overlay_entries(
+        self, root: str, overlay: Mapping[str, Path], taken: set[str]
+    ) -> list[_OverlayEntry]:
+        """Check the overlay before anything is imported: a bad entry must not leave a
+        half-added folder behind it."""
+        found: list[_OverlayEntry] = []
+        for name, source in overlay.items():
+            if not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise ImporterError(f"overlay name {name!r} is not a plain file name")
+            if name.startswith(".") and not self.hidden:
+                raise ImporterError(f"overlay name {name!r} is hidden and would be skipped")
+            if name in taken:
+                raise ImporterError(f"overlay name {name!r} collides with {root}/{name}")
+            if not stat.S_ISREG(os.stat(source).st_mode):
+                raise ImporterError(f"overlay {name!r}: {source} is not a regular file")
+            found.append(_OverlayEntry(name, os.fspath(source)))
+        return found
 
     @staticmethod
     def _name_bytes(entry_path: str, name: str) -> bytes:
@@ -209,9 +250,9 @@ class Importer:
         except UnicodeEncodeError:
             raise ImporterError(f"file name is not valid UTF-8: {entry_path!r}") from None
 
-    def _tree(self, root: str) -> ImportResult:
+    def _tree(self, root: str, overlay: Mapping[str, Path] | None = None) -> ImportResult:
         # An explicit stack instead of recursion: nesting depth is bounded only by PATH_MAX.
-        stack = [_Dir(root, "", "", self._entries(root), [])]
+        stack = [_Dir(root, "", "", self._entries(root, overlay), [])]
         on_entry = self.on_entry
         while True:
             top = stack[-1]
@@ -242,11 +283,18 @@ class Importer:
             parent.filesize += result.filesize
             parent.blocks += result.blocks
 
-    def add_path(self, path: str | os.PathLike[str]) -> ImportResult:
+    def add_path(
+        self, path: str | os.PathLike[str], *, overlay: Mapping[str, Path] | None = None
+    ) -> ImportResult:
         """Import a file, a symlink (as a Symlink node) or a folder tree (``ipfs add -r``).
 
         The path itself is always imported, even if its name is hidden; inside a folder,
         names starting with "." are skipped unless ``hidden=True`` (kubo ``--hidden``).
+
+        ``overlay`` ({name: file}) adds extra top-level files to a folder as if they were in
+        it (same CIDs as a real folder holding them), so generated files (key images, movies)
+        need not be written into a lab's data folders. A name must not collide with a real
+        entry; each file must be a regular file (a symlink to one is followed).
         """
         path = os.fspath(path)
         try:
@@ -254,7 +302,9 @@ class Importer:
         except FileNotFoundError:
             raise FileNotFoundError(2, "no such file or folder", path) from None
         if stat.S_ISDIR(mode):
-            return self._tree(path)
+            return self._tree(path, overlay)
+        if overlay:
+            raise ImporterError(f"cannot overlay files on {path!r}: not a folder")
         result = self._leaf_entry(path, mode)
         if self.on_entry is not None:
             self.on_entry("", result)
