@@ -218,7 +218,12 @@ RESERVED_META = (*STORE_META, "analyzed")
 
 def ensure_schema(engine: sa.Engine) -> None:
     """Create the catalog in an empty database, or check (and migrate) an existing one."""
-    with engine.begin() as conn:
+    if engine.dialect.name == "sqlite" and _current(engine):
+        return  # the usual case, checked without taking SQLite's write lock
+    # SQLite: a write transaction from the start (BEGIN IMMEDIATE, see catalog._sqlite_setup).
+    # Two processes opening one new catalog then queue on busy_timeout instead of one failing
+    # with "database is locked" when it upgrades its read transaction to create the tables.
+    with engine.connect() as conn, conn.execution_options(etdb_write=True).begin():
         if conn.dialect.name == "postgresql":
             # Two processes opening one new catalog: the second waits, then finds it made.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201534291)"))
@@ -244,6 +249,17 @@ def ensure_schema(engine: sa.Engine) -> None:
             step(conn)
             version += 1
             set_meta(conn, "schema_version", str(version))
+
+
+def _current(engine: sa.Engine) -> bool:
+    """Whether the database already holds a catalog of exactly this schema version."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("meta"):
+            return False
+        found = conn.execute(
+            sa.select(meta.c.value).where(meta.c.key == "schema_version")
+        ).scalar_one_or_none()
+        return found == str(SCHEMA_VERSION)
 
 
 def _parse_version(found: str | None) -> int:
