@@ -269,3 +269,75 @@ def test_bad_metadata_publishes_nothing(tmp_path, env):
             profile="kubo-v1",
         )  # fmt: skip
     assert ledger.tip().height == -1
+
+
+def test_describe_files_takes_the_sources_files_and_rules(tmp_path):
+    from etdb.publish.source import ClassifyRule, SourceFile
+
+    folder = make_folder(tmp_path)
+    (folder / "extra").mkdir()
+    (folder / "extra" / "overview.tif").write_bytes(b"t" * 33)
+    (folder / "extra" / "subvol_1.mrc").write_bytes(b"s" * 44)
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "generated.jpg").write_bytes(b"j" * 55)
+    source_files = (
+        SourceFile(
+            "rawdata/ts.mrc", notes="binned 2", display_name="TS_01.mrc", software="SerialEM"
+        ),
+        SourceFile("AutoCaps/shot1.jpg", subtype="preview"),  # the source overrides the layout
+        SourceFile("extra/overview.tif", subtype="thumbnail"),
+    )
+    rules = (
+        ClassifyRule("extra/*.tif", "snapshot"),  # the source file's own subtype wins
+        ClassifyRule("extra/subvol_*", "subvolume"),
+        ClassifyRule("*.mrc", "other"),  # later rule: subvol_1.mrc matched already
+    )
+    files = describe_files(folder, SID, files=source_files, rules=rules,
+                           overlay={"keyimg_gen.jpg": media / "generated.jpg"})  # fmt: skip
+    by_name = {f["fname"]: f for f in files}
+    # Every regular file is listed, the overlay too; the rules are tried on every one of them.
+    assert set(by_name) == {
+        "rawdata/ts.mrc", "rawdata/ts.rawtlt", "3dimage_9/ts_full.rec", f"keyimg_{SID}.jpg",
+        f"keyimg_{SID}_s.jpg", f"keymov_{SID}.mp4", "AutoCaps/shot1.jpg",
+        "extra/overview.tif", "extra/subvol_1.mrc", "keyimg_gen.jpg",
+    }  # fmt: skip
+    ts = by_name["rawdata/ts.mrc"]
+    assert (ts["dname"], ts["fNotes"], ts["software"]) == ("TS_01.mrc", "binned 2", "SerialEM")
+    assert ts["subtype"] == "other"  # no subtype of its own: the "*.mrc" rule applies
+    assert by_name["AutoCaps/shot1.jpg"]["subtype"] == "preview"
+    assert by_name["AutoCaps/shot1.jpg"]["cType"] == "image/jpeg"
+    assert by_name["extra/overview.tif"]["type"] == "image"  # thumbnails are images
+    assert by_name["extra/subvol_1.mrc"]["subtype"] == "subvolume"
+    assert by_name["3dimage_9/ts_full.rec"]["subtype"] == "reconstruction"  # no rule: layout
+    assert by_name["keyimg_gen.jpg"]["fsize"] == 55
+    assert by_name["keyimg_gen.jpg"]["subtype"] == "keyimg"
+    order = [f["subtype"] for f in files]
+    assert order.index("subvolume") < order.index("preview") < order.index("thumbnail")
+
+
+def test_describe_files_refuses_what_the_source_and_the_disk_disagree_on(tmp_path):
+    from etdb.publish.source import ClassifyRule, SourceFile
+
+    folder = make_folder(tmp_path)
+    with pytest.raises(DatasetError, match=r"not in the folder: rawdata/gone\.mrc"):
+        describe_files(folder, SID, files=(SourceFile("rawdata/gone.mrc"),))
+    with pytest.raises(DatasetError, match="unknown file subtype 'tilt'"):
+        describe_files(folder, SID, rules=(ClassifyRule("rawdata/*", "tilt"),))
+    with pytest.raises(DatasetError, match="would replace"):
+        describe_files(folder, SID, overlay={f"keyimg_{SID}.jpg": folder / "rawdata/ts.mrc"})
+
+
+def test_publish_dataset_with_an_overlay_lists_and_adds_it(tmp_path, env):
+    ledger, store, key = env
+    folder = make_folder(tmp_path)
+    (folder / f"keymov_{SID}.mp4").unlink()
+    movie = tmp_path / "media" / f"keymov_{SID}.mp4"
+    movie.parent.mkdir()
+    movie.write_bytes(b"m" * 999)
+    result = publish_dataset(folder, META, key=key, ledger=ledger, blockstore=store,
+                             profile="kubo-v1", overlay={movie.name: movie})  # fmt: skip
+    keymov = result.artifact.files_of("keymov")[0]
+    assert keymov.fsize == 999
+    assert exporter.stat(store, f"{result.cid}/{movie.name}").size == 999
+    assert not (folder / movie.name).exists()

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,6 +33,7 @@ from etdb.content.profiles import Profile
 from etdb.content.unixfs import Importer, ImportResult
 from etdb.ledger.base import Ledger, TxRef
 from etdb.ledger.messages import publish_message
+from etdb.publish.source import SUBTYPES, ClassifyRule, SourceFile
 from etdb.record import Artifact, Details, PrivateKey, RecordError, encode_publish, sign_artifact
 from etdb.record.wire import verify_publish
 
@@ -39,10 +41,12 @@ __all__ = [
     "DEFAULT_TAGS",
     "DatasetError",
     "PublishedDataset",
+    "add_listed",
     "build_artifact",
     "classify",
     "describe_files",
     "publish_dataset",
+    "regular_files",
 ]
 
 DEFAULT_TAGS = ("etdb", "tomogram", "electron.tomography")
@@ -121,7 +125,22 @@ def classify(fname: str, sid: str | None = None) -> tuple[str, str, str | None]:
     return "tomogram", "other", _IMAGES.get(ext) or _MOVIES.get(ext)
 
 
-def _walk(folder: Path) -> list[str]:
+def _typed(fname: str, subtype: str) -> tuple[str, str, str | None]:
+    """``(type, subtype, cType)`` for a subtype chosen by the source: thumbnails are images,
+    everything else a tomogram part; cType from the extension as ``classify`` gives it."""
+    if subtype not in SUBTYPES:
+        raise DatasetError(
+            f"{fname}: unknown file subtype {subtype!r} (one of {', '.join(SUBTYPES)})"
+        )
+    ext = PurePosixPath(fname).suffix.lower()
+    return (
+        ("image" if subtype == "thumbnail" else "tomogram"),
+        subtype,
+        _IMAGES.get(ext) or _MOVIES.get(ext),
+    )
+
+
+def regular_files(folder: Path) -> list[str]:
     """Regular files under ``folder`` as "/"-separated relative paths, skipping what the
     importer skips (names starting with ".") and symlinks (stored as links, not files)."""
     found: list[str] = []
@@ -141,32 +160,62 @@ def describe_files(
     *,
     acquisition_software: str | None = None,
     processing_software: str | None = None,
+    files: Sequence[SourceFile] | None = None,
+    rules: Sequence[ClassifyRule] = (),
+    overlay: Mapping[str, Path] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``storage.files`` entries for every file in ``folder``, sorted the way ETDB lists them.
 
-    ``software`` goes on tilt series (acquisition; only without a comma, as go-etdb did) and
-    reconstructions (processing).
+    Every regular file is listed (plus the ``overlay`` files, top-level, as the importer adds
+    them). A file's subtype comes from the source's own ``files`` entry if it names one, else
+    from the first matching ``rules`` entry, else from the go-etdb layout (:func:`classify`).
+    A source file also gives ``fNotes``, ``dname`` and ``software``; one that is not in the
+    folder is an error (the source and the disk disagree: publishing would lose it).
+    ``software`` otherwise goes on tilt series (acquisition; only without a comma, as go-etdb
+    did) and reconstructions (processing).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
+    listed = {f.path: f for f in files or ()}
+    sizes = {fname: (folder / fname).stat().st_size for fname in regular_files(folder)}
+    for name, source in (overlay or {}).items():
+        if name in sizes:
+            raise DatasetError(f"{folder}: generated {name} would replace the folder's own file")
+        sizes[name] = Path(source).stat().st_size
+    missing = sorted(set(listed) - set(sizes))
+    if missing:
+        raise DatasetError(
+            f"{folder}: files the source lists are not in the folder: {', '.join(missing)}"
+        )
     entries: list[dict[str, Any]] = []
-    for fname in _walk(folder):
-        kind, subtype, ctype = classify(fname, sid)
+    for fname, fsize in sizes.items():
+        known = listed.get(fname)
+        rule = next((r for r in rules if fnmatchcase(fname, r.pattern)), None)
+        if known is not None and known.subtype:
+            kind, subtype, ctype = _typed(fname, known.subtype)
+        elif rule is not None:
+            kind, subtype, ctype = _typed(fname, rule.subtype)
+        else:
+            kind, subtype, ctype = classify(fname, sid)
         entry: dict[str, Any] = {}
-        if subtype == "tiltSeries" and acquisition_software and "," not in acquisition_software:
+        if known is not None and known.software:
+            entry["software"] = known.software
+        elif subtype == "tiltSeries" and acquisition_software and "," not in acquisition_software:
             entry["software"] = acquisition_software
         elif subtype == "reconstruction" and processing_software:
             entry["software"] = processing_software
         entry |= {
-            "dname": PurePosixPath(fname).name,
+            "dname": (known.display_name if known else None) or PurePosixPath(fname).name,
             "fname": fname,
-            "fsize": (folder / fname).stat().st_size,
+            "fsize": fsize,
             "type": kind,
             "subtype": subtype,
         }
         if ctype:
             entry["cType"] = ctype
+        if known is not None and known.notes:
+            entry["fNotes"] = known.notes
         entries.append(entry)
     entries.sort(key=lambda e: (_ORDER.index(e["subtype"]), e["fname"]))
     return entries
@@ -283,22 +332,16 @@ def publish_dataset(
     timestamp: int | None = None,
     sent: Sequence[TxRef] = (),
     on_sent: Callable[[int, TxRef], None] | None = None,
+    source_files: Sequence[SourceFile] | None = None,
+    rules: Sequence[ClassifyRule] = (),
+    overlay: Mapping[str, Path] | None = None,
 ) -> PublishedDataset:
-    """Add ``folder``, then sign and publish its record; see the module docstring."""
+    """Add ``folder`` (with ``overlay`` files), then sign and publish its record; see the module
+    docstring. ``source_files`` and ``rules`` classify files as in :func:`describe_files`."""
     folder = Path(folder)
     sid = str(metadata.get("sid") or "")
-    files = describe_files(folder, sid)
-    imported: dict[str, int] = {}
-
-    def seen(rel: str, result: ImportResult) -> None:
-        imported[rel] = result.filesize
-
-    added = Importer(profile, blockstore, on_entry=seen).add_path(folder)
-    # The record lists what was stat'ed; the DAG holds what was read. They must agree, or the
-    # folder changed underneath us and the record would describe other bytes.
-    changed = [f["fname"] for f in files if imported.get(f["fname"]) != f["fsize"]]
-    if changed or added.filesize != sum(f["fsize"] for f in files):
-        raise DatasetError(f"{folder} changed while it was being added: {changed or 'sizes'}")
+    files = describe_files(folder, sid, files=source_files, rules=rules, overlay=overlay)
+    added = add_listed(folder, files, blockstore, profile, overlay=overlay)
     blockstore.sync()  # durable BEFORE anything on the ledger points at it
 
     artifact = build_artifact(metadata, str(added.cid), files)
@@ -309,3 +352,33 @@ def publish_dataset(
         raise DatasetError(f"signed record does not verify: {check.reason}")
     refs = publish_message(ledger, flo_data, key, sent=sent, on_sent=on_sent)
     return PublishedDataset(added.cid, tuple(r.txid for r in refs), signed, flo_data)
+
+
+def add_listed(
+    folder: Path,
+    files: Sequence[Mapping[str, Any]],
+    blockstore: Blockstore,
+    profile: Profile | str,
+    *,
+    overlay: Mapping[str, Path] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Add ``folder`` (plus ``overlay``) to ``blockstore`` and check that what was read is what
+    ``files`` (from :func:`describe_files`) lists; DatasetError if the folder changed. The
+    caller syncs the blockstore before anything points at the result."""
+    imported: dict[str, int] = {}
+
+    def seen(rel: str, result: ImportResult) -> None:
+        imported[rel] = result.filesize
+
+    importer = Importer(profile, blockstore, on_entry=seen, on_progress=on_progress)
+    try:
+        added = importer.add_path(folder, overlay=overlay)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{folder} changed while it was being added: {exc}") from exc
+    # The record lists what was stat'ed; the DAG holds what was read. They must agree, or the
+    # folder changed underneath us and the record would describe other bytes.
+    changed = [f["fname"] for f in files if imported.get(f["fname"]) != f["fsize"]]
+    if changed or added.filesize != sum(f["fsize"] for f in files):
+        raise DatasetError(f"{folder} changed while it was being added: {changed or 'sizes'}")
+    return added
