@@ -44,7 +44,13 @@ from etdb.ledger.local_export import (
     verify_chain,
 )
 from etdb.ledger.local_file import LedgerFile
-from etdb.ledger.local_schema import BuiltBlock, build_block, is_hash
+from etdb.ledger.local_schema import (
+    PAYLOAD_INDEX_SQL,
+    PAYLOAD_PREFIX_CHARS,
+    BuiltBlock,
+    build_block,
+    is_hash,
+)
 
 __all__ = [
     "ExportReport",
@@ -64,6 +70,13 @@ MAX_MAX_PAYLOAD = 100_000_000  # well under SQLite's 1e9-byte string limit
 DEFAULT_CONFIRMATIONS = 1
 _CHUNK = 1000  # blocks per query in blocks(): follow() asks for 500, so one query per batch
 
+# The unary ``+`` keeps SQLite from using the (height, idx) key for ``height >=`` and from
+# propagating ``payload = ?`` into the indexed expression: either would turn the lookup into a
+# scan. Matches are sorted here (there are almost never two).
+_FIND_SQL = f"""
+SELECT height, idx, txid, sender FROM entries
+WHERE substr(payload, 1, {PAYLOAD_PREFIX_CHARS}) = ? AND +payload = ? AND +height >= ?
+"""
 _RANGE_SQL = """
 SELECT b.height, b.hash, b.parent_hash, b.time, e.txid, e.idx, e.sender, e.payload
 FROM blocks AS b LEFT JOIN entries AS e ON e.height = b.height
@@ -161,6 +174,7 @@ class LocalLedger:
         self.confirmations = confirmations
         self.url = _display_url(self.path, max_payload, confirmations)
         self._file = LedgerFile(self.path)
+        self._payload_index = False  # checked (and created if missing) by find_payload
         with self._file.lock, self._file.errors("open"):
             self._file.connection()  # fail early on a file that is not a ledger
 
@@ -221,6 +235,40 @@ class LocalLedger:
             return None
         height, block_hash, tip = rows[0]
         return TxStatus(txid, tip - height + 1, height, block_hash)
+
+    def find_payload(
+        self, payload: str, *, since_height: int = 0, sender: str | None = None
+    ) -> TxRef | None:
+        """The oldest entry carrying exactly ``payload`` at ``since_height`` or above (one
+        indexed lookup; see :func:`etdb.ledger.messages.find_payload`)."""
+        with self._file.lock, self._file.errors("search"):
+            conn = self._file.connection()
+            if conn is None:
+                return None
+            if not self._payload_index:
+                self._ensure_payload_index(conn)
+            rows = conn.execute(
+                _FIND_SQL, (payload[:PAYLOAD_PREFIX_CHARS], payload, max(since_height, 0))
+            ).fetchall()
+        for height, _, txid, entry_sender in sorted(rows):
+            if sender is None or entry_sender is None or entry_sender == sender:
+                return TxRef(txid, height)
+        return None
+
+    def _ensure_payload_index(self, conn: sqlite3.Connection) -> None:
+        # Ledgers created before the index existed get it here, once (a few seconds for
+        # millions of entries). A read-only file cannot take it: the lookup then scans.
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'entries_payload_prefix'"
+        ).fetchone()
+        if exists is None:
+            try:
+                with self._file.transaction(conn):
+                    conn.execute(PAYLOAD_INDEX_SQL)
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc).replace(" ", "").lower():
+                    raise
+        self._payload_index = True
 
     def estimate_fee(self, payload_bytes: int, transactions: int = 1) -> FeeEstimate:
         return FeeEstimate(

@@ -34,9 +34,23 @@ _ROOT_TAG = b"etdb-local-ledger/tx-root/v1\x00"
 _BLOCK_TAG = b"etdb-local-ledger/block/v1\x00"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
+#: Characters of a payload's start that ``find_payload`` looks up by index. 256 covers a whole
+#: multipart header (its signature makes it unique per part) and, for single-transaction
+#: records, the fields that differ between records; longer would only grow the file.
+PAYLOAD_PREFIX_CHARS = 256
+
+# An expression index on the payload's start, not a payload-hash column: it needs no change to
+# the tables, the hashing or the export format, so ledgers written before it existed take it
+# as they are (``LocalLedger.find_payload`` creates it on first use: the only migration).
+PAYLOAD_INDEX_SQL = f"""
+CREATE INDEX IF NOT EXISTS entries_payload_prefix
+    ON entries (substr(payload, 1, {PAYLOAD_PREFIX_CHARS}))
+"""
+
 # `blocks.height` is the rowid, so the tip is the last row and a height range is a rowid range.
 # Entries are keyed by (height, idx): a range scan walks one index in chain order.
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -57,6 +71,9 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (height, idx)
 );
 """
+    + "\n"
+    + PAYLOAD_INDEX_SQL
+)
 
 
 def sha256d(data: bytes) -> bytes:
