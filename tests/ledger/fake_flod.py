@@ -299,6 +299,9 @@ class FakeFlod:
         out["tx"] = block["tx"] if verbosity >= 2 else [tx["txid"] for tx in block["tx"]]
         return out
 
+    def rpc_getrawmempool(self, verbose: bool = False) -> list[str]:
+        return [tx["txid"] for tx in self.mempool]
+
     def rpc_getrawtransaction(self, txid: str, verbose: bool = False) -> Any:
         for tx in self.mempool:
             if tx["txid"] == txid:

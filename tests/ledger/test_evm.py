@@ -27,10 +27,12 @@ from etdb.ledger import (
     follow,
     open_ledger,
 )
+from etdb.ledger.base import TxRef
 from etdb.ledger.evm import EvmLedger, main, open_evm
 from etdb.ledger.evm_registry import DEPLOY_GAS
 from etdb.ledger.evm_rpc import JsonRpc
 from etdb.ledger.evm_send import LocalKey
+from etdb.ledger.messages import find_payload
 from tests.ledger.contract import Harness, LedgerContract
 from tests.ledger.evm_node import EvmNode, node_or_skip
 
@@ -389,3 +391,36 @@ def test_deploy_command(node, capsys):
     url = out.split("ledger URL: ")[1].strip()
     assert isinstance(open_ledger(url), EvmLedger) and "contract=0x" in url
     open_ledger(url).publish("json:deployed by the command")
+
+
+# -- find_payload -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["ganache", "hardhat"])
+@pytest.mark.parametrize("mode", ["log", "calldata"])
+def test_find_payload_pending_then_mined(engine, mode, request):
+    # Ganache shows unmined transactions in txpool_content, Hardhat in the "pending" block.
+    node: EvmNode = request.getfixturevalue("node" if engine == "ganache" else "hardhat")
+    options = (
+        {"contract": node.deploy_registry()}
+        if mode == "log"
+        else {"mode": "calldata", "sink": "0x" + os.urandom(20).hex()}
+    )
+    ledger = open_evm(node.ledger_url(**options))
+    since = ledger.tip().height + 1
+    text = f"json:find me {os.urandom(4).hex()}"
+    node.automine(False)
+    try:
+        ref = ledger.publish(text)
+        # Sent, not yet in a block: found in the pending block, without a height.
+        assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid)
+        assert find_payload(ledger, text + "!", since_height=since) is None
+        node.mine()
+    finally:
+        node.automine(True)
+    height = ledger.transaction(ref.txid).height
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid, height)
+    assert find_payload(ledger, text, since_height=height + 1) is None
+    sender = node.accounts[0]
+    assert find_payload(ledger, text, since_height=since, sender=sender.upper()) is not None
+    assert find_payload(ledger, text, since_height=since, sender="0x" + "00" * 20) is None

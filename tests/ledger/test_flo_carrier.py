@@ -30,9 +30,10 @@ from etdb.ledger import (
     follow,
     open_ledger,
 )
+from etdb.ledger.base import TxRef
 from etdb.ledger.bitcoin import BitcoinLedger
 from etdb.ledger.carriers import FloDataCarrier
-from etdb.ledger.messages import publish_message
+from etdb.ledger.messages import find_payload, publish_message
 from etdb.record.multipart import MultipartAssembler, parse_part
 from etdb.record.signing import PrivateKey
 from tests.ledger.fake_flod import REAL_TXS, WALLET_ADDRESS, FakeFlod
@@ -253,3 +254,20 @@ def test_without_batches(flod):
     assert len(found) == 2 and cursor.height == flod.height
     led_no_batch = open_ledger(flod.url(batch=0))
     assert len(entries(led_no_batch)[0]) == 2
+
+
+def test_find_payload_in_the_mempool_then_in_a_block(flod, ledger):
+    since = ledger.tip().height + 1
+    text = 'json:{"test":"find"}'
+    ref = ledger.publish(text)
+    # Sent, not mined: found in the mempool without a height (a resend would duplicate it).
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid)
+    assert find_payload(ledger, text, since_height=since, sender=WALLET_ADDRESS) == TxRef(ref.txid)
+    assert find_payload(ledger, text, since_height=since, sender="Fstranger") is None
+    assert find_payload(ledger, text + " ", since_height=since) is None
+    flod.mine()
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid, since)
+    assert find_payload(ledger, text, since_height=since + 1) is None
+    # A reorg puts it back in the mempool: still found, never sent twice.
+    flod.reorg(since, 2)
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid)

@@ -26,6 +26,8 @@ from etdb.ledger import (
     follow,
     open_ledger,
 )
+from etdb.ledger.base import TxRef
+from etdb.ledger.messages import find_payload
 from tests.conftest import skip_or_fail
 from tests.ledger.contract import Harness, LedgerContract
 from tests.ledger.litecoind import LitecoindNode, litecoind_available, start_litecoind
@@ -217,3 +219,22 @@ def test_mempool_status_then_confirmed(harness, node):
     node.mine(3)
     status = harness.ledger.transaction(ref.txid)
     assert status.confirmations == 3 and status.height == node.call("getblockcount") - 2
+
+
+def test_find_payload_in_the_mempool_then_in_a_block(harness, node):
+    ledger = harness.ledger
+    since = ledger.tip().height + 1
+    text = "text:find me " + secrets.token_hex(4)
+    ref = ledger.publish(text)
+    # Sent, not mined: found in the mempool (no height yet); a resend would be a duplicate.
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid)
+    assert find_payload(ledger, text + "!", since_height=since) is None
+    stranger = node.call("getnewaddress", wallet=True)
+    assert find_payload(ledger, text, since_height=since, sender=stranger) is None
+    node.mine(1)
+    height = ledger.transaction(ref.txid).height
+    assert find_payload(ledger, text, since_height=since) == TxRef(ref.txid, height)
+    assert find_payload(ledger, text, since_height=height + 1) is None
+    funder = next(e.sender for e in ledger.block(height).entries if e.txid == ref.txid)
+    assert find_payload(ledger, text, since_height=since, sender=funder) == TxRef(ref.txid, height)
+    assert find_payload(ledger, text, since_height=since, sender=stranger) is None

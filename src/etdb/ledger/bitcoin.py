@@ -60,6 +60,7 @@ from etdb.ledger.carriers import (
     OpReturnCarrier,
     check_multipart_capable,
 )
+from etdb.ledger.messages import scan_blocks
 from etdb.ledger.rpc import BatchUnsupported, RpcClient, parse_retry_policy, split_url
 from etdb.ledger.rpc_errors import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RpcError
 
@@ -333,6 +334,21 @@ class BitcoinLedger:
             return TxStatus(txid, 0)
         height = int(self._rpc.call("getblockheader", block_hash)["height"])
         return TxStatus(txid, int(confirmations), height, str(block_hash))
+
+    def find_payload(
+        self, payload: str, *, since_height: int, sender: str | None = None
+    ) -> TxRef | None:
+        """The transaction carrying exactly ``payload``: in the mempool, else in a block from
+        ``since_height`` up (see :func:`etdb.ledger.messages.find_payload`). The mempool is
+        read first: a transaction mined meanwhile is then in a block when those are read."""
+        pool = [str(t) for t in self._rpc.call("getrawmempool")]
+        txs = self._calls("getrawtransaction", [[t, True] for t in pool])
+        for tx in txs:  # errors in place: those left the mempool since (mined or dropped)
+            if isinstance(tx, dict) and self.carrier.payload(tx) == payload:
+                found = self._senders([], [tx])[str(tx["txid"])] if sender else None
+                if found is None or found == sender:
+                    return TxRef(str(tx["txid"]))
+        return scan_blocks(self.blocks(since_height, self.tip().height), payload, sender)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -43,12 +43,20 @@ from etdb.ledger.base import (
     UnknownBlock,
     WalletError,
 )
-from etdb.ledger.evm_decode import TOPIC, assemble, node_hash, publisher_topic, txid_hex
+from etdb.ledger.evm_decode import (
+    TOPIC,
+    assemble,
+    node_hash,
+    payload_text,
+    publisher_topic,
+    txid_hex,
+)
 from etdb.ledger.evm_registry import INIT_CODE, RUNTIME, publish_gas
 from etdb.ledger.evm_rpc import JsonRpc, RpcError
 from etdb.ledger.evm_send import NodeAccount, Signer, local_signer, send_error
 from etdb.ledger.evm_url import EvmOptions, parse, set_query
 from etdb.ledger.follow import Cursor
+from etdb.ledger.messages import scan_blocks
 
 _CONSISTENCY_ATTEMPTS = 3  # re-reads of a range that changed under us (a reorg mid-read)
 _GAS_MARGIN = 10  # percent over eth_estimateGas for the gas limit (unused gas is refunded)
@@ -184,6 +192,37 @@ class EvmLedger:
             height,
             node_hash(receipt["blockHash"], "block hash"),
         )
+
+    def find_payload(
+        self, payload: str, *, since_height: int, sender: str | None = None
+    ) -> TxRef | None:
+        """The transaction carrying exactly ``payload``: pending (the node's pending block and
+        ``txpool_content`` where it has one), else in a block from ``since_height`` up (see
+        :func:`etdb.ledger.messages.find_payload`). Pending ones are read first: a transaction
+        mined meanwhile is then found in a block."""
+        self._ready()
+        target = self.options.contract if self.options.mode == "log" else self._sink()
+        who = sender.lower() if sender else None
+        for tx in self._pending_transactions():
+            if not isinstance(tx, dict) or str(tx.get("to") or "").lower() != target:
+                continue
+            if who is not None and str(tx.get("from") or "").lower() != who:
+                continue
+            if payload_text(tx.get("input", tx.get("data"))) == payload:
+                return TxRef(node_hash(tx["hash"], "txid"))
+        return scan_blocks(self.blocks(since_height, self.tip().height), payload, who)
+
+    def _pending_transactions(self) -> Iterator[Any]:
+        # Nodes disagree on where sent-but-unmined transactions show: Hardhat and Geth fill
+        # the "pending" block, Ganache leaves it empty but answers txpool_content.
+        block = self._rpc.call("eth_getBlockByNumber", "pending", True) or {}
+        yield from block.get("transactions") or ()
+        try:
+            pool = self._rpc.call("txpool_content") or {}
+        except RpcError:
+            return  # no such method on this node (or refused by the provider)
+        for by_nonce in (pool.get("pending") or {}).values():
+            yield from by_nonce.values()
 
     # -- writing --------------------------------------------------------------------------------
 
