@@ -110,8 +110,8 @@ def _record_values(
     # The specimen's dose is that of all its tilt series (both axes of a dual-axis pair).
     dosed = [(rel, f) for rel, f in series if f.dose is not None]
     if dosed:
-        total = math.fsum(f.dose or 0.0 for _, f in dosed)
-        put("dosage", round(total, 2), *dosed[0], "dose")
+        total = sum(f.dose or 0.0 for _, f in dosed)  # each finite and bounded by _total
+        put("dosage", round(total, 2) if math.isfinite(total) else None, *dosed[0], "dose")
     return values, sources
 
 

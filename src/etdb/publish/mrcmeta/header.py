@@ -69,9 +69,9 @@ class FileFacts:
     nz: int
     mode: int
     dtype: str  # numpy-style name of the mode ("int16", "float32", ...)
-    voxel_size: tuple[float, float, float] | None  # Å (cella / mx, ...); None when unset
     kind: Kind  # what the header says: ispg 0 = images (a stack when nz > 1), else a volume
     exttyp: str | None
+    voxel_size: tuple[float, float, float] | None = None  # Å (cella / mx, ...), when set
     labels: tuple[str, ...] = ()
     tilt_angles: tuple[float, ...] | None = None  # degrees, in section order
     tilt_source: TiltSource | None = None
@@ -106,8 +106,12 @@ def read_mrc_facts(path: Path | str) -> FileFacts:
                 facts = _Collector(path, raw)
                 facts.from_header(mrc)
                 facts.from_extended_header(mrc)
+        except MrcMetaError:
+            raise
         except OSError as exc:
             raise MrcMetaError(path, f"cannot read: {exc.strerror or exc}") from None
+        except ValueError as exc:  # what read_raw_header did not foresee, still named
+            raise MrcMetaError(path, f"unreadable MRC header: {exc}") from None
     facts.from_sidecars()
     return facts.build()
 
@@ -188,6 +192,8 @@ class _Collector:
                 f"{exttyp} has {dtype.itemsize}",
             )
         ext = mrc.indexed_extended_header
+        if ext is None:  # mrcfile could not interpret it after all
+            raise MrcMetaError(self.path, f"{exttyp} extended header cannot be interpreted")
         self._tilts(tuple(float(a) for a in ext["Alpha tilt"]), exttyp)
         self.put("magnification", _typical(ext["Magnification"], positive=True), exttyp)
         # FEI writes SI units: dose in e/m² per image, defocus and pixel size in metres.
@@ -325,7 +331,11 @@ def _total(values: Iterable[Any] | None) -> float | None:
     if values is None:
         return None
     clean = _clean(values, positive=True)
-    return round(math.fsum(clean), 3) if clean else None
+    try:
+        total = math.fsum(clean)
+    except OverflowError:  # garbage in a header; no real dose comes near
+        return None
+    return round(total, 3) if clean and math.isfinite(total) else None
 
 
 def _first_text(values: Iterable[Any]) -> str | None:
