@@ -1,0 +1,61 @@
+"""Helpers shared by the source tests: dataset folders on disk and the record they make."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from etdb.publish.dataset import build_artifact, describe_files
+from etdb.publish.source import SourceDataset
+from etdb.record import Artifact, decode, encode_unsigned_publish
+
+CIDV0 = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"  # any CIDv0 will do
+
+
+def utc(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+def make_folder(ds: SourceDataset, *extra: str) -> None:
+    """Tiny files at every path the source lists, plus the key image/movie and ``extra``."""
+    names = [f.path for f in ds.files or ()]
+    names += [f"keyimg_{ds.sid}.jpg", f"keyimg_{ds.sid}_s.jpg", f"keymov_{ds.sid}.mp4", *extra]
+    for name in names:
+        path = ds.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{ds.sid}:{name}".encode())
+
+
+def record_files(ds: SourceDataset) -> list[dict[str, Any]]:
+    """``storage.files`` for ``ds``: the folder's files, with what the source says about them."""
+    entries = describe_files(ds.folder, ds.sid)
+    listed = {f.path: f for f in ds.files or ()}
+    for entry in entries:
+        f = listed.pop(entry["fname"], None)
+        if f is None:
+            continue
+        if f.subtype:
+            entry["subtype"] = f.subtype
+            entry["type"] = "image" if f.subtype == "thumbnail" else "tomogram"
+        if f.notes:
+            entry["fNotes"] = f.notes
+        if f.display_name:
+            entry["dname"] = f.display_name
+    assert not listed, f"listed by the source but not in {ds.folder}: {sorted(listed)}"
+    return entries
+
+
+def round_trip(ds: SourceDataset) -> Artifact:
+    """The record ``ds`` makes; it must survive encoding and decoding unchanged."""
+    art = build_artifact(ds.metadata, CIDV0, record_files(ds))
+    again = decode(encode_unsigned_publish(art), strict=False).artifact
+    assert again.to_wire() == art.to_wire()
+    assert Artifact.from_wire(again.to_wire()).to_wire() == art.to_wire()
+    return art
+
+
+def folder_root(tmp: Path) -> Path:
+    root = tmp / "data"
+    root.mkdir(exist_ok=True)
+    return root
