@@ -1,0 +1,56 @@
+"""What a publishing run reports while it works (``Publisher(on_event=...)``).
+
+Progress bars, logs and the CLI's live table consume these; they carry no behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BytesAdded",
+    "DatasetFailed",
+    "DatasetFinished",
+    "DatasetStarted",
+    "Event",
+    "Recovered",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetStarted:
+    sid: str
+    action: str  # an Action value
+    bytes: int  # what will be added (0 when the content is unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class BytesAdded:
+    sid: str
+    n: int  # bytes read since the last BytesAdded of this dataset
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFinished:
+    sid: str
+    action: str  # what was done in the end (an Action value)
+    txids: tuple[str, ...]  # every transaction sent for it (none when nothing was needed)
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFailed:
+    sid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A journal operation a previous run left unfinished, now completed."""
+
+    sid: str
+    kind: str  # publish | edit | deactivate
+    txids: tuple[str, ...]
+
+
+Event = DatasetStarted | BytesAdded | DatasetFinished | DatasetFailed | Recovered
