@@ -252,4 +252,3 @@ def test_killed_at_any_point_publishes_each_message_exactly_once(tmp_path):
                 assert j.state == "published" and completed[j.record_txid] == message(i)
                 texts = plan(ledger, message(i), KEY, j.record_txid)
                 assert [by_txid[t] for t in j.txids] == texts
-
