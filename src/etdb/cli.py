@@ -27,6 +27,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.key", "key"),
     ("etdb.commands.ledger", "ledger"),
     ("etdb.commands.index", "index"),
+    ("etdb.commands.publish", None),  # publish
     ("etdb.commands.serve", None),  # serve
 ]
 
