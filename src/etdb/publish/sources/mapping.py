@@ -55,7 +55,7 @@ class Template:
             for _, name, _, _ in string.Formatter().parse(text):
                 if name is None:
                     continue
-                if not name or "." in name or "[" in name:
+                if not name or name.isdigit() or "." in name or "[" in name:
                     raise ValueError(f"placeholder {{{name}}} must be a column name")
                 names.append(name)
         except ValueError as exc:
