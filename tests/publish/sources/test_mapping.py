@@ -128,3 +128,12 @@ def test_templates() -> None:
     assert Template("{id:05d}").render({"id": 7}) == "00007"
     with pytest.raises(ValueError, match="must be a column name"):
         Template("{0}{}")
+
+
+def test_the_documented_example_parses(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "publishing.md").read_text("utf-8")
+    section = doc.split("## Sources and mapping files", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    mapping = load_mapping(write(tmp_path, example))
+    assert mapping.spec.files is not None and set(mapping.spec.files.kinds) == {"stack", "volume"}
+    assert mapping.rules == (ClassifyRule("movies/*.mp4", "preview"),)
