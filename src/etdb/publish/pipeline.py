@@ -27,19 +27,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
-from etdb.content.blockstore import Blockstore
-from etdb.content.cid import CID, DAG_PB
-from etdb.content.profiles import Profile, get_profile
-from etdb.index.query import CatalogReader
-from etdb.ledger.base import Ledger, LedgerError, TxRef, payload_size
-from etdb.ledger.messages import plan as plan_texts
+from etdb.ledger.base import LedgerError, TxRef
 from etdb.publish import outbox
-from etdb.publish.changes import changed_paths, content_fingerprint, record_fingerprint
-from etdb.publish.dataset import DatasetError, add_listed, build_artifact, describe_files
+from etdb.publish.changes import record_fingerprint
+from etdb.publish.dataset import DatasetError, add_listed, build_artifact
 from etdb.publish.events import (
     BytesAdded,
     DatasetFailed,
@@ -48,24 +40,14 @@ from etdb.publish.events import (
     Event,
     Recovered,
 )
-from etdb.publish.journal import Journal, JournalError
+from etdb.publish.journal import JournalError
 from etdb.publish.known import Known, adopt, catalog_records, from_journal
 from etdb.publish.media import MediaError
-from etdb.publish.overlay import MediaPlan, make_media, plan_media
+from etdb.publish.overlay import make_media
+from etdb.publish.planner import DatasetPlanner, Message, Prepared, PublishConfig, problem
 from etdb.publish.report import ACTIONABLE, Action, Plan, PlannedDataset, Summary
 from etdb.publish.source import DatasetProblem, Source, SourceDataset
-from etdb.record import (
-    Artifact,
-    PrivateKey,
-    RecordError,
-    encode_deactivate,
-    encode_edit,
-    encode_publish,
-    make_edit,
-    sign_artifact,
-    sign_deactivate,
-    verify_publish,
-)
+from etdb.record import RecordError
 
 __all__ = [
     "Action",
@@ -83,42 +65,6 @@ class PublishError(Exception):
     """The run cannot start (journal of another publisher or ledger...); says what to do."""
 
 
-@dataclass
-class PublishConfig:
-    key: PrivateKey
-    ledger: Ledger
-    blockstore: Blockstore
-    profile: Profile | str
-    journal: Journal
-    media_dir: Path  # generated media live here, never in the lab's folders
-    make_media: bool = True
-    fill_from_files: bool = True
-    catalog: CatalogReader | None = None  # if given, guards against a lost journal
-
-
-@dataclass(frozen=True)
-class _Message:
-    """What goes to the ledger for one dataset, signed, ready for ``journal.begin``."""
-
-    kind: str  # publish | edit | deactivate
-    payload: str
-    timestamp: int
-    artifact: Artifact | None  # the record as it will stand (None for a deactivation)
-
-
-@dataclass
-class _Prepared:
-    """One dataset as planned: what run() needs beyond the PlannedDataset it reports."""
-
-    planned: PlannedDataset
-    source: SourceDataset | None
-    known: Known | None
-    metadata: dict[str, Any]
-    media: MediaPlan | None
-    fingerprint: str | None  # content, at plan time
-    must_add: bool  # the content is (re-)added: new, or changed since the journal's CID
-
-
 class Publisher:
     """Plans and runs the publication of a source's datasets (see the module docstring)."""
 
@@ -132,16 +78,8 @@ class Publisher:
         self.source = source
         self.config = config
         self.on_event = on_event
-        self.profile = (
-            get_profile(config.profile) if isinstance(config.profile, str) else config.profile
-        )
-        # Signatures are fixed-size and a CID's text length depends only on the profile, so a
-        # stand-in CID gives records of exactly the size the real one will have.
-        digest = bytes(32)
-        self._placeholder = str(
-            CID.v0(digest) if self.profile.cid_version == 0 else CID.v1(DAG_PB, digest)
-        )
-        self._prepared: dict[str, _Prepared] = {}
+        self.planner = DatasetPlanner(config, tuple(source.rules))
+        self._prepared: dict[str, Prepared] = {}
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -165,19 +103,19 @@ class Publisher:
         wanted = set(only) if only is not None else None
         known = {e.sid: from_journal(e) for e in cfg.journal.entries()}
         adoptable = catalog_records(cfg.catalog, cfg.key.address) if cfg.catalog else {}
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         listed: set[str] = set()
         actionable = 0
         for item in self.source.datasets(only):
             if isinstance(item, DatasetProblem):
                 sid = item.sid or f"({item.origin})"
                 listed.add(sid)
-                prepared.append(_problem(sid, item.origin, None, item.reason))
+                prepared.append(problem(sid, item.origin, None, item.reason))
                 continue
             listed.add(item.sid)
             if limit is not None and actionable >= limit:
                 continue
-            work = self._prepare(item, known.get(item.sid) or adoptable.get(item.sid))
+            work = self.planner.prepare(item, known.get(item.sid) or adoptable.get(item.sid))
             actionable += work.planned.actionable
             prepared.append(work)
         for sid, k in known.items():
@@ -187,7 +125,7 @@ class Publisher:
                     "dataset; not deactivated (check the source's query, or make it list the "
                     "dataset as not public to deactivate it)"
                 )
-                prepared.append(_problem(sid, "journal", None, why))
+                prepared.append(problem(sid, "journal", None, why))
         self._prepared = {w.planned.sid: w for w in prepared}
         datasets = tuple(w.planned for w in prepared)
         todo = [d for d in datasets if d.actionable]
@@ -201,142 +139,6 @@ class Publisher:
             payload_bytes=payload_bytes,
             fee=cfg.ledger.estimate_fee(payload_bytes, transactions),
         )
-
-    def _prepare(self, ds: SourceDataset, known: Known | None) -> _Prepared:
-        if not ds.public:
-            if known is not None and known.state == "published":
-                message = self._deactivation(known)
-                return self._planned(Action.DEACTIVATE, ds, known, message, None, {}, None)
-            note = "deactivated earlier" if known is not None else None
-            planned = PlannedDataset(ds.sid, Action.PRIVATE, ds.origin, ds.folder, 0, 0, 0, 0,
-                                     reason=note)  # fmt: skip
-            return _Prepared(planned, ds, known, {}, None, None, must_add=False)
-        try:
-            return self._prepare_public(ds, known)
-        except (DatasetError, MediaError, RecordError, OSError, ValueError) as exc:
-            return _problem(ds.sid, ds.origin, ds.folder, str(exc), ds)
-
-    def _describe(self, ds: SourceDataset, overlay: dict[str, Path] | None) -> list[dict[str, Any]]:
-        return describe_files(ds.folder, ds.sid, files=ds.files, rules=self.source.rules,
-                              overlay=overlay)  # fmt: skip
-
-    def _prepare_public(self, ds: SourceDataset, known: Known | None) -> _Prepared:
-        cfg = self.config
-        if not ds.folder.is_dir():
-            raise DatasetError(f"{ds.folder}: the dataset folder is missing")
-        files = self._describe(ds, None)
-        media = plan_media(ds.folder, ds.sid, cfg.media_dir,
-                           ((f["fname"], f["subtype"]) for f in files))  # fmt: skip
-        if not cfg.make_media:
-            media = MediaPlan(media.overlay, (), None, media.key_image, "media making is off")
-        if media.overlay:
-            files = self._describe(ds, media.overlay)
-        metadata, disagreements, notes = self._metadata(ds, files)
-        if media.note and cfg.make_media:
-            notes.append(media.note)
-        fingerprint = content_fingerprint(ds.folder, profile=self.profile.name,
-                                          overlay=media.overlay)  # fmt: skip
-        if known is None or known.state == "deactivated":
-            action = Action.NEW if known is None else Action.REPUBLISH
-            must_add = True
-        else:
-            action = Action.EDIT
-            must_add = (
-                bool(media.to_make) or not known.cid or (known.content_fingerprint != fingerprint)
-            )
-            if known.from_catalog:
-                notes.append(f"in the catalog as record {known.record_txid}, not in the "
-                             "journal: adopted (its content is re-read to compare)")  # fmt: skip
-            elif must_add:
-                notes.append("the folder changed on disk: its content is added again")
-        location = self._placeholder if must_add else str(known.cid if known else "")
-        artifact = build_artifact(metadata, location, files)
-        changes: tuple[str, ...] = ()
-        if action is Action.EDIT:
-            assert known is not None
-            changes = changed_paths(known.artifact or {}, artifact)
-            if must_add and "storage.location" not in changes:
-                changes = ("storage.location", *changes)
-            if not changes and record_fingerprint(artifact) == known.record_fingerprint:
-                action = Action.UNCHANGED
-        message = self._message(action, known, artifact) if action in ACTIONABLE else None
-        work = self._planned(action, ds, known, message, media, metadata, fingerprint,
-                             must_add=must_add, files=files)  # fmt: skip
-        work.planned = _with(work.planned, changes=changes, disagreements=tuple(disagreements),
-                             reason="; ".join(notes) or None)  # fmt: skip
-        return work
-
-    def _metadata(
-        self, ds: SourceDataset, files: list[dict[str, Any]]
-    ) -> tuple[dict[str, Any], list[Any], list[str]]:
-        """The source's metadata, filled from the MRC files where it lacks values."""
-        metadata = dict(ds.metadata)
-        if not self.config.fill_from_files:
-            return metadata, [], []
-        from etdb.publish.mrcmeta import dataset_facts, reconcile
-
-        def of(subtype: str) -> list[str]:
-            return [f["fname"] for f in files if f["subtype"] == subtype]
-
-        facts = dataset_facts(ds.folder, tilt_series=of("tiltSeries"),
-                              reconstructions=of("reconstruction"))  # fmt: skip
-        metadata, disagreements = reconcile(metadata, facts)
-        notes = [f"{rel}: {why}" for rel, why in facts.problems]
-        return metadata, list(disagreements), notes
-
-    def _timestamp(self, known: Known | None) -> int:
-        # Edits and deactivations must be timestamped after the record's last edit, or the
-        # indexer rejects them; two runs within a second must still move forward.
-        now = int(time.time())
-        return max(now, known.last_timestamp + 1) if known is not None else now
-
-    def _deactivation(self, known: Known) -> _Message:
-        ts = self._timestamp(known)
-        signed = sign_deactivate(known.record_txid, self.config.key, timestamp=ts)
-        return _Message("deactivate", encode_deactivate(signed), ts, None)
-
-    def _message(self, action: Action, known: Known | None, artifact: Artifact) -> _Message:
-        """The signed, verified message for ``artifact`` (its final location already in it)."""
-        key = self.config.key
-        ts = self._timestamp(known)
-        if action is Action.EDIT:
-            assert known is not None and known.artifact is not None
-            old = Artifact.from_wire(known.artifact)
-            edit, signed = make_edit(known.record_txid, old, artifact, key, timestamp=ts)
-            payload, kind = encode_edit(edit), "edit"
-        else:
-            signed = sign_artifact(artifact, key, timestamp=ts)
-            payload, kind = encode_publish(signed), "publish"
-        signed.require_complete()
-        check = verify_publish(signed)
-        if not check.valid:  # cannot happen unless signing is broken; never send it if so
-            raise DatasetError(f"the signed record does not verify: {check.reason}")
-        return _Message(kind, payload, ts, signed)
-
-    def _planned(
-        self,
-        action: Action,
-        ds: SourceDataset,
-        known: Known | None,
-        message: _Message | None,
-        media: MediaPlan | None,
-        metadata: dict[str, Any],
-        fingerprint: str | None,
-        *,
-        must_add: bool = False,
-        files: list[dict[str, Any]] | None = None,
-    ) -> _Prepared:
-        texts = plan_texts(self.config.ledger, message.payload, self.config.key) if message else []
-        added = files if must_add and files else []
-        planned = PlannedDataset(
-            ds.sid, action, ds.origin, ds.folder,
-            files=len(added) + (len(media.to_make) if media else 0),
-            bytes=sum(f["fsize"] for f in added),
-            record_bytes=sum(payload_size(t) for t in texts),
-            transactions=len(texts),
-            media=media.to_make if media else (),
-        )  # fmt: skip
-        return _Prepared(planned, ds, known, metadata, media, fingerprint, must_add)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -392,7 +194,7 @@ class Publisher:
             if not found:
                 self._fail(sid, "the source no longer lists it")
                 return
-            work = _Prepared(planned, found[0], None, {}, None, None, must_add=True)
+            work = Prepared(planned, found[0], None, {}, None, None, must_add=True)
         # Re-decide against the journal as it is now: recovery may have moved this dataset.
         entry = self.config.journal.get(sid)
         known = (
@@ -402,7 +204,7 @@ class Publisher:
             if work.known and work.known.from_catalog
             else None
         )
-        work = self._prepare(work.source, known)
+        work = self.planner.prepare(work.source, known)
         assert work.source is not None
         action = work.planned.action
         if action is Action.PROBLEM:
@@ -421,34 +223,31 @@ class Publisher:
         self._counts[done] += 1
         self._emit(DatasetFinished(sid, str(done), txids, time.monotonic() - t0))
 
-    def _execute(self, work: _Prepared) -> tuple[Action, tuple[str, ...]]:
+    def _execute(self, work: Prepared) -> tuple[Action, tuple[str, ...]]:
         cfg = self.config
         ds, known, action = work.source, work.known, work.planned.action
         assert ds is not None
         if action is Action.DEACTIVATE:
             assert known is not None
-            return action, self._send(ds.sid, self._deactivation(known), known, None, None)
+            return action, self._send(ds.sid, self.planner.deactivation(known), known, None, None)
         assert work.media is not None
         overlay = (
             make_media(work.media, ds.sid, cfg.media_dir)
             if work.media.to_make
             else dict(work.media.overlay)
         )
-        files = self._describe(ds, overlay or None)
-        fingerprint = content_fingerprint(ds.folder, profile=self.profile.name, overlay=overlay)
+        files = self.planner.describe(ds, overlay or None)
+        fingerprint = self.planner.fingerprint(ds.folder, overlay)
         if work.must_add or known is None or fingerprint != known.content_fingerprint:
             added = add_listed(
                 ds.folder,
                 files,
                 cfg.blockstore,
-                self.profile,
+                self.planner.profile,
                 overlay=overlay or None,
                 on_progress=lambda n: self._added(ds.sid, n),
             )
-            if (
-                content_fingerprint(ds.folder, profile=self.profile.name, overlay=overlay)
-                != fingerprint
-            ):
+            if self.planner.fingerprint(ds.folder, overlay) != fingerprint:
                 raise DatasetError(f"{ds.folder} changed while it was being added; try again later")
             cfg.blockstore.sync()  # durable BEFORE anything on the ledger points at it
             cid = str(added.cid)
@@ -467,7 +266,7 @@ class Publisher:
             and (record_fingerprint(artifact) == known.record_fingerprint)
         ):
             return Action.UNCHANGED, ()  # only the folder's times changed, or adopted as is
-        message = self._message(action, known, artifact)
+        message = self.planner.message(action, known, artifact)
         fingerprints = (fingerprint, record_fingerprint(artifact))
         return action, self._send(ds.sid, message, known, cid, fingerprints)
 
@@ -478,7 +277,7 @@ class Publisher:
     def _send(
         self,
         sid: str,
-        message: _Message,
+        message: Message,
         known: Known | None,
         cid: str | None,
         fingerprints: tuple[str, str] | None,
@@ -507,14 +306,3 @@ class Publisher:
 
         outbox.send(cfg.journal, op, cfg.ledger, cfg.key, on_sent=on_sent)
         return tuple(sent)
-
-
-def _problem(
-    sid: str, origin: str, folder: Path | None, reason: str, source: SourceDataset | None = None
-) -> _Prepared:
-    planned = PlannedDataset(sid, Action.PROBLEM, origin, folder, 0, 0, 0, 0, reason=reason)
-    return _Prepared(planned, source, None, {}, None, None, must_add=False)
-
-
-def _with(planned: PlannedDataset, **changes: Any) -> PlannedDataset:
-    return replace(planned, **changes)
