@@ -97,7 +97,13 @@ class Publisher:
             )
 
     def plan(self, *, only: Collection[str] | None = None, limit: int | None = None) -> Plan:
-        """What a run would do; reads the source, journal, catalog and folders, writes nothing."""
+        """What a run would do; reads the source, journal, catalog and folders, writes nothing.
+
+        ``only`` restricts the plan to those sids; ``limit`` caps the actionable datasets (new,
+        edit, deactivate, republish): actionable ones past it are left out of the plan, for a
+        later run. Record sizes, transactions and fee are exact except for media still to be
+        generated (their sizes are unknown until they exist: a few bytes of ``fsize`` digits).
+        """
         self._check_binding()
         cfg = self.config
         wanted = set(only) if only is not None else None
@@ -197,13 +203,11 @@ class Publisher:
             work = Prepared(planned, found[0], None, {}, None, None, must_add=True)
         # Re-decide against the journal as it is now: recovery may have moved this dataset.
         entry = self.config.journal.get(sid)
-        known = (
-            from_journal(entry)
-            if entry
-            else work.known
-            if work.known and work.known.from_catalog
-            else None
-        )
+        known: Known | None = None
+        if entry is not None:
+            known = from_journal(entry)
+        elif work.known is not None and work.known.from_catalog:
+            known = work.known  # still to be adopted
         work = self.planner.prepare(work.source, known)
         assert work.source is not None
         action = work.planned.action
@@ -217,7 +221,7 @@ class Publisher:
         t0 = time.monotonic()
         try:
             done, txids = self._execute(work)
-        except (DatasetError, MediaError, RecordError, OSError, ValueError) as exc:
+        except (DatasetError, MediaError, RecordError, OSError, ValueError, LookupError) as exc:
             self._fail(sid, str(exc))
             return
         self._counts[done] += 1
