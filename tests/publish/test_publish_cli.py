@@ -199,6 +199,7 @@ def test_only_and_limit(home, lab):
     assert set(catalog_sids(home, address(home))) == {SIDS[0], SIDS[1], SIDS[2]}
     assert publish(str(lab))["summary"]["counts"]["new"] == 1
     etdb("publish", str(lab), "--limit", "0", code=2)  # usage error
+    assert "no dataset nope" in error(str(lab), "--only", "nope", "--only", SIDS[0])
 
 
 def test_json_schema(home, lab):

@@ -98,6 +98,10 @@ def publish(
             config = stores.config(cfg, no_media=no_media, no_file_metadata=no_file_metadata)
             publisher = Publisher(src, config, on_event=view.handle)
             plan = publisher.plan(only=only or None, limit=limit)
+            # A typo must not look like "nothing to do" (with --limit, the plan stops early).
+            unknown = sorted(set(only or ()) - {d.sid for d in plan.datasets})
+            if unknown and limit is None:
+                fail(f"--only: the source lists no dataset {', '.join(unknown)}")
             about = {
                 "source": src.name,
                 "publisher": config.key.address,
