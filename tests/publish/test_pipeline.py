@@ -465,3 +465,25 @@ def test_a_journal_of_another_publisher_is_refused(lab, tmp_path):
     other = dataclasses.replace(lab.config(), key=PrivateKey(bytes([9]) * 32))
     with pytest.raises(PublishError, match="belongs to publisher"):
         Publisher(source, other).plan()
+
+
+def test_a_ledger_failure_stops_the_run_and_a_rerun_resumes(lab, tmp_path):
+    source = ListSource([dataset(tmp_path, f"ab-{i}") for i in range(3)])
+    ledger_file = tmp_path / "ledger.sqlite3"
+    away = tmp_path / "ledger-away.sqlite3"
+
+    def unplug(event):
+        lab.events.append(event)
+        if isinstance(event, DatasetStarted) and event.sid == "ab-1":
+            ledger_file.rename(away)  # the ledger becomes unavailable, for real
+
+    publisher = Publisher(source, lab.config(), on_event=unplug)
+    summary = publisher.run(publisher.plan())
+    assert summary.counts[Action.NEW] == 1
+    assert summary.failed[-1][0] == "(run stopped)" and "run again" in summary.failed[-1][1]
+    assert {e.sid for e in lab.events if isinstance(e, DatasetStarted)} == {"ab-0", "ab-1"}
+    away.rename(ledger_file)
+    plan, summary = run(lab.publisher(source))
+    assert plan.counts()[Action.NEW] == 2 and summary.counts[Action.NEW] == 2
+    assert summary.failed == () and len(lab.entries()) == 3
+    assert len({lab.journal.get(f"ab-{i}").record_txid for i in range(3)}) == 3
