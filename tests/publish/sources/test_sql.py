@@ -271,3 +271,42 @@ def test_a_failing_query_or_missing_column_is_a_source_error(tmp_path: Path, sql
     with pytest.raises(SourceError, match="datasets query failed: no such table: NoSuchTable"):
         list(source.datasets())
     source.close()
+
+
+def test_a_files_query_without_sids_is_filtered_for_it(tmp_path: Path, sqlite_lab) -> None:
+    # Integer sids, no public column (all public), a files query etdb wraps and filters.
+    mapping = tmp_path / "lab.toml"
+    mapping.write_text(
+        "[datasets]\n"
+        'query = "SELECT DEF_id AS id, title FROM TiltSeriesData WHERE DEF_id IN (1, 3)"\n'
+        'sid = "ID"\nfolder = "series-{sid}"\n'
+        '[fields]\ntitle = { template = "{title} (#{id})" }\n'
+        "[files]\n"
+        'query = "SELECT `REF|TiltSeriesData|tiltseries` AS series, filename FROM ThreeDFile"\n'
+        'sid = "series"\nkind = "3d"\n'
+        '[files.kinds.3d]\npath = "{filename}"\n'
+    )
+    source = open_source(str(mapping), url=sqlite_lab.url)
+    try:
+        got = list(source.datasets())
+    finally:
+        source.close()
+    names = ("ab2014-01-14-1.mrc", "ab2014-01-14-1_full.rec", "align.xf", "ribosome.mrc")
+    assert got == [
+        SourceDataset(
+            "1",
+            {"sid": "1", "title": "Sulfolobus solfataricus P2 cell (#1)"},
+            tmp_path / "series-1",
+            True,
+            tuple(SourceFile(n) for n in (*names, "withdrawn.mrc")),
+            "sid=1",
+        ),
+        SourceDataset(
+            "3",
+            {"sid": "3", "title": "Not public yet (#3)"},
+            tmp_path / "series-3",
+            True,
+            (),
+            "sid=3",
+        ),
+    ]
