@@ -292,3 +292,44 @@ def test_two_handles_in_one_process_are_refused_too(journal, path):
     with pytest.raises(JournalError, match="another etdb publish is running"):
         Journal.open(path, ledger_url=LEDGER, publisher=PUBLISHER)
     assert journal.pending() == []  # the refused open did not disturb the first
+
+
+def test_adopt_is_one_finished_publish(journal):
+    entry = journal.adopt(
+        "ds1",
+        txids=(TX[0], TX[1]),
+        timestamp=500,
+        artifact={"k": "v"},
+        cid="bafy",
+        content_fingerprint=None,
+        record_fingerprint="r1",
+    )
+    assert (entry.state, entry.record_txid, entry.txids, entry.cid) == (
+        "published",
+        TX[0],
+        (TX[0], TX[1]),
+        "bafy",
+    )
+    assert journal.get("ds1") == entry and journal.pending() == []
+    assert entry.history == (("publish", TX[0], 500),)
+    with pytest.raises(JournalError, match="already in the journal"):
+        journal.adopt("ds1", txids=(TX[2],), timestamp=1, artifact=None, cid=None,
+                      content_fingerprint=None, record_fingerprint=None)  # fmt: skip
+    with pytest.raises(JournalError, match="needs its txids"):
+        journal.adopt("ds2", txids=(), timestamp=1, artifact=None, cid=None,
+                      content_fingerprint=None, record_fingerprint=None)  # fmt: skip
+    _publish(journal, sid="ds3")
+    with pytest.raises(JournalError, match="unfinished operation"):
+        journal.adopt("ds3", txids=(TX[3],), timestamp=1, artifact=None, cid=None,
+                      content_fingerprint=None, record_fingerprint=None)  # fmt: skip
+
+
+def test_refresh_replaces_only_the_content_fingerprint(journal):
+    op = _publish(journal, cid="bafy", content_fingerprint="c1", record_fingerprint="r1")
+    _send_all(journal, op, ["json:record"])
+    before = journal.finish(op.id)
+    after = journal.refresh("ds1", content_fingerprint="c2")
+    assert after.content_fingerprint == "c2"
+    assert after == before.__class__(**{**before.__dict__, "content_fingerprint": "c2"})
+    with pytest.raises(JournalError, match="not in the journal"):
+        journal.refresh("nope", content_fingerprint="c3")

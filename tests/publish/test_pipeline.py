@@ -260,6 +260,9 @@ def test_a_content_change_edits_the_location(lab, tmp_path):
     os.utime(tmp_path / "data/ab-1/AutoCaps/shot2.jpg", ns=(1, 1))
     plan, summary = run(lab.publisher(source))
     assert summary.counts[Action.UNCHANGED] == 1 and summary.transactions == 0
+    # ...and remembers the new times: the run after that plans nothing and reads nothing.
+    plan, summary = run(lab.publisher(source))
+    assert plan.datasets[0].action is Action.UNCHANGED and summary.bytes_added == 0
 
 
 def test_deactivate_then_republish(lab, tmp_path):

@@ -307,6 +307,64 @@ class Journal:
                 (int(time.time()), reason, op_id),
             )
 
+    def adopt(
+        self,
+        sid: str,
+        *,
+        txids: tuple[str, ...],
+        timestamp: int,
+        artifact: dict[str, Any] | None,
+        cid: str | None,
+        content_fingerprint: str | None,
+        record_fingerprint: str | None,
+    ) -> JournalEntry:
+        """Journal a record that is already on the ledger (found in the catalog after the
+        journal was lost) as this dataset's publish, in ONE transaction: nothing is sent, and
+        no crash can leave a half-adopted operation that recovery would send again."""
+        if not txids:
+            raise JournalError(f"dataset {sid}: adopting a record needs its txids")
+        with self._write("adopt a record into") as conn:
+            if conn.execute(OPEN_OP_SQL, (sid,)).fetchone() is not None:
+                raise JournalError(f"dataset {sid} has an unfinished operation: finish it first")
+            row = conn.execute(f"{ENTRY_SQL} WHERE sid = ?", (sid,)).fetchone()
+            if row is not None:
+                raise JournalError(f"dataset {sid} is already in the journal; nothing to adopt")
+            now = int(time.time())
+            cursor = conn.execute(
+                "INSERT INTO operations (sid, kind, payload, timestamp, since_height, "
+                "record_txid, artifact, cid, content_fingerprint, record_fingerprint, state, "
+                "created, finished, reason) "
+                "VALUES (?, 'publish', '', ?, 0, ?, ?, ?, ?, ?, 'done', ?, ?, 'adopted')",
+                (
+                    sid,
+                    int(timestamp),
+                    txids[0],
+                    None if artifact is None else json.dumps(artifact, sort_keys=True),
+                    cid,
+                    content_fingerprint,
+                    record_fingerprint,
+                    now,
+                    now,
+                ),
+            )
+            op = load_operation(conn, int(cursor.lastrowid or 0))
+            entry = finished_entry(op, None, tuple(txids))
+            store_entry(conn, entry)
+            return entry
+
+    def refresh(self, sid: str, *, content_fingerprint: str) -> JournalEntry:
+        """Remember a new content fingerprint for a dataset whose bytes were re-read and found
+        unchanged (only file times moved), so the next run need not read them again."""
+        with self._write("refresh a dataset in") as conn:
+            row = conn.execute(f"{ENTRY_SQL} WHERE sid = ?", (sid,)).fetchone()
+            if row is None:
+                raise JournalError(f"dataset {sid} is not in the journal")
+            conn.execute(
+                "UPDATE datasets SET content_fingerprint = ? WHERE sid = ?",
+                (content_fingerprint, sid),
+            )
+            return entry_from_row(conn.execute(f"{ENTRY_SQL} WHERE sid = ?", (sid,)).fetchone())
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from etdb.index.query import MAX_LIMIT, CatalogReader, SearchQuery
-from etdb.ledger.base import Ledger
 from etdb.publish.changes import record_fingerprint
 from etdb.publish.journal import Journal, JournalEntry
-from etdb.record import Artifact, encode_publish
 
 __all__ = ["Known", "adopt", "catalog_records", "from_journal"]
 
@@ -84,46 +82,18 @@ def catalog_records(catalog: CatalogReader, address: str) -> dict[str, Known]:
         after = page.next
 
 
-def _ledger_texts(ledger: Ledger, txids: tuple[str, ...]) -> list[tuple[str, int]]:
-    """(exact payload, height) of each transaction, as the ledger holds it."""
-    out = []
-    for txid in txids:
-        status = ledger.transaction(txid)
-        if status is None or status.height is None:
-            raise LookupError(f"transaction {txid} is not in a block of {ledger.url}")
-        entry = next((e for e in ledger.block(status.height).entries if e.txid == txid), None)
-        if entry is None:
-            raise LookupError(f"transaction {txid} is not in block {status.height}")
-        out.append((entry.payload, status.height))
-    return out
-
-
 def adopt(
-    journal: Journal, ledger: Ledger, sid: str, known: Known, content_fingerprint: str | None
+    journal: Journal, sid: str, known: Known, content_fingerprint: str | None
 ) -> JournalEntry:
-    """Journal a record found in the catalog as this dataset's publish.
-
-    A synthetic operation is begun with the record's exact ledger texts, each part marked as
-    sent with its real txid, and finished. ``since_height`` is the lowest part's height, so if
-    a crash interrupts this, recovery finds every part on the ledger and sends nothing. (A crash
-    between ``begin`` and the first ``will_send`` would re-send the identical texts: the indexer
-    rejects those as a replay, so no second record can appear, only a fee be wasted.)
-    """
-    texts = _ledger_texts(ledger, known.txids)
+    """Journal a record found in the catalog as this dataset's publish (one transaction:
+    nothing is sent, and a crash leaves either no trace or the whole adoption)."""
     artifact = known.artifact or {}
-    payload = texts[0][0] if len(texts) == 1 else encode_publish(Artifact.from_wire(artifact))
-    op = journal.begin(
+    return journal.adopt(
         sid,
-        "publish",
-        payload,
+        txids=known.txids,
         timestamp=int(artifact.get("timestamp") or known.last_timestamp),
-        since_height=min(h for _, h in texts),
         artifact=artifact,
         cid=known.cid,
         content_fingerprint=content_fingerprint,
         record_fingerprint=known.record_fingerprint,
     )
-    for index, ((text, _), txid) in enumerate(zip(texts, known.txids, strict=True)):
-        journal.will_send(op.id, index, text)
-        journal.sent(op.id, index, txid)
-    return journal.finish(op.id)

@@ -261,7 +261,7 @@ class Publisher:
         artifact = build_artifact(work.metadata, cid, files)
         if known is not None and known.from_catalog:
             same = cid == known.cid
-            entry = adopt(cfg.journal, cfg.ledger, ds.sid, known, fingerprint if same else None)
+            entry = adopt(cfg.journal, ds.sid, known, fingerprint if same else None)
             known = from_journal(entry)
         if (
             action is Action.EDIT
@@ -269,7 +269,11 @@ class Publisher:
             and cid == known.cid
             and (record_fingerprint(artifact) == known.record_fingerprint)
         ):
-            return Action.UNCHANGED, ()  # only the folder's times changed, or adopted as is
+            # Only the folder's times changed (or adopted as is): the bytes were re-read and
+            # are the same; remember the new fingerprint so the next run does not re-read them.
+            if known.content_fingerprint != fingerprint:
+                cfg.journal.refresh(ds.sid, content_fingerprint=fingerprint)
+            return Action.UNCHANGED, ()
         message = self.planner.message(action, known, artifact)
         fingerprints = (fingerprint, record_fingerprint(artifact))
         return action, self._send(ds.sid, message, known, cid, fingerprints)
