@@ -96,7 +96,7 @@ def test_demo_publishes_indexes_and_is_idempotent(etdb_home):
         (r["cid"], r["record"]) for r in rows
     ]
     # Even without the journal, the catalog knows what the demo key already published.
-    (etdb_home / "demo" / "published.json").unlink()
+    (etdb_home / "demo" / "journal.sqlite3").unlink()
     more = run_demo("--datasets", "4")
     assert more["published"] == 1 and more["records"][3]["status"] == "published"
     assert len(ledger_payloads(etdb_home)) == 4
@@ -187,3 +187,16 @@ def test_a_busy_port_is_reported_before_any_work(etdb_home):
         result = runner.invoke(app, ["demo", "--port", str(port)])
     assert result.exit_code == 1 and "choose another --port" in result.stderr
     assert not (etdb_home / "demo").exists()
+
+
+def test_a_reset_ledger_gets_the_records_again(etdb_home):
+    first = run_demo("--datasets", "1")
+    # The embedded ledger and the catalog derived from it are deleted (a fresh start); the
+    # demo's journal now names transactions no ledger has: it is dropped, not trusted.
+    for name in ("ledger.sqlite3", "catalog.sqlite3"):
+        for suffix in ("", "-wal", "-shm"):
+            (etdb_home / (name + suffix)).unlink(missing_ok=True)
+    again = run_demo("--datasets", "1")
+    assert again["published"] == 1 and again["records"][0]["indexed"]
+    assert again["records"][0]["cid"] == first["records"][0]["cid"]
+    assert [t for t, _ in ledger_payloads(etdb_home)] == [again["records"][0]["record"]]

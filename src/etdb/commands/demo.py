@@ -2,19 +2,20 @@
 
 It makes N realistic synthetic datasets (``etdb.demo``: MRC tilt series and reconstruction of
 a phantom cell, key image, thumbnail, key movie, snapshots) under ``<data folder>/demo``,
-publishes each with a demo key through the path a lab uses (``etdb.publish.dataset``: add the
-folder, sync the blocks, sign, publish), indexes the configured ledger into the catalog, prints
-what it did, and serves the API and portal until Ctrl-C (``--no-serve`` stops after indexing).
+publishes them with a demo key through the pipeline a lab uses (``etdb.publish.pipeline`` over a
+folder source, ``demo/datasets/catalog.yaml``: add each folder, sync the blocks, sign, publish
+exactly once), indexes the configured ledger into the catalog, prints what it did, and serves
+the API and portal until Ctrl-C (``--no-serve`` stops after indexing).
 
 Re-running is cheap and safe: datasets are generated once, and a dataset is published only if
-the ledger has no record of it yet — known from ``demo/published.json`` (checked against the
-ledger, so a reset ledger gets the records again) and from the catalog (records by the demo key
-carrying the same sid, so a lost journal never causes duplicates).
+the ledger has no record of it yet — known from the demo's own publishing journal
+(``demo/journal.sqlite3``; dropped when the ledger was reset and lacks its records) and from the
+catalog (records by the demo key carrying the same sid are adopted, so a lost journal never
+causes duplicates).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ from etdb.commands._common import (
 from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.errors import ContentError
-from etdb.ledger import Ledger, LedgerError, TxRef, open_ledger, redact
+from etdb.ledger import Ledger, LedgerError, open_ledger, redact
+from etdb.publish.journal import Journal, JournalError
 from etdb.publish.keystore import PASSPHRASE_ENV, Keystore, KeystoreError
 from etdb.record import PrivateKey, RecordError
 
@@ -45,7 +47,8 @@ DEMO_KEY = "demo"
 # The demo key signs synthetic records on a local ledger and guards nothing of value; a fixed
 # passphrase keeps `make demo` non-interactive. ETDB_KEY_PASSPHRASE, when set, is used instead.
 DEMO_PASSPHRASE = "etdb-demo-key"
-JOURNAL = "published.json"
+JOURNAL = "journal.sqlite3"  # the pipeline's journal, for the demo key only
+CATALOG = "catalog.yaml"  # the folder source's catalog of the demo datasets
 
 PORT_OPTION = typer.Option(None, "--port", help="Port to serve on (setting `port`, 8780).")
 HOST_OPTION = typer.Option(None, "--host", help="Address to serve on (setting `host`).")
@@ -112,9 +115,11 @@ def _failures() -> tuple[type[Exception], ...]:
     from etdb.index.indexer import IndexerError
     from etdb.publish.dataset import DatasetError
     from etdb.publish.media import MediaError
+    from etdb.publish.pipeline import PublishError
+    from etdb.publish.source import SourceError
 
     return (ContentError, RecordError, KeystoreError, LedgerError, IndexerError, DatasetError,
-            MediaError, OSError, ValueError)  # fmt: skip
+            MediaError, JournalError, PublishError, SourceError, OSError, ValueError)  # fmt: skip
 
 
 def _port(cfg: Settings, port: int | None) -> int:
@@ -171,31 +176,56 @@ def _generate(samples: list[Any], root: Path) -> list[Path]:
 def _publish_and_index(
     cfg: Settings, key: PrivateKey, samples: list[Any], folders: list[Path]
 ) -> dict[str, Any]:
+    """Publish through the lab's pipeline (``etdb.publish.pipeline`` over a folder source,
+    as ``etdb publish`` does), with its own journal, then index."""
     from etdb.index.catalog import open_catalog
     from etdb.index.indexer import Indexer
     from etdb.publish.dataset import describe_files
+    from etdb.publish.events import DatasetFinished, Recovered
+    from etdb.publish.pipeline import PublishConfig, Publisher
+    from etdb.publish.sources.folder import FolderSource
 
     allowed = cfg.publisher_allow_list
     if allowed is not None and key.address not in allowed:
         _progress(f"[yellow]the demo key {key.address} is not in the `publishers` setting[/]")
-    journal = _Journal(cfg.home / "demo" / JOURNAL)
+    root = cfg.home / "demo"
+    source_file = _write_catalog(root / "datasets" / CATALOG, samples, folders)
     ledger = open_ledger(cfg.ledger, cfg.home)
     catalog = open_catalog(cfg.catalog_url)
     store = FSBlockstore(cfg.blockstore_path)
+    journal = None
     try:
         indexer = Indexer(
             ledger, catalog, publishers=allowed, multipart_expiry=int(cfg.multipart_expiry)
         )
-        indexer.run()  # catch up first, so the catalog knows what was published before
-        known = _catalog_records(catalog, key.address) | journal.published(ledger)
+        indexer.run()  # catch up first: the catalog guards against a lost demo journal
+        journal = _open_journal(root / JOURNAL, ledger, key)
+        config = PublishConfig(
+            key=key,
+            ledger=ledger,
+            blockstore=store,
+            profile=cfg.cid_profile,
+            journal=journal,
+            media_dir=root / "media",
+            make_media=False,  # the demo makes its media itself, inside the dataset folders
+            catalog=catalog,
+        )
+        published: set[str] = set()
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, DatasetFinished | Recovered) and event.txids:
+                published.add(event.sid)  # Recovered: finished what an interrupted run began
+                _progress(f"published {event.sid}")
+
+        publisher = Publisher(FolderSource(source_file), config, on_event=on_event)
+        summary = publisher.run(publisher.plan(only=[s.sid for s in samples]))
+        if summary.failed:
+            raise ValueError("; ".join(f"{sid}: {why}" for sid, why in summary.failed))
         rows = []
         for sample, folder in zip(samples, folders, strict=True):
-            status = "already published"
-            if sample.sid not in known:
-                _progress(f"publishing {sample.sid}")
-                known[sample.sid] = _publish(sample, folder, cfg, key, ledger, store, journal)
-                status = "published"
-            record, cid = known[sample.sid]
+            entry = journal.get(sample.sid)
+            if entry is None or entry.state != "published":
+                raise ValueError(f"{sample.sid}: not published (see the messages above)")
             files = describe_files(folder, sample.sid)
             rows.append(
                 {
@@ -204,11 +234,11 @@ def _publish_and_index(
                     "title": sample.metadata["title"],
                     "microscopist": sample.metadata["microscopist"],
                     "date": time.strftime("%Y-%m-%d", time.gmtime(sample.metadata["date"])),
-                    "cid": cid,
-                    "record": record,
+                    "cid": entry.cid,
+                    "record": entry.record_txid,
                     "files": len(files),
                     "bytes": sum(f["fsize"] for f in files),
-                    "status": status,
+                    "status": "published" if sample.sid in published else "already published",
                     "folder": str(folder),
                 }
             )
@@ -222,106 +252,59 @@ def _publish_and_index(
             "records": rows,
             "indexed_height": report.height,
             "data_folder": str(cfg.home),
-            "datasets_folder": str(cfg.home / "demo" / "datasets"),
+            "datasets_folder": str(root / "datasets"),
             "blockstore": str(cfg.blockstore_path),
             "ledger": ledger.url,
             "catalog": _printable_db_url(cfg.catalog_url),
         }
     finally:
+        if journal is not None:
+            journal.close()
         store.close()
         catalog.close()
         ledger.close()
+
+
+def _open_journal(path: Path, ledger: Ledger, key: PrivateKey) -> Journal:
+    """The demo's journal; a journal whose records the ledger lacks (the embedded ledger was
+    deleted) describes nothing real any more and is started afresh: it is the demo's own."""
+    try:
+        journal = Journal.open(path, ledger_url=ledger.url, publisher=key.address)
+    except JournalError as exc:
+        _progress(f"[yellow]starting a new demo journal: {exc}[/]")
+        _drop_journal(path)
+        return Journal.open(path, ledger_url=ledger.url, publisher=key.address)
+    if all(ledger.transaction(e.record_txid) is not None for e in journal.entries()):
+        return journal
+    journal.close()
+    _progress("[yellow]the ledger lacks the demo journal's records: starting a new journal[/]")
+    _drop_journal(path)
+    return Journal.open(path, ledger_url=ledger.url, publisher=key.address)
+
+
+def _drop_journal(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _write_catalog(path: Path, samples: list[Any], folders: list[Path]) -> Path:
+    """The folder source's ``catalog.yaml``: one entry per demo dataset (its metadata)."""
+    import yaml
+
+    entries = [
+        {"folder": folder.name, **sample.metadata}
+        for sample, folder in zip(samples, folders, strict=True)
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True), "utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _printable_db_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-
-def _catalog_records(catalog: Any, address: str) -> dict[str, tuple[str, str]]:
-    """sid -> (record id, location) of every record the demo key has in the catalog."""
-    from etdb.index.query import MAX_LIMIT, SearchQuery
-
-    found: dict[str, tuple[str, str]] = {}
-    after = None
-    while True:
-        page = catalog.search(
-            SearchQuery(
-                publisher=(address,), include_deactivated=True, limit=MAX_LIMIT, after=after
-            )
-        )
-        for item in page.items:
-            if item.sid:
-                found.setdefault(item.sid, (item.id, item.location or ""))
-        if not page.next:
-            return found
-        after = page.next
-
-
-def _publish(
-    sample: Any,
-    folder: Path,
-    cfg: Settings,
-    key: PrivateKey,
-    ledger: Ledger,
-    store: FSBlockstore,
-    journal: _Journal,
-) -> tuple[str, str]:
-    """Publish one dataset, noting every transaction in the journal as soon as it is sent, so
-    that a run cut short in the middle of a multipart record resumes it instead of starting a
-    second one (signatures are deterministic: same timestamp, same parts)."""
-    from etdb.publish.dataset import publish_dataset
-
-    entry = journal.records.get(sample.sid) or {}
-    sent = [TxRef(t) for t in entry.get("txids", [])]
-    if entry.get("complete") or not all(ledger.transaction(r.txid) for r in sent):
-        entry, sent = {}, []  # the ledger does not have it: start over
-    entry = {"timestamp": entry.get("timestamp") or int(time.time()), "txids": [], **entry}
-    journal.records[sample.sid] = entry
-
-    def on_sent(_index: int, ref: TxRef) -> None:
-        entry["txids"].append(ref.txid)
-        journal.save()
-
-    done = publish_dataset(folder, sample.metadata, key=key, ledger=ledger, blockstore=store,
-                           profile=cfg.cid_profile, timestamp=entry["timestamp"], sent=sent,
-                           on_sent=on_sent)  # fmt: skip
-    entry.update(cid=str(done.cid), txids=list(done.txids), complete=True)
-    journal.save()
-    return done.txids[0], str(done.cid)
-
-
-class _Journal:
-    """``demo/published.json``: sid -> {timestamp, txids, cid, complete}. A convenience, not
-    the truth: an entry counts only if the ledger has its transactions."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            records = doc.get("records") if isinstance(doc, dict) else None
-            self.records = records if isinstance(records, dict) else {}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as exc:
-            _progress(f"[yellow]ignoring unreadable {path}: {exc}[/] (the catalog still knows)")
-
-    def published(self, ledger: Ledger) -> dict[str, tuple[str, str]]:
-        """sid -> (record id, location) of complete entries this ledger has."""
-        return {
-            sid: (e["txids"][0], e["cid"])
-            for sid, e in self.records.items()
-            if isinstance(e, dict) and e.get("complete") and e.get("txids")
-            and all(ledger.transaction(t) is not None for t in e["txids"])
-        }  # fmt: skip
-
-    def save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        doc = {"version": 1, "records": self.records}
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
 
 
 # -- output and serving -----------------------------------------------------------------------
