@@ -305,7 +305,8 @@ def render(args: argparse.Namespace, r: dict[str, Any], flo: dict[str, Any], loa
         f"The same {n:,} record texts as FLO floData: {flo['transactions']:,} transactions "
         + f"({flo['transactions'] / n:.2f} per record, 1040-byte `oip-mp` parts), "
         + f"{flo['payload_bytes']:,} bytes; fee {flo['fee']:.4f} FLO at {args.fee_rate} FLO/kvB "
-        + f"(assumed; {flo['basis']}), i.e. {per_record:.8f} FLO per record, {paper:.4f} FLO for "
+        + "(an assumed rate, as in `bench/ledger.py`), "
+        + f"i.e. {per_record:.8f} FLO per record, {paper:.4f} FLO for "
         + f"the paper's {PAPER_RECORDS:,} records, against the paper's US${PAPER_USD} "
         + "(FLO has no assumed price: multiply by one).",
         END,
