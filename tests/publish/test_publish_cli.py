@@ -296,3 +296,18 @@ def test_interrupted_run_resumes(home, lab, monkeypatch):
     summary = publish(str(lab))["summary"]
     assert summary["counts"]["new"] == len(SIDS) - 1 and summary["failed"] == []
     assert catalog_sids(home, address(home)) == dict.fromkeys(SIDS, True)
+
+
+def test_a_lost_journal_does_not_publish_twice(home, lab):
+    first = publish(str(lab))
+    sent = ledger_entries(home)
+    assert first["summary"]["counts"]["new"] == len(SIDS)
+    # The journal is lost and the catalog was never indexed: the run indexes first, finds the
+    # publisher's records there and adopts them instead of publishing them again.
+    for name in ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"):
+        (home / "publish" / name).unlink(missing_ok=True)
+    again = publish(str(lab))
+    assert again["plan"]["counts"].get("new", 0) == 0
+    assert ledger_entries(home) == sent
+    # --no-index skips that guard: documented as the risk it is.
+    assert "--no-index" in etdb("publish", "--help").stdout

@@ -71,6 +71,19 @@ NO_FILE_METADATA_OPTION = typer.Option(
     help="Do not fill missing details (pixel size, dimensions...) from the MRC headers.",
 )
 YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+DATA_ROOT_OPTION = typer.Option(
+    None,
+    "--data-root",
+    metavar="DIR",
+    help="Where the dataset folders are, overriding the mapping's own root (e.g. the Caltech "
+    "mapping's /services/tomography/data).",
+)
+NO_INDEX_OPTION = typer.Option(
+    False,
+    "--no-index",
+    help="Do not bring the catalog up to date with the ledger first (it is what recognises "
+    "datasets already published if the journal was lost).",
+)
 
 
 def publish(
@@ -83,6 +96,8 @@ def publish(
     no_media: bool = NO_MEDIA_OPTION,
     no_file_metadata: bool = NO_FILE_METADATA_OPTION,
     yes: bool = YES_OPTION,
+    data_root: Path | None = DATA_ROOT_OPTION,
+    no_index: bool = NO_INDEX_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Publish new and changed datasets of a lab source: add, sign, write to the ledger."""
@@ -94,7 +109,10 @@ def publish(
         fail("no source: give SOURCE or set `publish_source` (ETDB_PUBLISH_SOURCE)")
     view = RunView(enabled=err_console.is_terminal)
     try:
-        with _opened(cfg, spec, db_url, key_name, dry_run=dry_run) as (src, stores):
+        opened = _opened(
+            cfg, spec, db_url, key_name, dry_run=dry_run, data_root=data_root, index=not no_index
+        )
+        with opened as (src, stores):
             config = stores.config(cfg, no_media=no_media, no_file_metadata=no_file_metadata)
             publisher = Publisher(src, config, on_event=view.handle)
             plan = publisher.plan(only=only or None, limit=limit)
@@ -139,20 +157,32 @@ def publish(
 
 @contextmanager
 def _opened(
-    cfg: Settings, spec: str, db_url: str | None, key_name: str | None, *, dry_run: bool
+    cfg: Settings,
+    spec: str,
+    db_url: str | None,
+    key_name: str | None,
+    *,
+    dry_run: bool,
+    data_root: Path | None = None,
+    index: bool = True,
 ) -> Iterator[tuple[Source, Stores]]:
     """The source and the stores a run needs, closed afterwards. Cheap checks (the source) come
     before the passphrase; whatever cannot be opened ends the command with one line, exit 1.
 
     A dry run creates nothing: a journal, catalog or blockstore that does not exist yet is
     empty, so it stands in with an empty one (a temporary journal, no catalog, blocks in
-    memory) instead of creating the file."""
+    memory) instead of creating the file, and does not index.
+
+    A real run first brings the catalog up to date with the ledger (``index``): the pipeline
+    adopts records the catalog holds for datasets its journal does not know, so a lost journal
+    never leads to a second publication."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from etdb.content.blockstore import FSBlockstore
     from etdb.content.errors import ContentError
     from etdb.content.memstore import MemoryBlockstore
     from etdb.index.catalog import CatalogSchemaError, open_catalog
+    from etdb.index.indexer import IndexerError
     from etdb.ledger import open_ledger
     from etdb.publish.journal import Journal, JournalError
     from etdb.publish.source import SourceError
@@ -160,7 +190,7 @@ def _opened(
 
     with ExitStack() as stack:
         try:
-            src = open_source(spec, url=db_url)
+            src = open_source(spec, url=db_url, base=data_root)
         except SourceError as exc:
             fail(f"source: {exc}")
         except OSError as exc:
@@ -184,9 +214,11 @@ def _opened(
             if not (dry_run and _missing_sqlite(cfg.catalog_url)):
                 catalog = open_catalog(cfg.catalog_url, memory_index=False)
                 stack.callback(catalog.close)
+                if index and not dry_run:
+                    _catch_up(cfg, ledger, catalog, key)
         except JournalError as exc:
             fail(f"journal: {exc}")
-        except (KeystoreError, LedgerError, ContentError, OSError, ValueError) as exc:
+        except (KeystoreError, LedgerError, IndexerError, ContentError, OSError, ValueError) as exc:
             fail(str(exc) or type(exc).__name__)
         except (CatalogSchemaError, SQLAlchemyError) as exc:
             fail(f"catalog {_printable(cfg.catalog_url)}: {str(exc).splitlines()[0]}")
@@ -194,6 +226,21 @@ def _opened(
             yield src, Stores(key, ledger, blockstore, journal, catalog)
         except SourceError as exc:  # the source failed as a whole, mid-plan or mid-run
             fail(f"source: {exc}")
+
+
+def _catch_up(cfg: Settings, ledger: Ledger, catalog: CatalogReader, key: PrivateKey) -> None:
+    from etdb.index.indexer import Indexer
+
+    allowed = cfg.publisher_allow_list
+    if allowed is not None and key.address not in allowed:
+        err_console.print(
+            f"[yellow]warning:[/] {key.address} is not in the `publishers` setting: the catalog "
+            "does not index this key's records, so it cannot guard against a lost journal"
+        )
+    indexer = Indexer(
+        ledger, catalog, publishers=allowed, multipart_expiry=int(cfg.multipart_expiry)
+    )
+    indexer.run()
 
 
 @dataclass(frozen=True)
