@@ -61,6 +61,14 @@ class Settings:
     publish_journal: str = "publish/journal.sqlite3"
     # Generated key images, thumbnails and movies: never written into the lab's folders.
     publish_media: str = "publish/media"
+    # The web portal (etdb.web). Which publishers it shows: "" = every publisher the catalog
+    # holds (the `publishers` setting already limits what is indexed), else comma-separated
+    # addresses; a fixed filter every portal page applies, as API query parameters (e.g.
+    # "species=Vibrio cholerae&lab=Jensen Lab"); the featured-tomograms data file ("" = the
+    # packaged one, etdb/web/featured.toml).
+    portal_publishers: str = ""
+    portal_filter: str = ""
+    portal_featured: str = ""
     # Extra settings other layers read by name (kept so a newer config file is not rejected).
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -89,6 +97,12 @@ class Settings:
         """None means every publisher."""
         items = {p.strip() for p in self.publishers.split(",") if p.strip()}
         return None if not items or "*" in items else frozenset(items)
+
+    @property
+    def portal_publisher_list(self) -> tuple[str, ...]:
+        """The publishers the portal shows; () means all."""
+        items = [p.strip() for p in self.portal_publishers.split(",") if p.strip()]
+        return () if not items or "*" in items else tuple(dict.fromkeys(items))
 
     def _resolve(self, value: str) -> Path:
         p = Path(value).expanduser()

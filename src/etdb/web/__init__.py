@@ -1,0 +1,83 @@
+"""The web portal (``/``): server-rendered pages over the catalog, every page also JSON.
+
+:func:`install` is the ``portal`` part of :func:`etdb.api.create_app`: it mounts the static
+assets (served by etdb itself: no CDN, works offline and behind firewalls), the page routers,
+the security headers and the friendly error pages. Pages live one module per concern:
+
+- ``pages.py``: home, featured tomograms, challenges, about, contact;
+- ``browse.py``: search, facets, ranges, sort, pages;
+- ``dataset.py``: one dataset (key movie, metadata, files, provenance);
+- ``slices.py``: the in-browser slice viewer's images;
+- ``gateway.py``: ``/ipfs/<cid>/<path>`` (its own app part, ``etdb.api.app.PARTS``).
+
+A route module that is not there is skipped, as the app skips parts (so one page can land at a
+time); a broken one is an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from etdb.web.render import page, wants_json
+from etdb.web.scope import PortalScope
+from etdb.web.security import SecurityHeaders
+
+__all__ = ["ROUTERS", "STATIC", "install"]
+
+STATIC = Path(__file__).with_name("static")
+#: Page modules, each with a module-level ``router`` (an APIRouter). Order: specific first.
+ROUTERS = ("etdb.web.slices", "etdb.web.dataset", "etdb.web.browse", "etdb.web.pages")
+_PASS_THROUGH = ("/api/", "/ipfs/", "/static/")
+
+
+def install(app: FastAPI) -> None:
+    ctx = app.state.etdb
+    ctx.extra["portal_scope"] = PortalScope.from_settings(ctx.settings)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for name in ROUTERS:
+        router = _router(name)
+        if router is not None:
+            app.include_router(router)
+    api_handler = app.exception_handlers.get(StarletteHTTPException)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        path = request.url.path
+        if api_handler is not None and (path.startswith(_PASS_THROUGH) or path == "/api"):
+            return await api_handler(request, exc)
+        return error_page(request, exc.status_code, str(exc.detail))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_middleware(SecurityHeaders)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """The friendly error page (404.html for "not found", error.html otherwise)."""
+    data = {"error": {"status": status, "message": message, "path": request.url.path}}
+    if wants_json(request):
+        return page(request, "404.html", {"data": data}, status=status)
+    template = "404.html" if status == 404 else "error.html"
+    return page(request, template, {"data": data, "status": status, "message": message},
+                status=status)  # fmt: skip
+
+
+def scope_of(request: Request) -> PortalScope:
+    scope: Any = request.app.state.etdb.extra.get("portal_scope")
+    return scope if isinstance(scope, PortalScope) else PortalScope()
+
+
+def _router(name: str) -> Any:
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+    return getattr(module, "router", None)
