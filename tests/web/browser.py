@@ -52,6 +52,7 @@ STARTUP_TIMEOUT = 60.0
 HOSTILE_SID = "zz2020-02-02-1"
 HOSTILE_TITLE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 HOSTILE_NOTES = '<b id="pwned-notes">bold</b><script>window.__pwned=3</script>'
+HOSTILE_SPECIES = "Mycoplasma pneumoniae"
 HOSTILE_MICROSCOPIST = '<img src=y onerror="window.__pwned=4">Mallory'
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
@@ -121,7 +122,7 @@ def write_hostile_dataset(lab: Path) -> Path:
     Image.new("L", (64, 64), color=90).save(folder / f"keyimg_{HOSTILE_SID}.jpg")
     meta = {
         "title": HOSTILE_TITLE,
-        "speciesName": "Mycoplasma pneumoniae",
+        "speciesName": HOSTILE_SPECIES,
         "date": "2020-02-02",
         "microscopist": HOSTILE_MICROSCOPIST,
         "institution": "Institute of Imaginary Microbiology",
