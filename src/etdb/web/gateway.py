@@ -1,0 +1,243 @@
+"""The path gateway: ``GET/HEAD /ipfs/<cid>[/<path>]`` from this server's blockstore.
+
+What the portal's download links, key movies and snapshots point at. Files are streamed in
+byte ranges (``gateway_stream.py``), never loaded whole; every block is re-hashed as it is read,
+so the bytes sent are the bytes the CID names. The answer follows the IPFS path-gateway
+conventions that matter to browsers and download tools: ``ETag: "<cid>"`` with an immutable
+``Cache-Control`` (content addressing means a CID's bytes never change), ``Range`` (206 / 416,
+which video playback needs), ``If-None-Match`` (304), ``?filename=`` (and ``&download=true``)
+for the Content-Disposition, and an escaped HTML listing for directories.
+
+Dataset files are untrusted: an ``index.html`` is listed, never rendered, and HTML, SVG and XML
+are served as plain text (see :func:`etdb.web.gateway_http.content_type_of`); the security
+middleware adds a sandbox CSP on ``/ipfs/``. Paths are names inside the content DAG, never file
+system paths: ``..`` is refused, and the blockstore is only ever read by CID.
+
+Errors are JSON (``{"error": {...}}``, as the API's), not portal pages: bad CID or path 400,
+not here 404, damaged content 500, too many streams 429.
+
+Issue 7 adds the trustless formats (``?format=raw|car``, ``Accept: application/vnd.ipld.*``):
+a responder per format in :data:`FORMATS`. Until then they are a clear 400, so no client takes
+UnixFS bytes for a raw block or a CAR.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from etdb import __version__
+from etdb.api.errors import ApiError, BadParameter
+from etdb.content.blockstore import FSBlockstore
+from etdb.content.cid import CID, CIDError
+from etdb.content.errors import (
+    BlockNotFoundError,
+    ContentError,
+    CorruptBlockError,
+    InvalidNodeError,
+    InvalidPathError,
+    PathNotFoundError,
+)
+from etdb.content.exporter import Kind, Node, iter_links, load_node, parse_path, resolve_node
+from etdb.web.gateway_http import (
+    ByteRange,
+    RangeNotSatisfiable,
+    content_disposition,
+    content_type_of,
+    etag_matches,
+    if_range_allows,
+    parse_range,
+)
+from etdb.web.gateway_stream import DEFAULT_STREAMS, StreamSlots, UnixFSStream
+from etdb.web.render import env, human_bytes
+
+__all__ = ["FORMATS", "GatewayState", "install"]
+
+IMMUTABLE = "public, max-age=29030400, immutable"
+#: Entries a directory listing shows (each costs one block read for its kind and size).
+MAX_LISTING = 2000
+#: ``?format=`` / ``Accept`` media type -> responder; issue 7 fills it (raw blocks, CAR).
+FORMATS: dict[str, Callable[..., Response]] = {}
+_IPLD_MEDIA = "application/vnd.ipld."
+
+
+class GatewayState:
+    """The blockstore (opened once, on first use if it did not exist at start) and the slots.
+
+    A server that indexes but stores no content (no blockstore folder yet) still starts; its
+    gateway answers 404 until ``etdb add``/``etdb publish`` creates the store.
+    """
+
+    def __init__(self, path: Path, streams: int = DEFAULT_STREAMS) -> None:
+        self.path = path
+        self.slots = StreamSlots(streams)
+        self._store: FSBlockstore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> FSBlockstore | None:
+        if self._store is None:
+            with self._lock:
+                if self._store is None and self.path.is_dir():
+                    # create=False: a reader never writes SHARDING/_README into a folder.
+                    self._store = FSBlockstore(self.path, create=False)
+        return self._store
+
+
+def install(app: FastAPI) -> None:
+    ctx = app.state.etdb
+    streams = int(ctx.settings.extra.get("gateway_streams", DEFAULT_STREAMS))
+    ctx.extra["gateway_state"] = GatewayState(ctx.settings.blockstore_path, streams)
+    for path in ("/ipfs/{cid}", "/ipfs/{cid}/{path:path}"):
+        app.add_api_route(path, serve, methods=["GET", "HEAD"], include_in_schema=False)
+
+
+def serve(request: Request, cid: str, path: str = "") -> Response:
+    """One file (streamed, ranged) or one directory listing. A plain ``def``: resolving walks
+    blocks on disk, so FastAPI runs it in a worker thread."""
+    _refuse_formats(request)
+    state: GatewayState = request.app.state.etdb.extra["gateway_state"]
+    try:
+        root = CID.decode(cid)
+    except CIDError as exc:
+        raise BadParameter("cid", f"{cid!r} is not a CID: {exc}") from None
+    content_path = f"{root}/{path}"
+    try:
+        _, segments = parse_path(content_path)
+    except InvalidPathError as exc:
+        raise BadParameter("path", str(exc)) from None
+    store = state.store
+    if store is None:
+        raise ApiError(404, f"{root} is not stored on this server (it keeps no blockstore)")
+    try:
+        node = resolve_node(store, content_path)
+        if node.kind == Kind.DIRECTORY:
+            return _listing(request, store, node, root, segments)
+        if node.kind == Kind.SYMLINK:
+            raise ApiError(404, f"/{'/'.join(segments)} is a symlink; this gateway does not follow")
+        return _file(request, state, node, segments)
+    except (BlockNotFoundError, PathNotFoundError) as exc:
+        raise ApiError(404, _not_found(exc, root), "path" if segments else "cid") from None
+    except (CorruptBlockError, InvalidNodeError) as exc:
+        raise ApiError(500, f"stored content is damaged: {exc}") from None
+    except ContentError as exc:
+        raise ApiError(500, f"cannot read {root}: {exc}") from None
+
+
+def _not_found(exc: ContentError, root: Any) -> str:
+    if isinstance(exc, BlockNotFoundError):
+        return f"{root} (or a block under it) is not stored on this server"
+    return str(exc)
+
+
+def _refuse_formats(request: Request) -> None:
+    wanted = request.query_params.get("format")
+    if wanted is not None and wanted not in FORMATS:
+        raise BadParameter("format", f"format={wanted} is not supported by this gateway yet")
+    accept = request.headers.get("accept", "")
+    if _IPLD_MEDIA in accept:
+        media = next(m.strip() for m in accept.split(",") if _IPLD_MEDIA in m).split(";")[0]
+        if media not in FORMATS:
+            raise BadParameter("Accept", f"{media} is not supported by this gateway yet")
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _file(request: Request, state: GatewayState, node: Node, segments: list[str]) -> Response:
+    size = node.size or 0
+    tag = f'"{node.cid}"'
+    filename = request.query_params.get("filename")
+    name = filename or (segments[-1] if segments else "")
+    headers: dict[str, str] = {
+        "ETag": tag,
+        "Cache-Control": IMMUTABLE,
+        "Accept-Ranges": "bytes",
+    }
+    if etag_matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Type"] = content_type_of(name)
+    if filename or _truthy(request.query_params.get("download")):
+        headers["Content-Disposition"] = content_disposition(
+            name or str(node.cid), attachment=_truthy(request.query_params.get("download"))
+        )
+    wanted: ByteRange | None = None
+    if if_range_allows(request.headers.get("if-range"), tag):
+        try:
+            wanted = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable:
+            return Response(
+                f"range not satisfiable: the file has {size} bytes\n",
+                status_code=416,
+                media_type="text/plain",
+                headers={"Content-Range": f"bytes */{size}", "ETag": tag},
+            )
+    status, start, end = 200, 0, size
+    if wanted is not None:
+        status, start, end = 206, wanted.start, wanted.end
+        headers["Content-Range"] = wanted.content_range
+    headers["Content-Length"] = str(end - start)
+    return UnixFSStream(
+        _store(state),
+        node,
+        start,
+        end,
+        status=status,
+        headers=list(headers.items()),
+        slots=state.slots,
+        head=request.method == "HEAD",
+    )
+
+
+def _store(state: GatewayState) -> FSBlockstore:
+    store = state.store
+    assert store is not None  # checked by serve() before resolving
+    return store
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+# -- directories ------------------------------------------------------------------------------
+
+
+def _listing(
+    request: Request, store: FSBlockstore, node: Node, root: Any, segments: list[str]
+) -> Response:
+    tag = f'"DirIndex-{__version__}_CID-{node.cid}"'
+    headers = {"ETag": tag, "Cache-Control": "public, max-age=3600"}
+    if etag_matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    base = "/ipfs/" + "/".join(quote(s, safe="") for s in [str(root), *segments])
+    entries = []
+    links = itertools.islice(iter_links(store, node), MAX_LISTING + 1)
+    for name, link in sorted(links, key=lambda item: item[0].encode("utf-8")):
+        child = load_node(store, link.cid)
+        entries.append(
+            {
+                "name": name,
+                "href": f"{base}/{quote(name, safe='')}",
+                "kind": "directory" if child.kind == Kind.DIRECTORY else child.kind.value,
+                "size": human_bytes(child.size) if child.size is not None else "",
+                "cid": str(link.cid),
+            }
+        )
+    truncated = len(entries) > MAX_LISTING
+    parent = base.rsplit("/", 1)[0] if segments else None
+    html = env.get_template("gateway_listing.html").render(
+        path="/".join([str(root), *segments]),
+        cid=str(node.cid),
+        entries=entries[:MAX_LISTING],
+        truncated=truncated,
+        parent=parent,
+        has_index="index.html" in {e["name"] for e in entries},
+    )
+    return HTMLResponse(html, headers=headers)

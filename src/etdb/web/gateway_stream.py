@@ -1,0 +1,127 @@
+"""Streaming a UnixFS file (or a byte range of it) over HTTP, a bounded number at a time.
+
+A tilt series is several GB: it is never loaded whole. The file's DAG is walked only over the
+requested range (``etdb.content.exporter.iter_file``), each block read and re-hashed in a worker
+thread, and sent in pieces of about :data:`CHUNK` bytes, so the event loop stays free and
+memory stays at one chunk per stream.
+
+Each body being sent holds one of the server's :class:`StreamSlots`; when all are taken the
+request is answered 429 with ``Retry-After`` rather than queueing work the disk cannot serve.
+The slot is taken and given back inside the response itself (``__call__``), so a client that
+goes away mid-transfer, or an error, can never leak one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import anyio.to_thread
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from etdb.content.blockstore import BlockGetter
+from etdb.content.exporter import Node, iter_file
+
+__all__ = ["CHUNK", "StreamSlots", "UnixFSStream"]
+
+CHUNK = 1 << 20  # bytes gathered per worker-thread hop: a few leaves
+DEFAULT_STREAMS = 64
+RETRY_AFTER = 2  # seconds
+
+
+class StreamSlots:
+    """A counter of bodies being sent. Only the event loop touches it, so no lock."""
+
+    def __init__(self, limit: int = DEFAULT_STREAMS) -> None:
+        if limit < 1:
+            raise ValueError(f"stream limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.active = 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
+
+def _chunks(store: BlockGetter, node: Node, start: int, end: int) -> Iterator[bytes]:
+    buffer: list[memoryview] = []
+    held = 0
+    for piece in iter_file(store, node, start, end):
+        buffer.append(piece)
+        held += len(piece)
+        if held >= CHUNK:
+            yield b"".join(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+class UnixFSStream(Response):
+    """A response: ``status`` and ``headers``, then bytes ``[start, end)`` of ``node``.
+
+    ``head=True`` sends the headers only (and takes no slot). Errors while streaming (a block
+    that went missing or fails its hash) abort the connection: the status line is gone, and a
+    truncated body, which the Content-Length exposes, is better than wrong bytes.
+    """
+
+    def __init__(
+        self,
+        store: BlockGetter,
+        node: Node,
+        start: int,
+        end: int,
+        *,
+        status: int,
+        headers: Sequence[tuple[str, str]],
+        slots: StreamSlots,
+        head: bool = False,
+    ) -> None:
+        # Response.__init__ is not called: it would render a body and count its length.
+        self.background = None
+        self.store = store
+        self.node = node
+        self.start, self.end = start, end
+        self.status_code = status
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.slots = slots
+        self.head = head
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = self.raw_headers
+        if self.head or self.end <= self.start:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": raw})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if not self.slots.try_acquire():
+            await _too_many(send, self.slots.limit)
+            return
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": raw})
+            chunks = _chunks(self.store, self.node, self.start, self.end)
+            while True:
+                chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            self.slots.release()
+
+
+async def _too_many(send: Send, limit: int) -> None:
+    message = f"this gateway is already sending {limit} files; retry in {RETRY_AFTER} s"
+    body = json.dumps({"error": {"parameter": None, "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(RETRY_AFTER).encode()),
+        (b"cache-control", b"no-cache"),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
