@@ -430,7 +430,8 @@ def test_lookup_variants(client: TestClient, ref: str) -> None:
     assert prov["block_height"] == 100 and len(prov["block_hash"]) == 64
     assert body["artifact"]["details"]["speciesName"] == "Caulobacter crescentus"
     assert body["links"]["self"].endswith(f"/api/v1/records/{MULTIPART_ID}")
-    assert body["links"]["files"] is None  # this app has no IPFS gateway part
+    # the default app has the IPFS path gateway part (etdb.web.gateway)
+    assert body["links"]["files"] == f"http://testserver/ipfs/{body['summary']['location']}/"
 
 
 def fake_gateway(app) -> None:  # type: ignore[no-untyped-def]
