@@ -45,6 +45,11 @@ def install(app: FastAPI) -> None:
         router = _router(name)
         if router is not None:
             app.include_router(router)
+            # A page module's checks when the app is built (pages.py reads its data files):
+            # a mistake then stops `etdb serve` with a message, not a visitor's page.
+            setup = getattr(importlib.import_module(name), "setup", None)
+            if callable(setup):
+                setup(app)
     api_handler = app.exception_handlers.get(StarletteHTTPException)
 
     async def http_error(request: Request, exc: Exception) -> Response:
