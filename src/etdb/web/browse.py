@@ -160,11 +160,13 @@ def _base_context(
         "active": "browse",
         "selection": selection,
         "q": selection.last("q"),
-        "sorts": SORTS,
-        "orders": ORDERS,
         # The selects show the URL's choice; "" (the default) lets q decide (relevance or not).
         "sort": selection.last("sort"),
         "order": selection.last("order"),
+        # A value the select does not offer (a typo in a shared URL) stays selectable, so the
+        # form resubmits what the URL said rather than silently something else.
+        "sorts": _with_given(SORTS, selection.last("sort")),
+        "orders": _with_given(ORDERS, selection.last("order")),
         "ranges": _range_inputs(selection),
         "ranges_open": any(
             selection.last(f"{s}_{e}") for s, _, _ in RANGES for e in ("from", "to")
@@ -229,6 +231,10 @@ def _context(
         },
     }
     return context
+
+
+def _with_given(options: tuple[tuple[str, str], ...], given: str) -> tuple[tuple[str, str], ...]:
+    return options if given in dict(options) else (*options, (given, given))
 
 
 def _api_href(path: str, params: list[tuple[str, str]] | None) -> str | None:
