@@ -9,7 +9,9 @@
 ``TestClient`` over ``create_app`` (every part, the portal included) and the record ids (txids)
 in the order of ``records``. Each record is a dict of ``tests.index.records.make_artifact``
 overrides (``title``, ``species``, ``notes``, ``files``, ``sid``...; see ``SHORTCUTS``), plus
-optionally ``key``: the ``PrivateKey`` that signs it (default :data:`KEY_A`). Records are
+optionally ``key``: the ``PrivateKey`` that signs it (default :data:`KEY_A`); or
+``{"artifact": <signed wire artifact>}`` to index one made elsewhere as it is; ``id``: its
+txid (default: a fresh one from ``tests.index.records.txid``). Records are
 signed, then written through the catalog's store API as the indexer writes them. Keyword
 arguments are :class:`etdb.config.Settings` fields (``portal_publishers``, ``portal_filter``,
 ``portal_featured``...). Each call makes its own catalog under ``tmp_path``; everything is
@@ -84,7 +86,9 @@ def make_portal(
         for n, spec in enumerate(records):
             fields = dict(spec)
             key = fields.pop("key", KEY_A)
-            record = published(signed_artifact(key, **fields), height=100 + n)
+            record_id = fields.pop("id", None)
+            artifact = fields.pop("artifact", None) or signed_artifact(key, **fields)
+            record = published(artifact, id=record_id, height=100 + n)
             catalog.add_record(record)
             ids.append(record.id)
         catalog.set_meta("cursor", json.dumps({"height": 100 + len(records), "hashes": []}))
