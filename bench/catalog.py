@@ -22,6 +22,13 @@ block as the indexer does. Then a fixed, seeded query mix runs ``--queries`` tim
 
 PostgreSQL: ``--pg-url`` (default ``$ETDB_TEST_POSTGRES`` or postgresql://postgres@127.0.0.1/test);
 the catalog lives in a fresh schema, dropped afterwards unless ``--keep``.
+
+``--reuse`` times the query mix against a catalog kept by an earlier ``--keep`` run (a
+PostgreSQL schema name, or a SQLite file) without loading anything: for iterating on queries.
+The catalog is opened as usual, so a schema migration runs first (and is timed)::
+
+    .venv/bin/python bench/catalog.py --records 1000000 --backends postgresql --keep --queries 20
+    .venv/bin/python bench/catalog.py --backends postgresql --reuse etdb_bench_0123456789
 """
 
 from __future__ import annotations
@@ -251,7 +258,7 @@ def record_id(i: int) -> str:
 def sqlite_catalog(
     tmp: Path, n: int, args: argparse.Namespace
 ) -> Iterator[tuple[SqlCatalog, Callable[[], int]]]:
-    path = tmp / f"catalog-{n}.sqlite3"
+    path = Path(args.reuse) if args.reuse else tmp / f"catalog-{n}.sqlite3"
     cat = open_catalog(f"sqlite:///{path}")
 
     def size() -> int:
@@ -263,7 +270,7 @@ def sqlite_catalog(
         yield cat, size
     finally:
         cat.close()
-        if not args.keep:
+        if not args.keep and not args.reuse:
             for p in tmp.glob(f"{path.name}*"):
                 p.unlink()
 
@@ -275,9 +282,10 @@ def pg_catalog(
     import psycopg
 
     base = args.pg_url.replace("postgresql+psycopg://", "postgresql://")
-    schema = f"etdb_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    schema = args.reuse or f"etdb_bench_{uuid.uuid4().hex[:10]}"
+    if not args.reuse:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in base else "?"
     cat = open_catalog(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
 
@@ -296,7 +304,7 @@ def pg_catalog(
         yield cat, size
     finally:
         cat.close()
-        if not args.keep:
+        if not args.keep and not args.reuse:
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         else:
@@ -440,10 +448,19 @@ def measure(
 def bench(backend: str, n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     synth = Synth()
     print(f"{backend}, {n:,} records...", file=sys.stderr)
+    t0 = time.perf_counter()
     with BACKENDS[backend](tmp, n, args) as (cat, size):
-        t0 = time.perf_counter()
-        times = load(cat, synth, n, args.block)
-        wall = time.perf_counter() - t0
+        opened = time.perf_counter() - t0  # with --reuse: includes any schema migration
+        if args.reuse:
+            n = cat.summary().records
+            print(
+                f"  reusing {args.reuse}: {n:,} records, opened in {opened:.1f} s", file=sys.stderr
+            )
+            times, wall = {"store": 0.0, "generate": 0.0}, 0.0
+        else:
+            t0 = time.perf_counter()
+            times = load(cat, synth, n, args.block)
+            wall = time.perf_counter() - t0
         nbytes = size()
         t0 = time.perf_counter()
         cat.search(SearchQuery(tilt_axis=2, limit=1))  # loads the memory index
@@ -456,6 +473,7 @@ def bench(backend: str, n: int, tmp: Path, args: argparse.Namespace) -> dict[str
         "records": n,
         "load": times,
         "wall": wall,
+        "opened": opened,
         "bytes": nbytes,
         "first": first,
         "mem": cat._mem.nbytes if cat._mem is not None else 0,
@@ -532,12 +550,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write", type=Path, help="update this Markdown file's bench/catalog.py section"
     )
+    ap.add_argument(
+        "--reuse",
+        metavar="CATALOG",
+        help="time the queries on a kept catalog (PostgreSQL schema or SQLite file), no load",
+    )
     args = ap.parse_args(argv)
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     sizes = [int(s.replace("_", "")) for s in args.records.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := [b for b in backends if b not in BACKENDS]:
         ap.error(f"unknown backend(s) {unknown}; known: {', '.join(BACKENDS)}")
+    if args.reuse and (len(backends) != 1 or args.write):
+        ap.error("--reuse: give exactly one backend, and no --write (no load was timed)")
     before = loadavg()
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="etdb-bench-catalog-", dir=args.tmp))
