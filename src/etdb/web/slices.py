@@ -199,9 +199,12 @@ def _cached_layout(request: Request, layouts: SliceCache, value: str) -> MrcLayo
 
 def blockstore_of(request: Request) -> BlockGetter:
     """The app's blockstore: ``extra["blockstore"]`` if a part (or a test) set one, else the
-    settings' folder, opened once (read-only: a server never creates a blockstore)."""
+    gateway's, else the settings' folder, opened once (read-only: a server never creates a
+    blockstore)."""
     extra: dict[str, Any] = request.app.state.etdb.extra
     store = extra.get("blockstore")
+    if store is None:  # the gateway's, when it has opened one (one handle per folder)
+        store = getattr(extra.get("gateway_state"), "store", None)
     if store is None:
         with _STORE_LOCK:
             store = extra.get("blockstore")
