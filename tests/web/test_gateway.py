@@ -372,3 +372,21 @@ def test_damaged_block_is_500_not_wrong_bytes(
     assert r.status_code == 500
     assert b"tampered" not in r.content
     assert "damaged" in r.json()["error"]["message"]
+
+
+def test_stream_limit_setting_is_checked(tmp_path: Path) -> None:
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    try:
+        for bad in ("0", "many"):
+            settings = Settings(
+                home=tmp_path, ledger="local:///x.sqlite3", extra={"gateway_streams": bad}
+            )
+            with pytest.raises(ValueError, match="gateway_streams"):
+                create_app(catalog, settings=settings)
+        settings = Settings(
+            home=tmp_path, ledger="local:///x.sqlite3", extra={"gateway_streams": "3"}
+        )
+        state = create_app(catalog, settings=settings).state.etdb.extra["gateway_state"]
+        assert state.slots.limit == 3
+    finally:
+        catalog.close()

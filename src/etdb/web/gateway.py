@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from etdb import __version__
 from etdb.api.errors import ApiError, BadParameter
+from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.cid import CID, CIDError
 from etdb.content.errors import (
@@ -93,10 +94,21 @@ class GatewayState:
 
 def install(app: FastAPI) -> None:
     ctx = app.state.etdb
-    streams = int(ctx.settings.extra.get("gateway_streams", DEFAULT_STREAMS))
-    ctx.extra["gateway_state"] = GatewayState(ctx.settings.blockstore_path, streams)
+    ctx.extra["gateway_state"] = GatewayState(ctx.settings.blockstore_path, _streams(ctx.settings))
     for path in ("/ipfs/{cid}", "/ipfs/{cid}/{path:path}"):
         app.add_api_route(path, serve, methods=["GET", "HEAD"], include_in_schema=False)
+
+
+def _streams(settings: Settings) -> int:
+    """The ``gateway_streams`` setting: how many files may be sent at once (default 64)."""
+    value = settings.extra.get("gateway_streams", str(DEFAULT_STREAMS))
+    try:
+        streams = int(value)
+    except ValueError:
+        streams = 0
+    if streams < 1:
+        raise ValueError(f"setting gateway_streams: expected a positive integer, got {value!r}")
+    return streams
 
 
 def serve(request: Request, cid: str, path: str = "") -> Response:
