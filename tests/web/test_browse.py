@@ -576,3 +576,14 @@ def test_json_twin(client: TestClient) -> None:
     nxt = client.get(body["links"]["next"]).json()
     assert not {i["id"] for i in nxt["items"]} & {i["id"] for i in body["items"]}
     assert nxt["range"] == {"first": 4, "last": 3 + len(nxt["items"])}
+
+
+def test_deactivated_records_only_when_asked(client: TestClient) -> None:
+    body = client.get("/browse.json?include_deactivated=true&limit=100").json()
+    assert {i["id"] for i in body["items"]} == set(ORACLE) | {DEACTIVATED_ID}
+    doc = dom(client.get("/browse?include_deactivated=true&species=Vibrio+cholerae").text)
+    card = doc.one("li", "card")
+    assert card.one(cls="card-deactivated")
+    words = shlex.split(doc.one("code", id="download-command").text)
+    assert words == ["etdb", "download", "--species", "Vibrio cholerae", "--include-deactivated"]
+    assert client.head("/browse?species=Vibrio+cholerae").status_code == 200
