@@ -6,11 +6,13 @@ a hard-coded answer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -20,11 +22,12 @@ from etdb.api import create_app
 from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.cid import CID
-from etdb.content.exporter import resolve
+from etdb.content.exporter import load_node, resolve
 from etdb.content.unixfs import Importer
 from etdb.index.catalog import open_catalog
 from etdb.web.gateway import GatewayState
 from etdb.web.gateway_http import ByteRange, RangeNotSatisfiable, parse_range
+from etdb.web.gateway_stream import StreamSlots, UnixFSStream
 
 HOSTILE = '<img src=x onerror=alert(1)>&"q".txt'
 
@@ -390,3 +393,27 @@ def test_stream_limit_setting_is_checked(tmp_path: Path) -> None:
         assert state.slots.limit == 3
     finally:
         catalog.close()
+
+
+def test_a_client_that_goes_away_gives_its_slot_back(dataset: Dataset) -> None:
+    """The slot is released when sending fails mid-body (the client disconnected)."""
+    with FSBlockstore(dataset.store_path, create=False) as store:
+        node = load_node(store, resolve(store, f"{dataset.root}/rawdata/series.mrc")[0])
+        slots = StreamSlots(1)
+        size = node.size or 0
+        response = UnixFSStream(store, node, 0, size, status=200, headers=[], slots=slots)
+        sent: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                sent.append(len(message["body"]))
+                if len(sent) == 1:
+                    raise OSError("connection reset by peer")
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
+        with pytest.raises(OSError):
+            asyncio.run(response({"type": "http"}, receive, send))  # type: ignore[arg-type]
+        assert sent and 0 < sent[0] < size
+        assert slots.active == 0
