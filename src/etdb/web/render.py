@@ -88,11 +88,15 @@ def page(
     status: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """The page as HTML (``template``) or as its JSON twin (``context["data"]``)."""
+    """The page as HTML (``template``) or as its JSON twin (``context["data"]``).
+
+    ``Vary: Accept``: one URL answers HTML or JSON by the Accept header, so caches must key
+    on it."""
+    merged = {"Vary": "Accept", **(headers or {})}
     if wants_json(request):
-        return JSONResponse(context.get("data", {}), status_code=status, headers=headers)
+        return JSONResponse(context.get("data", {}), status_code=status, headers=merged)
     html = env.get_template(template).render(request=request, **context)
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status, headers=merged)
 
 
 def json_href(request: Request) -> str:
