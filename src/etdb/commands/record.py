@@ -190,3 +190,9 @@ def encode_cmd(source: str = SOURCE_ARG) -> None:
         typer.echo(encode(decode(text, strict=False, bare_artifact=True)))
     except RecordError as exc:
         fail(str(exc))
+
+
+# `etdb record check TXID`: reads the ledger and the blockstore (record_check.py).
+from etdb.commands.record_check import check  # noqa: E402 - registered after the group's own commands
+
+app.command("check")(check)

@@ -15,7 +15,6 @@ signature covers ``storage.location``, the CID that names every byte of the data
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,20 +86,12 @@ def edit_history(provenance: Provenance) -> list[dict[str, Any]]:
 
 
 def verify_command(detail: RecordDetail) -> str:
-    """One shell line that re-reads the publish transaction from the ledger and verifies it.
-
-    For a multipart record it checks the first part, whose signature binds the whole series
-    (``etdb index`` joins and re-checks them all); its block is at most the record's.
-    """
+    """One shell line that re-reads the record from the ledger (multipart parts joined),
+    verifies its signature, and re-hashes every block of its files against their CIDs:
+    ``etdb record check`` trusts no catalog, this site included."""
     prov = detail.provenance
     txid = prov.txids[0] if prov.txids else detail.summary.id
-    height = prov.block_height
-    first = height if len(prov.txids) <= 1 else max(height - 100, 0)
-    select = f'select(.txid == "{txid}") | .payload'
-    return (
-        f"etdb ledger read --from {first} --to {height} --json"
-        f" | jq -r {shlex.quote(select)} | etdb record verify -"
-    )
+    return f"etdb record check {txid} --content"
 
 
 def provenance_json(detail: RecordDetail) -> dict[str, Any]:
