@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,6 +41,8 @@ def install(app: FastAPI) -> None:
     ctx = app.state.etdb
     ctx.extra["portal_scope"] = PortalScope.from_settings(ctx.settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Browsers ask for /favicon.ico whatever the page says; answer rather than log a 404.
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET", "HEAD"], include_in_schema=False)
     for name in ROUTERS:
         router = _router(name)
         if router is not None:
@@ -61,6 +63,10 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_middleware(SecurityHeaders)
+
+
+async def _favicon() -> Response:
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
