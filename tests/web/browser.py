@@ -275,6 +275,21 @@ def broken_images(page: Any) -> list[str]:
     )
 
 
+def save_screenshot(page: Any, path: Path) -> None:
+    """A full-page screenshot, one pixel per CSS pixel, as a 256-colour PNG: documentation
+    images stay small in the repository (the pages are mostly flat colour and grey data)."""
+    import io
+
+    from PIL import Image
+
+    png = page.screenshot(full_page=True, scale="css", animations="disabled")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.quantize(colors=256, dither=Image.Dither.NONE).save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
+
+
 def horizontal_overflow(page: Any) -> int:
     """How many CSS pixels the page is wider than the viewport (0 when it fits)."""
     return int(page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"))

@@ -34,6 +34,7 @@ from tests.web.browser import (
     number_in,
     playwright_or_skip,
     running_portal,
+    save_screenshot,
 )
 
 pytestmark = pytest.mark.browser
@@ -278,8 +279,11 @@ def test_dataset_page_metadata_and_provenance(page: Any, portal: Portal) -> None
     metadata = page.locator("dl#metadata")
     text = metadata.inner_text()
     assert row["microscopist"] in text and row["species"] in text
-    italic = metadata.locator("i, em").all_inner_texts()
-    assert any(row["species"] in s for s in italic), italic
+    italic = metadata.evaluate(
+        "dl => [...dl.querySelectorAll('dd, dd *')]"
+        ".filter(e => getComputedStyle(e).fontStyle === 'italic').map(e => e.textContent.trim())"
+    )
+    assert row["species"] in italic, italic  # species names are italic (binomial nomenclature)
     assert page.locator("section#snapshots img").count() >= 1
     status = page.locator("section#provenance #signature-status")
     assert "verified" in status.inner_text().lower()
@@ -483,8 +487,7 @@ def test_screenshots(browser: Any, portal: Portal, traffic: Traffic, width_name:
             if overflow := horizontal_overflow(tab):
                 overflowing[name] = overflow
             if update:
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                tab.screenshot(path=str(SCREENSHOTS / f"{name}-{width_name}.png"), full_page=True)
+                save_screenshot(tab, SCREENSHOTS / f"{name}-{width_name}.png")
         assert overflowing == {}, f"wider than {width} px: {overflowing}"
     finally:
         ctx.close()
