@@ -361,6 +361,6 @@ class SqlCatalog:
             else:
                 for table in (*tables, facet_counts):
                     conn.execute(sa.delete(table))
-                self._fts.clear(conn)
+            self._fts.clear(conn)
             conn.execute(sa.delete(meta).where(meta.c.key.not_in(STORE_META)))
             w.new_epoch()

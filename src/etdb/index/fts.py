@@ -1,4 +1,5 @@
-"""Full text, per dialect: SQLite FTS5 (contentless table) or PostgreSQL (tsvector + GIN).
+"""Full text, per dialect: SQLite FTS5 (contentless table) or PostgreSQL (tsvector + GIN in
+the narrow side table ``record_search``, schema.py).
 
 The user's ``q`` never reaches SQL text. :func:`parse_text` reduces it to normalised words
 (``flatten.words``: letters and digits only), and each backend builds its query language from
@@ -30,7 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from etdb.index.flatten import MAX_WORD, TEXT_FIELDS, Flat, all_words
-from etdb.index.schema import records
+from etdb.index.schema import record_search, records
 
 MAX_Q_CHARS = 1000
 MAX_Q_WORDS = 32
@@ -76,12 +77,6 @@ def parse_text(q: str | None) -> TextQuery | None:
 class FullText(Protocol):
     """What the store and the query builder need from a dialect's full-text index."""
 
-    def record_values(self) -> dict[str, Any]:
-        """Extra ``records`` column values for INSERT/UPDATE, reading :meth:`params`."""
-        ...
-
-    def params(self, flat: Flat) -> dict[str, Any]: ...
-
     def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
         """After inserting (or updating) these records."""
         ...
@@ -124,12 +119,6 @@ _BM25_WEIGHTS = {"title": 10.0, "species": 8.0, "sid": 8.0, "strain": 4.0, "micr
 
 
 class Fts5:
-    def record_values(self) -> dict[str, Any]:
-        return {}
-
-    def params(self, flat: Flat) -> dict[str, Any]:
-        return {}
-
     def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
         if rows:
             conn.exec_driver_sql(
@@ -220,31 +209,49 @@ _PG_CLASSES = {
 }
 
 
+def _pg_vector() -> sa.ColumnElement[Any]:
+    """``setweight(to_tsvector('simple', :fts_A), 'A') || ...``, one bound text per class."""
+    vector: Any = None
+    for cls in _PG_CLASSES:
+        part = sa.func.setweight(
+            sa.func.to_tsvector(sa.literal_column("'simple'"), sa.bindparam(f"fts_{cls}")),
+            sa.literal_column(f"'{cls}'"),
+        )
+        vector = part if vector is None else vector.op("||")(part)
+    return vector
+
+
+def _pg_texts(flat: Flat) -> dict[str, str]:
+    return {
+        f"fts_{cls}": " ".join(flat.text[f] for f in fields if flat.text[f])
+        for cls, fields in _PG_CLASSES.items()
+    }
+
+
+#: Planner settings for the candidate query, restored when it ends (``SET LOCAL`` would last
+#: to the end of the read transaction). Only seq is read, from a narrow heap (schema.py), so
+#: the GIN bitmap always beats a sequential scan that would fetch and test every vector out of
+#: TOAST; the planner, costing heap pages as random reads, picks the sequential scan from
+#: ~20% selectivity. JIT: a match on 300,000 rows crosses ``jit_above_cost``, and compiling
+#: the expressions took longer (tens of ms) than the whole query does without it.
+_PG_SETTINGS = {"enable_seqscan": "off", "jit": "off"}
+
+
 class PgText:
-    def record_values(self) -> dict[str, Any]:
-        vector: Any = None
-        for cls in _PG_CLASSES:
-            part = sa.func.setweight(
-                sa.func.to_tsvector(sa.literal_column("'simple'"), sa.bindparam(f"fts_{cls}")),
-                sa.literal_column(f"'{cls}'"),
-            )
-            vector = part if vector is None else vector.op("||")(part)
-        return {"search": vector}
-
-    def params(self, flat: Flat) -> dict[str, Any]:
-        return {
-            f"fts_{cls}": " ".join(flat.text[f] for f in fields if flat.text[f])
-            for cls, fields in _PG_CLASSES.items()
-        }
-
     def index(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
-        return None  # the vector is written with the row
+        if rows:
+            conn.execute(
+                sa.insert(record_search).values(search=_pg_vector()),
+                [{"seq": seq, **_pg_texts(flat)} for seq, flat in rows],
+            )
 
     def unindex(self, conn: sa.Connection, rows: list[tuple[int, Flat]]) -> None:
-        return None
+        if rows:
+            seqs = [seq for seq, _ in rows]
+            conn.execute(sa.delete(record_search).where(record_search.c.seq.in_(seqs)))
 
     def clear(self, conn: sa.Connection) -> None:
-        return None
+        conn.exec_driver_sql("TRUNCATE record_search")
 
     @staticmethod
     def expression(tq: TextQuery) -> str:
@@ -256,10 +263,13 @@ class PgText:
     def _query(self, tq: TextQuery) -> sa.ColumnElement[Any]:
         return sa.func.to_tsquery(sa.literal_column("'simple'"), sa.literal(self.expression(tq)))
 
+    def _match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
+        return record_search.c.search.op("@@")(self._query(tq))
+
     def match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
         if tq.impossible:
             return sa.false()
-        return records.c.search.op("@@")(self._query(tq))
+        return records.c.seq.in_(sa.select(record_search.c.seq).where(self._match(tq)))
 
     def candidates(
         self,
@@ -268,39 +278,45 @@ class PgText:
         scored: bool = False,
         narrow: Sequence[sa.ColumnElement[bool]] = (),
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        # Here every match costs a heap visit (GIN has no index-only scans): applying the
-        # other filters lets PostgreSQL AND the GIN bitmap with B-tree bitmaps (date,
-        # publisher...) and visit only rows that can be hits.
+        # ``narrow`` is ignored, as on FTS5: the filters' columns are in ``records``, and
+        # joining it back would cost the wide heap visit per match that record_search avoids;
+        # memindex.py applies them to arrays instead (~1 ns per record and filter).
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
         comma = sa.literal_column("','")
-        seqs = sa.func.string_agg(sa.cast(records.c.seq, sa.Text), comma)
-        # Only seq is wanted, so the GIN bitmap scan always beats a sequential scan that
-        # detoasts and tests every row's vector (measured 44 vs 97 ms for a word in 21% of
-        # 100k records, 64 vs 90 ms for one in all); the planner, costing heap pages as
-        # random reads, picks the sequential scan from ~20% selectivity. SET LOCAL lasts
-        # until the end of this read transaction, and is restored right after.
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        seqs = sa.func.string_agg(sa.cast(record_search.c.seq, sa.Text), comma)
+        before = self._set(conn, _PG_SETTINGS)
         try:
             if not scored:
-                found = conn.execute(sa.select(seqs).where(self.match(tq), *narrow)).scalar()
+                found = conn.execute(sa.select(seqs).where(self._match(tq))).scalar()
                 return _parse_ids(found), None
             # float8 text is the shortest exact form (extra_float_digits = 1, PostgreSQL 12+).
-            _, where, score = self.ranked(tq)
-            scores = sa.func.string_agg(sa.cast(score, sa.Text), comma)
-            ids, values = conn.execute(sa.select(seqs, scores).where(where, *narrow)).one()
+            scores = sa.func.string_agg(sa.cast(self._score(tq), sa.Text), comma)
+            ids, values = conn.execute(sa.select(seqs, scores).where(self._match(tq))).one()
             return _parse_ids(ids), _parse_scores(values)
         finally:
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = on")
+            self._set(conn, before)
+
+    @staticmethod
+    def _set(conn: sa.Connection, settings: dict[str, str]) -> dict[str, str]:
+        """Set these until the transaction ends (``set_config(..., true)``); the old values."""
+        names = list(settings)
+        old = conn.execute(sa.select(*(sa.func.current_setting(n) for n in names))).one()
+        conn.execute(sa.select(*(sa.func.set_config(n, settings[n], True) for n in names)))
+        return dict(zip(names, old, strict=True))
+
+    def _score(self, tq: TextQuery) -> sa.ColumnElement[float]:
+        # ts_rank is a float4, which psycopg reads through its shortest decimal text: not the
+        # same number once bound back as a float8 keyset value. As float8 it round-trips.
+        rank = sa.func.ts_rank(record_search.c.search, self._query(tq), type_=sa.Float)
+        return sa.cast(rank, sa.Double)
 
     def ranked(
         self, tq: TextQuery
     ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[float]]:
-        # ts_rank is a float4, which psycopg reads through its shortest decimal text: not the
-        # same number once bound back as a float8 keyset value. As float8 it round-trips.
-        rank = sa.func.ts_rank(records.c.search, self._query(tq), type_=sa.Float)
-        score = sa.cast(rank, sa.Double)
-        return records, self.match(tq), score
+        joined = records.join(record_search, record_search.c.seq == records.c.seq)
+        where = sa.false() if tq.impossible else self._match(tq)
+        return joined, where, self._score(tq)
 
 
 _NONE = np.zeros(0, np.int64)

@@ -9,8 +9,9 @@ One SQLAlchemy Core description serves both dialects; the few differences are va
   ``INTEGER PRIMARY KEY`` is the rowid, which VACUUM never renumbers, unlike an implicit
   rowid) and child tables stay small. ``id`` (the txid) is UNIQUE NOT NULL: the record's key
   for every reader. (A 64-char text key repeated in ``record_file_types`` would triple it.)
-* Full text: a contentless FTS5 table on SQLite, a ``tsvector`` column with a GIN index on
-  PostgreSQL (the column exists on SQLite too, always NULL, so there is one table shape).
+* Full text: a contentless FTS5 table on SQLite; on PostgreSQL a narrow side table
+  ``record_search`` (seq, tsvector) with a GIN index, its vectors stored out of line (see
+  there). Each exists on its own dialect only.
 
 The catalog is derived data (rebuildable from the ledger): a schema change bumps
 ``SCHEMA_VERSION`` and either adds a step to ``MIGRATIONS`` or tells the user to rebuild.
@@ -25,10 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 #: Bump on any change to tables, indexes or what ``flatten.py`` produces.
-SCHEMA_VERSION = 1
-
-#: version -> step upgrading a catalog from that version to the next (none yet).
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+#: 2: PostgreSQL full text moved from ``records.search`` to ``record_search``.
+SCHEMA_VERSION = 2
 
 
 class CatalogSchemaError(RuntimeError):
@@ -85,7 +84,6 @@ records = sa.Table(
     # The write transaction that last changed the row (meta "rev"): memindex.py reloads
     # only rows with a newer one.
     sa.Column("rev", Int, nullable=False),
-    sa.Column("search", sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")),
 )
 
 # Sort keys: (column, id) so that keyset pages are one index range in either direction.
@@ -103,7 +101,6 @@ sa.Index("records_signature", records.c.publisher, records.c.signature, unique=T
 sa.Index("records_height", records.c.height)
 sa.Index("records_deactivated_height", records.c.deactivated_height)
 sa.Index("records_rev", records.c.rev)
-sa.Index("records_search", records.c.search, postgresql_using="gin").ddl_if(dialect="postgresql")
 
 # The artifacts, apart from the flat row: ~2 KB of JSON inline would make every filter and
 # facet scan read (and SQLite store) one record per page instead of a dozen.
@@ -196,6 +193,28 @@ facet_counts = sa.Table(
     sa.Column("n", Int, nullable=False),
 )
 
+#: PostgreSQL full text. Why a side table, and one whose vectors live out of line: GIN has
+#: no index-only scans, so every match costs a visit to its heap row (for seq), and a page
+#: read per matching row when matches are spread out. In ``records`` (~2 KB rows), or inline
+#: here (~1 KB), a word in 120,000 of a million records read 1-2 GB of pages: 0.6-0.9 s.
+#: Out of line, a heap row is (seq, TOAST pointer, spill), ~100 rows per page, 85 MB for a
+#: million: 10x faster. A vector is then read only to re-check a phrase or compute ts_rank.
+#:
+#: ``spill``: PostgreSQL toasts only rows over TOAST_TUPLE_THRESHOLD (~2 KB, fixed:
+#: heap_prepare_insert), whatever ``toast_tuple_target`` says, and most vectors are smaller.
+#: Its default (2,100 spaces) lifts every new row over it; the toaster then compresses the
+#: spaces to ~35 bytes and moves the vector (STORAGE EXTERNAL: uncompressed, nothing to
+#: decompress when read) out of line, down to ``toast_tuple_target``.
+record_search = sa.Table(
+    "record_search",
+    sa.MetaData(),  # not ``metadata``: PostgreSQL only (schema._create)
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("search", postgresql.TSVECTOR, nullable=False),
+    sa.Column("spill", sa.Text, nullable=False, server_default=sa.text("repeat(' ', 2100)")),
+    postgresql_with={"toast_tuple_target": 128},
+)
+sa.Index("record_search_search", record_search.c.search, postgresql_using="gin")
+
 #: SQLite full text: contentless (``content=''``, FTS5 docs §4.4.4) so the words are not
 #: stored twice; deletes hand FTS5 the indexed words again (``fts.py``). The ``ascii``
 #: tokenizer is enough because ``flatten.words`` already normalised and split the text
@@ -281,6 +300,8 @@ def _create(conn: sa.Connection) -> None:
     metadata.create_all(conn)
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(FTS5_DDL)
+    else:
+        _create_record_search(conn)
     set_meta(conn, "schema_version", str(SCHEMA_VERSION))
     # Key for keyset tokens (search.py): per catalog, so tokens survive restarts.
     set_meta(conn, "token_key", secrets.token_hex(32))
@@ -291,3 +312,34 @@ def _create(conn: sa.Connection) -> None:
 def set_meta(conn: sa.Connection, key: str, value: str) -> None:
     conn.execute(sa.delete(meta).where(meta.c.key == key))
     conn.execute(sa.insert(meta).values(key=key, value=value))
+
+
+def _create_record_search(conn: sa.Connection) -> None:
+    record_search.create(conn)
+    conn.exec_driver_sql("ALTER TABLE record_search ALTER COLUMN search SET STORAGE EXTERNAL")
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def _v1_record_search(conn: sa.Connection) -> None:
+    """v1 -> v2: PostgreSQL's vectors move from ``records.search`` to ``record_search``
+    (copied, not recomputed: the same words). SQLite only loses the always-NULL column."""
+    if conn.dialect.name == "postgresql":
+        # Table first, GIN index after the copy: one sorted build instead of 1M inserts.
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+        conn.execute(sa.schema.CreateTable(record_search))
+        conn.exec_driver_sql("ALTER TABLE record_search ALTER COLUMN search SET STORAGE EXTERNAL")
+        conn.exec_driver_sql(
+            "INSERT INTO record_search (seq, search) "
+            "SELECT seq, search FROM records WHERE search IS NOT NULL"
+        )
+        for index in record_search.indexes:
+            index.create(conn)
+        conn.exec_driver_sql("ANALYZE record_search")
+    conn.exec_driver_sql("ALTER TABLE records DROP COLUMN search")
+
+
+#: version -> step upgrading a catalog from that version to the next (in the caller's
+#: transaction: a failed step leaves the catalog as it was, at the old version).
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_record_search}

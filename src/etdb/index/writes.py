@@ -159,14 +159,9 @@ class Writer:
                     "deactivated_by": None,
                     "deactivated_height": None,
                     "rev": self.rev,
-                    **self.fts.params(flat),
                 }
             )
-        stmt = (
-            sa.insert(records)
-            .values(**self.fts.record_values())
-            .returning(records.c.seq, sort_by_parameter_order=True)
-        )
+        stmt = sa.insert(records).returning(records.c.seq, sort_by_parameter_order=True)
         seqs = list(self.conn.execute(stmt, rows).scalars())
         self.conn.execute(
             sa.insert(documents),
@@ -311,13 +306,9 @@ class Writer:
             self._count(new, row.publisher, +1)
         self.fts.unindex(self.conn, [(row.seq, old)])
         self.conn.execute(
-            sa.update(records).where(records.c.seq == row.seq).values(**self.fts.record_values()),
-            {
-                **new.columns,
-                "updated_height": updated_height,
-                "rev": self.rev,
-                **self.fts.params(new),
-            },
+            sa.update(records)
+            .where(records.c.seq == row.seq)
+            .values(**new.columns, updated_height=updated_height, rev=self.rev)
         )
         self.conn.execute(
             sa.update(documents).where(documents.c.seq == row.seq).values(artifact=artifact)
