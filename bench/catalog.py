@@ -495,6 +495,7 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['ram']} RAM, {m['os']}; Python {m['python']}; {load_note}.",
         "",
+        *([args.note, ""] if args.note else []),
         "### Bulk load (store API, one transaction per block of "
         f"{args.block} records, cursor written per block)",
         "",
@@ -550,13 +551,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write", type=Path, help="update this Markdown file's bench/catalog.py section"
     )
+    ap.add_argument("--note", help="a paragraph for the --write section (caveats, context)")
     ap.add_argument(
         "--reuse",
         metavar="CATALOG",
         help="time the queries on a kept catalog (PostgreSQL schema or SQLite file), no load",
     )
     args = ap.parse_args(argv)
-    args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
+    shown = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in shown:  # the note is printed as itself, not inside the command
+        del shown[shown.index("--note") : shown.index("--note") + 2]
+    args.command_line = " ".join(shown)
     sizes = [int(s.replace("_", "")) for s in args.records.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := [b for b in backends if b not in BACKENDS]:
