@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -312,9 +313,12 @@ def test_file_download_bytes_match_the_cid(page: Any, portal: Portal, subtype: s
     href = link.get_attribute("href") or ""
     assert href.startswith(f"/ipfs/{location}/"), href
     fname = href.removeprefix(f"/ipfs/{location}/")
-    response = page.request.get(href)
-    assert response.status == 200, href
-    body = response.body()
+    with page.expect_download() as download_info:
+        link.click()  # as a user does: the browser saves the file
+    download = download_info.value
+    assert download.failure() is None
+    body = Path(download.path()).read_bytes()
+    assert download.suggested_filename == Path(fname).name
     with FSBlockstore(portal.home / "blocks", create=False) as store:
         expected = exporter.stat(store, f"{location}/{fname}")
     assert len(body) == expected.size
@@ -387,12 +391,16 @@ def test_hostile_record_renders_inert(page: Any, portal: Portal, traffic: Traffi
         "/browse",
         "/",
     ):
-        errors_before = len(traffic.page_errors)
+        errors_before, console_before = len(traffic.page_errors), len(traffic.console_errors)
         visit(page, path)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("() => window.__pwned") is None, path
+        # Not even parsed into elements: the CSP would stop the handlers, but a template that
+        # let the markup through would still be a bug.
         assert page.locator("img[src='x'], img[src='y'], b#pwned-notes").count() == 0, path
         assert traffic.page_errors[errors_before:] == [], path
+        blocked = [m for m in traffic.console_errors[console_before:] if "Security Policy" in m]
+        assert blocked == [], path
     visit(page, f"/tomogram/{portal.hostile_id}")
     assert HOSTILE_TITLE in page.locator("h1").inner_text()
     body = page.locator("main").inner_text()
@@ -460,6 +468,10 @@ def test_no_request_leaves_this_machine(page: Any, portal: Portal, traffic: Traf
         assert images_without_alt(page) == [], path
     assert traffic.requests, "no request was recorded"
     assert traffic.foreign() == []
+    # Inline script or style in a template would be blocked by the CSP: the page would break
+    # quietly, and only the browser's console says why.
+    blocked = [m for m in traffic.console_errors if "Content Security Policy" in m]
+    assert blocked == []
 
 
 @pytest.mark.parametrize("width_name", list(VIEWPORTS))
