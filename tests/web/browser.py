@@ -290,6 +290,20 @@ def save_screenshot(page: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def horizontal_overflow(page: Any) -> int:
-    """How many CSS pixels the page is wider than the viewport (0 when it fits)."""
-    return int(page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"))
+def horizontal_overflow(page: Any) -> dict[str, Any]:
+    """How far the page is wider than the viewport ({} when it fits), and the innermost
+    elements that stick out. The layout viewport (``clientWidth``) is the measure: on a phone
+    ``innerWidth`` grows with too-wide content (the browser zooms out), hiding the overflow."""
+    return page.evaluate(
+        """() => {
+        const root = document.documentElement, width = root.clientWidth;
+        if (root.scrollWidth <= width) return {};
+        const out = (e) => e.getBoundingClientRect().right > width + 0.5;
+        const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+          + (typeof e.className === 'string' && e.className.trim()
+             ? '.' + e.className.trim().split(/ +/).join('.') : '');
+        const culprits = [...document.body.querySelectorAll('*')]
+          .filter(e => out(e) && ![...e.children].some(out)).map(name);
+        return {by: root.scrollWidth - width, elements: [...new Set(culprits)].slice(0, 8)};
+      }"""
+    )
