@@ -504,6 +504,8 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
     ]
     for r in results:
         s = r["load"]["store"]
+        if not s:  # --reuse: nothing was loaded
+            continue
         lines.append(
             f"| {r['backend']} | {r['records']:,} | {s:.1f} | {r['records'] / s:,.0f} | "
             f"{r['load']['generate']:.1f} | {r['bytes'] / 1e6:,.0f} MB | {r['bytes'] / r['records']:,.0f} | "
