@@ -285,17 +285,15 @@ class PgText:
             return _NONE, (_NO_SCORES if scored else None)
         comma = sa.literal_column("','")
         seqs = sa.func.string_agg(sa.cast(record_search.c.seq, sa.Text), comma)
+        # float8 text is the shortest exact form (extra_float_digits = 1, PostgreSQL 12+).
+        scores = sa.func.string_agg(sa.cast(self._score(tq), sa.Text), comma)
+        stmt = sa.select(seqs, scores) if scored else sa.select(seqs, sa.null())
         before = self._set(conn, _PG_SETTINGS)
-        try:
-            if not scored:
-                found = conn.execute(sa.select(seqs).where(self._match(tq))).scalar()
-                return _parse_ids(found), None
-            # float8 text is the shortest exact form (extra_float_digits = 1, PostgreSQL 12+).
-            scores = sa.func.string_agg(sa.cast(self._score(tq), sa.Text), comma)
-            ids, values = conn.execute(sa.select(seqs, scores).where(self._match(tq))).one()
-            return _parse_ids(ids), _parse_scores(values)
-        finally:
-            self._set(conn, before)
+        ids, values = conn.execute(stmt.where(self._match(tq))).one()
+        # Not in a ``finally``: after a failed statement the transaction is aborted (its
+        # rollback undoes the settings), and another statement would hide the first error.
+        self._set(conn, before)
+        return _parse_ids(ids), (_parse_scores(values) if scored else None)
 
     @staticmethod
     def _set(conn: sa.Connection, settings: dict[str, str]) -> dict[str, str]:
