@@ -69,6 +69,8 @@ class Settings:
     portal_publishers: str = ""
     portal_filter: str = ""
     portal_featured: str = ""
+    # The portal's site text (contact, challenges): "" = the packaged etdb/web/site.toml.
+    portal_site: str = ""
     # Extra settings other layers read by name (kept so a newer config file is not rejected).
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -396,3 +396,19 @@ def test_record_text_is_escaped_everywhere(portal_client: PortalClient) -> None:
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in client.get("/").text
     csp = client.get("/").headers["content-security-policy"]
     assert "script-src 'self'" in csp
+
+
+def test_portal_site_replaces_the_contact_and_challenges(
+    portal_client: PortalClient, tmp_path: Path
+) -> None:
+    from etdb.web.site import PACKAGED_SITE
+
+    mine = tmp_path / "site.toml"
+    text = PACKAGED_SITE.read_text("utf-8").replace("etdb-portal@example.org", "tomo@lab.example")
+    mine.write_text(text, "utf-8")
+    client, _ = portal_client(portal_site=str(mine))
+    assert "tomo@lab.example" in client.get("/contact").text
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[contact]\nnmae = 'typo'\n", "utf-8")
+    with pytest.raises(ValueError, match="broken.toml"):
+        portal_client(portal_site=str(broken))

@@ -26,7 +26,7 @@ from etdb.web import scope_of
 from etdb.web.featured import Category, featured_path, load_featured
 from etdb.web.render import page, twin
 from etdb.web.scope import PortalScope
-from etdb.web.site import Site, load_site
+from etdb.web.site import Site, load_site, site_path
 
 __all__ = ["Showcase", "router", "setup"]
 
@@ -69,7 +69,7 @@ def setup(app: FastAPI) -> None:
     """Read and check the data files once, when the app is built (``etdb.web.install``)."""
     ctx: AppContext = app.state.etdb
     ctx.extra["featured"] = load_featured(featured_path(ctx.settings))
-    ctx.extra["site"] = load_site()
+    ctx.extra["site"] = load_site(site_path(ctx.settings))
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def _context(request: Request) -> tuple[AppContext, PortalScope]:
 def _site(ctx: AppContext) -> Site:
     site = ctx.extra.get("site")
     if not isinstance(site, Site):
-        site = ctx.extra["site"] = load_site()
+        site = ctx.extra["site"] = load_site(site_path(ctx.settings))
     return site
 
 

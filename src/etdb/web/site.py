@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from etdb.config import Settings
 from etdb.web.featured import SLUG
 
-__all__ = ["PACKAGED_SITE", "Challenge", "Contact", "Site", "SiteError", "load_site"]
+__all__ = ["PACKAGED_SITE", "Challenge", "Contact", "Site", "SiteError", "load_site", "site_path"]
 
 PACKAGED_SITE = Path(__file__).with_name("site.toml")
 _CONTACT_KEYS = ("name", "email", "url", "note")
@@ -52,6 +53,16 @@ class Challenge:
 class Site:
     contact: Contact
     challenges: tuple[Challenge, ...]
+
+
+def site_path(settings: Settings) -> Path:
+    """The site file the settings choose: ``portal_site`` (relative to the data folder), else
+    the packaged one."""
+    value = settings.portal_site.strip()
+    if not value:
+        return PACKAGED_SITE
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else settings.home / path
 
 
 def load_site(path: Path = PACKAGED_SITE) -> Site:
