@@ -410,5 +410,5 @@ def test_portal_site_replaces_the_contact_and_challenges(
     assert "tomo@lab.example" in client.get("/contact").text
     broken = tmp_path / "broken.toml"
     broken.write_text("[contact]\nnmae = 'typo'\n", "utf-8")
-    with pytest.raises(ValueError, match="broken.toml"):
+    with pytest.raises(ValueError, match=r"broken\.toml"):
         portal_client(portal_site=str(broken))
