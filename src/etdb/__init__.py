@@ -11,3 +11,12 @@ Packages, lowest layer first (imports only flow downward):
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # `etdb.Client` without making `import etdb` pay for httpx and the catalog types.
+    if name == "Client":
+        from etdb.client.client import Client
+
+        return Client
+    raise AttributeError(f"module 'etdb' has no attribute {name!r}")

@@ -29,6 +29,8 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.index", "index"),
     ("etdb.commands.publish", None),  # publish
     ("etdb.commands.serve", None),  # serve
+    ("etdb.commands.mirror", None),  # mirror
+    ("etdb.commands.verify", None),  # verify
 ]
 
 

@@ -1,0 +1,293 @@
+"""``etdb.Client``: search a node's catalog, read records, download or open their files.
+
+The catalog side talks to one etdb node's ``/api/v1``; the content side fetches blocks from
+any number of peers (etdb nodes or IPFS trustless gateways) through a verifying
+:class:`~etdb.content.fetch.BlockFetcher`, so nothing a peer sends is used before it hashes to
+its CID. Typical use::
+
+    import etdb
+    with etdb.Client("http://127.0.0.1:8780") as client:
+        for hit in client.search(species="Vibrio cholerae"):
+            print(hit.id, hit.title)
+        rec = client.get(hit.id)
+        with client.open(rec, rec.artifact.reconstruction.fname) as f:
+            header = f.read(1024)       # fetches one leaf, not the 2 GB file
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from etdb.client.remote_file import RemoteFile
+from etdb.content.blockstore import FSBlockstore
+from etdb.index.query import Provenance, RecordSummary
+from etdb.record import Artifact, RecordError
+
+if TYPE_CHECKING:
+    from etdb.content.fetch import BlockFetcher
+
+DEFAULT_SERVER = "http://127.0.0.1:8780"
+PAGE_SIZE = 200  # records per API page while iterating a search
+
+
+class ClientError(Exception):
+    """The server refused a request or answered something unusable; the message says which
+    parameter (when the server named one) and why."""
+
+    def __init__(self, message: str, *, status: int | None = None, parameter: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.parameter = parameter
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as the node's catalog holds it: the current artifact, typed."""
+
+    summary: RecordSummary
+    artifact: Artifact  # after edits
+    original: dict[str, Any]  # as first published, wire form
+    provenance: Provenance
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+    @property
+    def location(self) -> str:
+        """The dataset folder's CID (``storage.location``), or ""."""
+        return self.artifact.location
+
+
+class Client:
+    """A node's catalog plus verified content from peers. Use as a context manager.
+
+    ``peers`` are the content sources (default: the server itself, whose gateway serves its
+    blockstore); ``cache`` is a blockstore folder: blocks in it are never fetched, and fetched
+    blocks are kept there (pass the data folder's ``blocks`` to read through a local mirror).
+    """
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        peers: Sequence[str] | None = None,
+        cache: str | os.PathLike[str] | FSBlockstore | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.peers = [p.rstrip("/") for p in peers] if peers else [self.server]
+        self._http = httpx.Client(base_url=self.server, timeout=timeout)
+        self._timeout = timeout
+        if cache is None or isinstance(cache, FSBlockstore):
+            self.cache = cache
+        else:
+            self.cache = FSBlockstore(cache)
+        self._fetcher: BlockFetcher | None = None
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    def search(self, q: str | None = None, **filters: Any) -> Iterator[RecordSummary]:
+        """Every record matching ``q`` and ``filters`` (the API's parameter names:
+        ``species``, ``publisher``, ``taxid``, ``lab``, ``microscopist``, ``date_from``,
+        ``file_type``...; a list means any of), following the result pages lazily."""
+        params = query_params(q, filters)
+        params.setdefault("limit", PAGE_SIZE)
+        while True:
+            page = self._json("/api/v1/records", params)
+            for item in page["items"]:
+                yield summary_from_json(item)
+            after = page.get("next")
+            if not after:
+                return
+            params = {**params, "after": after}
+
+    def count(self, q: str | None = None, **filters: Any) -> int:
+        """How many records match, without listing them."""
+        params = query_params(q, filters) | {"limit": 1}
+        return int(self._json("/api/v1/records", params)["total"])
+
+    def get(self, id: str) -> Record:
+        """The record with txid ``id`` (or a unique prefix of at least 6 hex characters)."""
+        return record_from_json(self._json(f"/api/v1/records/{id}", {}))
+
+    def _json(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._http.get(path, params=dict(params))
+        except httpx.HTTPError as exc:
+            raise ClientError(f"{self.server}{path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise _api_error(self.server + path, response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ClientError(f"{self.server}{path}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise ClientError(f"{self.server}{path}: the answer is not a JSON object")
+        return body
+
+    # -- content ------------------------------------------------------------------------------
+
+    @property
+    def fetcher(self) -> BlockFetcher:
+        """The verifying block fetcher over ``peers`` (made on first use)."""
+        if self._fetcher is None:
+            from etdb.content.fetch import BlockFetcher
+
+            self._fetcher = BlockFetcher(
+                self.peers, local=self.cache, keep=self.cache, timeout=self._timeout
+            )
+        return self._fetcher
+
+    def open(self, record: Record | RecordSummary | str, fname: str) -> RemoteFile:
+        """A seekable verified stream over file ``fname`` of ``record`` (a Record, a search
+        hit, a record id, or a dataset folder CID). Only the leaves a read covers are fetched;
+        ``mrcfile.mrcinterpreter.MrcInterpreter(iostream=f, header_only=True)`` reads a
+        remote MRC header for the price of one leaf."""
+        from etdb.content.filefetch import plan_file
+
+        location = self._location(record)
+        path = f"{location}/{fname.lstrip('/')}"
+        plan = plan_file(self.fetcher, path)
+        return RemoteFile(self.fetcher, plan, name=fname)
+
+    def download(
+        self,
+        records: Iterable[Record | RecordSummary | str],
+        dest: str | os.PathLike[str],
+        **options: Any,
+    ) -> Any:
+        """Download ``records`` (Records, search hits or ids) into ``dest`` with the downloader's
+        guarantees (verified blocks, resumable, manifest); ``options`` are those of
+        :func:`etdb.client.download.download` (``file_types``, ``layout``, ``on_event``...)."""
+        from etdb.client import download as downloader
+
+        ids = [r if isinstance(r, str) else r.id for r in records]
+        return downloader.download_ids(self, ids, Path(dest), **options)
+
+    def _location(self, record: Record | RecordSummary | str) -> str:
+        if isinstance(record, Record):
+            location = record.location
+        elif isinstance(record, RecordSummary):
+            location = record.location or ""
+        elif _looks_like_txid(record):
+            location = self.get(record).location
+        else:
+            location = record  # a CID (or CID/path) given directly
+        if not location:
+            raise ClientError(f"record {getattr(record, 'id', record)} has no storage.location")
+        return location
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
+        if self.cache is not None:
+            self.cache.sync()
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- JSON <-> typed values ------------------------------------------------------------------
+
+
+def query_params(q: str | None, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """API query parameters: ``None`` dropped, tuples as lists (repeated parameters),
+    booleans as ``true``/``false``."""
+    params: dict[str, Any] = {}
+    if q:
+        params["q"] = q
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            params[name] = "true" if value else "false"
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            params[name] = [str(v) for v in value]
+        else:
+            params[name] = value
+    return params
+
+
+def summary_from_json(item: Mapping[str, Any]) -> RecordSummary:
+    try:
+        return RecordSummary(
+            id=item["id"],
+            publisher=item["publisher"],
+            title=item["title"],
+            species=item.get("species"),
+            strain=item.get("strain"),
+            microscopist=item.get("microscopist"),
+            lab=item.get("lab"),
+            institution=item.get("institution"),
+            scope=item.get("scope"),
+            date=item.get("date"),
+            published=item.get("published"),
+            sid=item.get("sid"),
+            location=item.get("location"),
+            thumbnail=item.get("thumbnail"),
+            file_types=tuple(item.get("file_types") or ()),
+            total_bytes=int(item.get("total_bytes") or 0),
+            deactivated=bool(item.get("deactivated", False)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ClientError(f"a search result lacks or mangles field {exc}") from None
+
+
+def record_from_json(body: Mapping[str, Any]) -> Record:
+    try:
+        prov = body["provenance"]
+        provenance = Provenance(
+            txids=tuple(prov["txids"]),
+            block_height=int(prov["block_height"]),
+            block_hash=prov["block_hash"],
+            block_time=int(prov["block_time"]),
+            signature_valid=bool(prov["signature_valid"]),
+            edits=tuple(prov.get("edits") or ()),
+            deactivated=bool(prov.get("deactivated", False)),
+            deactivated_by=prov.get("deactivated_by"),
+        )
+        return Record(
+            summary=summary_from_json(body["summary"]),
+            artifact=Artifact.from_wire(body["artifact"]),
+            original=dict(body.get("original") or {}),
+            provenance=provenance,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ClientError(f"a record lacks or mangles field {exc}") from None
+    except RecordError as exc:
+        raise ClientError(f"the record's artifact is invalid: {exc}") from None
+
+
+def _api_error(url: str, response: httpx.Response) -> ClientError:
+    parameter = None
+    message = response.text[:200]
+    try:
+        error = response.json().get("error") or {}
+        parameter = error.get("parameter")
+        message = error.get("message") or message
+    except (ValueError, AttributeError):
+        pass
+    where = f" (parameter {parameter})" if parameter else ""
+    return ClientError(
+        f"{url}: HTTP {response.status_code}{where}: {message}",
+        status=response.status_code,
+        parameter=parameter,
+    )
+
+
+def _looks_like_txid(value: str) -> bool:
+    return 6 <= len(value) <= 64 and all(c in "0123456789abcdefABCDEF" for c in value)
