@@ -244,18 +244,17 @@ def test_dataset_html_is_served_as_text(client: TestClient, dataset: Dataset) ->
     assert r.content == dataset.bytes_of("index.html")
 
 
-def test_trustless_formats_are_refused_until_supported(
+def test_formats_this_gateway_does_not_make_are_refused(
     client: TestClient, dataset: Dataset
 ) -> None:
-    r = client.get(url(dataset, "notes.txt"), params={"format": "car"})
+    """Never UnixFS bytes for a format a client asked for (raw and CAR: test_gateway_trustless)."""
+    r = client.get(url(dataset, "notes.txt"), params={"format": "tar"})
     assert r.status_code == 400
-    assert r.json()["error"] == {
-        "parameter": "format",
-        "message": "format=car is not supported by this gateway yet",
-    }
-    r = client.get(url(dataset), headers={"Accept": "application/vnd.ipld.raw"})
-    assert r.status_code == 400
-    assert "application/vnd.ipld.raw" in r.json()["error"]["message"]
+    assert r.json()["error"]["parameter"] == "format"
+    assert "format=tar" in r.json()["error"]["message"]
+    r = client.get(url(dataset), headers={"Accept": "application/vnd.ipld.dag-json"})
+    assert r.status_code == 406
+    assert "application/vnd.ipld.dag-json" in r.json()["error"]["message"]
 
 
 # -- directories ----------------------------------------------------------------------------

@@ -16,9 +16,10 @@ system paths: ``..`` is refused, and the blockstore is only ever read by CID.
 Errors are JSON (``{"error": {...}}``, as the API's), not portal pages: bad CID or path 400,
 not here 404, damaged content 500, too many streams 429.
 
-Issue 7 adds the trustless formats (``?format=raw|car``, ``Accept: application/vnd.ipld.*``):
-a responder per format in :data:`FORMATS`. Until then they are a clear 400, so no client takes
-UnixFS bytes for a raw block or a CAR.
+The trustless formats (``?format=raw|car``, ``Accept: application/vnd.ipld.raw|car``) are
+answered by a responder per format in :data:`FORMATS` (``gateway_trustless.py``); a format we
+do not make is a clear 400 (``?format=``) or 406 (``Accept``), so no client takes UnixFS bytes
+for a raw block or a CAR.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from etdb.web.gateway_http import (
     parse_range,
 )
 from etdb.web.gateway_stream import DEFAULT_STREAMS, StreamSlots, UnixFSStream
+from etdb.web.gateway_trustless import RESPONDERS, negotiate
 from etdb.web.render import env, human_bytes
 
 __all__ = ["FORMATS", "GatewayState", "install"]
@@ -64,9 +66,8 @@ __all__ = ["FORMATS", "GatewayState", "install"]
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: Entries a directory listing shows (each costs one block read for its kind and size).
 MAX_LISTING = 2000
-#: ``?format=`` / ``Accept`` media type -> responder; issue 7 fills it (raw blocks, CAR).
-FORMATS: dict[str, Callable[..., Response]] = {}
-_IPLD_MEDIA = "application/vnd.ipld."
+#: ``?format=`` name (or the ``Accept`` type it stands for) -> responder: raw blocks, CAR.
+FORMATS: dict[str, Callable[..., Response]] = dict(RESPONDERS)
 
 
 class GatewayState:
@@ -112,9 +113,9 @@ def _streams(settings: Settings) -> int:
 
 
 def serve(request: Request, cid: str, path: str = "") -> Response:
-    """One file (streamed, ranged) or one directory listing. A plain ``def``: resolving walks
-    blocks on disk, so FastAPI runs it in a worker thread."""
-    _refuse_formats(request)
+    """One file (streamed, ranged), one directory listing, or a trustless raw block or CAR.
+    A plain ``def``: resolving walks blocks on disk, so FastAPI runs it in a worker thread."""
+    wanted = negotiate(request)  # a trustless format, or None for a file / listing
     state: GatewayState = request.app.state.etdb.extra["gateway_state"]
     try:
         root = CID.decode(cid)
@@ -129,6 +130,8 @@ def serve(request: Request, cid: str, path: str = "") -> Response:
     if store is None:
         raise ApiError(404, f"{root} is not stored on this server (it keeps no blockstore)")
     try:
+        if wanted is not None:
+            return FORMATS[wanted.format](request, store, state.slots, root, segments, wanted)
         node = resolve_node(store, content_path)
         if node.kind == Kind.DIRECTORY:
             return _listing(request, store, node, root, segments)
@@ -147,17 +150,6 @@ def _not_found(exc: ContentError, root: Any) -> str:
     if isinstance(exc, BlockNotFoundError):
         return f"{root} (or a block under it) is not stored on this server"
     return str(exc)
-
-
-def _refuse_formats(request: Request) -> None:
-    wanted = request.query_params.get("format")
-    if wanted is not None and wanted not in FORMATS:
-        raise BadParameter("format", f"format={wanted} is not supported by this gateway yet")
-    accept = request.headers.get("accept", "")
-    if _IPLD_MEDIA in accept:
-        media = next(m.strip() for m in accept.split(",") if _IPLD_MEDIA in m).split(";")[0]
-        if media not in FORMATS:
-            raise BadParameter("Accept", f"{media} is not supported by this gateway yet")
 
 
 # -- files ------------------------------------------------------------------------------------
