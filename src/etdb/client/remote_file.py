@@ -73,6 +73,9 @@ class RemoteFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def write(self, b: object) -> int:
+        raise io.UnsupportedOperation("a RemoteFile is read-only (content is immutable)")
+
     def tell(self) -> int:
         self._check_open()
         return self._pos
@@ -150,14 +153,13 @@ class RemoteFile(io.RawIOBase):
 
 def leaf_data(getter: BlockGetter, cid: CID) -> bytes:
     """A leaf's file bytes: the block itself (raw leaves, CIDv1 profiles) or the UnixFS data
-    of a dag-pb leaf (CIDv0 / ``--raw-leaves=false`` imports)."""
+    of a dag-pb node (CIDv0 / ``--raw-leaves=false`` leaves, or a node's own bytes before its
+    children's, which a plan lists as a leaf of their own)."""
     if cid.codec == RAW:
         return getter.get(cid)
     node = load_node(getter, cid)
     if node.kind != Kind.FILE or node.unixfs is None:
         raise InvalidNodeError(cid, f"a file's leaf is a {node.kind}")
-    if node.pb is not None and node.pb.links:
-        raise InvalidNodeError(cid, "a file's leaf has links")
     return node.unixfs.data or b""
 
 
