@@ -31,6 +31,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.serve", None),  # serve
     ("etdb.commands.mirror", None),  # mirror
     ("etdb.commands.verify", None),  # verify
+    ("etdb.commands.download", None),  # download
 ]
 
 

@@ -1,0 +1,324 @@
+"""The verified downloader behind ``etdb download``: selection -> records -> files -> disk.
+
+:func:`select` reads the chosen records from an etdb server's API, :func:`plan` lists their
+files of the chosen types at their layout paths, and :class:`Downloader` fetches them through
+a :class:`etdb.content.fetch.BlockFetcher` (several peers at once, every block checked against
+its CID before it is written) with :mod:`etdb.content.filefetch`, which resumes a file from its
+``.part`` without fetching a verified leaf again. Progress is in ``<dest>/metadata.json``
+(:mod:`etdb.client.manifest`), rewritten atomically after every file.
+
+Files come one after another; the parallelism is inside a file (its leaves, from several
+peers). A file that fails (no peer could deliver a block) is marked failed with the reason and
+the run goes on; a re-run retries it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etdb.client.api import ApiClient, Params
+from etdb.client.layout import DEFAULT_LAYOUT, Layout, LayoutError
+from etdb.client.manifest import FileEntry, Manifest
+from etdb.client.selection import Group, file_category, needs_record, record_view, server_params
+
+if TYPE_CHECKING:
+    from etdb.client.client import Client
+    from etdb.content.fetch import BlockFetcher
+    from etdb.content.filefetch import FilePlan
+
+__all__ = [
+    "Dataset",
+    "DownloadListener",
+    "DownloadSummary",
+    "Downloader",
+    "download_ids",
+    "plan",
+    "select",
+]
+
+
+@dataclass
+class Dataset:
+    """A selected record (as ``/api/v1/records/{id}`` returned it) and its chosen files."""
+
+    record: dict[str, Any]
+    files: list[FileEntry] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return str(self.record["summary"]["id"])
+
+    @property
+    def sid(self) -> str:
+        return str(self.record["summary"].get("sid") or self.id[:16])
+
+    @property
+    def species(self) -> str:
+        return str(self.record["summary"].get("species") or "")
+
+    @property
+    def location(self) -> str:
+        return str((self.record["artifact"].get("storage") or {}).get("location") or "")
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+def select(
+    api: ApiClient,
+    params: Params,
+    *,
+    ids: Sequence[str] = (),
+    filter_group: Group | None = None,
+    on_record: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The full records chosen by ``ids`` (exactly those) or by the API filters ``params``
+    narrowed by the filter file's ``filter_group`` (applied here to each record's JSON; its
+    plain equality tests also go to the server). ``on_record(n)`` counts records read."""
+    if ids:
+        records = []
+        for i, txid in enumerate(dict.fromkeys(ids), 1):
+            records.append(api.get(txid))
+            if on_record:
+                on_record(i)
+        return records
+    query = list(params)
+    if filter_group is not None:
+        query += server_params(filter_group, {name for name, _ in params})
+    full = filter_group is not None and needs_record(filter_group)
+    records, seen = [], 0
+    for summary in api.search(query):
+        seen += 1
+        if filter_group is not None and not full and not filter_group.holds(record_view(summary)):
+            continue
+        record = api.get(str(summary["id"]))
+        if filter_group is not None and full and not filter_group.holds(record_view(record)):
+            continue
+        records.append(record)
+        if on_record:
+            on_record(seen)
+    return records
+
+
+def plan(
+    records: Iterable[dict[str, Any]], file_types: frozenset[str], layout: Layout
+) -> list[Dataset]:
+    """Datasets with their files of ``file_types`` at ``layout`` paths; records without such
+    files are left out. Two files at one path are a :class:`LayoutError` naming both."""
+    datasets: list[Dataset] = []
+    taken: dict[str, tuple[str, str]] = {}
+    for record in records:
+        dataset = Dataset(record)
+        storage = record["artifact"].get("storage") or {}
+        for file in storage.get("files") or []:
+            kind = file_category(file.get("subtype"))
+            fname = file.get("fname")
+            if kind not in file_types or not isinstance(fname, str) or not fname:
+                continue
+            path = layout.path(record, file, kind)
+            where = (dataset.id, fname)
+            if path in taken and taken[path] != where:
+                other = taken[path]
+                raise LayoutError(
+                    f"--layout {layout.template!r} puts two files at {path}: {other[1]} of "
+                    f"record {other[0][:12]} and {fname} of record {dataset.id[:12]}; add "
+                    "{sid}, {id} or {path} to the layout"
+                )
+            taken[path] = where
+            size = file.get("fsize")
+            dataset.files.append(
+                FileEntry(dataset.id, fname, path, kind, size if isinstance(size, int) else None)
+            )
+        if dataset.files:
+            datasets.append(dataset)
+    return datasets
+
+
+@dataclass
+class DownloadSummary:
+    done: int = 0  # files fetched (or finished) this run
+    skipped: int = 0  # files already complete from an earlier run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    bytes_fetched: int = 0
+    seconds: float = 0.0
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "bytes_fetched": self.bytes_fetched,
+            "seconds": round(self.seconds, 3),
+            "peers": self.peers,
+            "interrupted": self.interrupted,
+        }
+
+
+class DownloadListener:
+    """What a progress view hears; every method may be left as is."""
+
+    def file_started(self, entry: FileEntry, size: int, already: int) -> None: ...
+
+    def file_bytes(self, entry: FileEntry, n: int) -> None: ...
+
+    def file_finished(self, entry: FileEntry) -> None: ...
+
+
+class Downloader:
+    """Fetches planned files into ``manifest.dest`` through ``fetcher``, keeping the manifest."""
+
+    def __init__(
+        self,
+        fetcher: BlockFetcher,
+        manifest: Manifest,
+        *,
+        listener: DownloadListener | None = None,
+    ) -> None:
+        self.fetcher = fetcher
+        self.manifest = manifest
+        self.listener = listener or DownloadListener()
+
+    def run(self, datasets: Sequence[Dataset]) -> DownloadSummary:
+        summary = DownloadSummary()
+        started = time.monotonic()
+        run: dict[str, Any] = {"started": time.time()}
+        self.manifest.runs.append(run)
+        try:
+            for dataset in datasets:
+                for entry in dataset.files:
+                    self._one(dataset, entry, summary)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            raise
+        finally:
+            summary.seconds = time.monotonic() - started
+            summary.peers = [asdict(p) for p in self.fetcher.peers()]
+            run.update(summary.to_json())
+            self.manifest.save()
+        return summary
+
+    def _one(self, dataset: Dataset, entry: FileEntry, summary: DownloadSummary) -> None:
+        from etdb.content.errors import ContentError
+        from etdb.content.filefetch import download_file, plan_file
+
+        dest = self.manifest.dest
+        target = dest / entry.path
+        if entry.is_complete(dest):
+            summary.skipped += 1
+            self.listener.file_finished(entry)
+            return
+        if not dataset.location:
+            self._failed(entry, summary, "the record names no storage location")
+            return
+        try:
+            file_plan = plan_file(self.fetcher, f"{dataset.location}/{entry.fname}")
+            entry.cid, entry.size = str(file_plan.cid), file_plan.size
+            if target.exists():
+                # A crash between the final rename and the manifest's update leaves a complete
+                # file the manifest does not vouch for: trusted only once it re-hashes to the
+                # plan. Anything else there is the user's, never overwritten.
+                if not _matches_plan(target, file_plan):
+                    raise ContentError(
+                        f"{target} exists and is not {file_plan.cid}; move it away and re-run"
+                    )
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.listener.file_started(entry, file_plan.size, _resumed_bytes(target, file_plan))
+
+            def counted(n: int) -> None:
+                summary.bytes_fetched += n
+                self.listener.file_bytes(entry, n)
+
+            fetched = download_file(self.fetcher, file_plan, target, on_bytes=counted)
+        except (ContentError, OSError) as exc:
+            self._failed(entry, summary, str(exc) or type(exc).__name__)
+            return
+        except BaseException:
+            self.manifest.save()  # what was learnt (the CID) survives an interruption
+            raise
+        entry.fetched += fetched
+        entry.status, entry.verified, entry.reason = "done", True, None
+        summary.done += 1
+        self.manifest.save()
+        self.listener.file_finished(entry)
+
+    def _failed(self, entry: FileEntry, summary: DownloadSummary, reason: str) -> None:
+        entry.status, entry.verified, entry.reason = "failed", False, reason
+        summary.failed.append((entry.path, reason))
+        self.manifest.save()
+        self.listener.file_finished(entry)
+
+
+def _resumed_bytes(target: Path, file_plan: FilePlan) -> int:
+    """Bytes an earlier run already verified into ``<target>.part`` (from filefetch's journal;
+    0 when there is none or it is another file's), so progress and ETA start there."""
+    import base64
+    import json
+
+    from etdb.content.filefetch import JOURNAL_FORMAT
+
+    journal = target.with_name(target.name + ".part.json")
+    try:
+        body = json.loads(journal.read_text(encoding="utf-8"))
+        if body.get("format") != JOURNAL_FORMAT or body.get("cid") != str(file_plan.cid):
+            return 0
+        done = base64.b64decode(body["done"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
+    leaves = file_plan.leaves
+    return sum(
+        leaf.size
+        for i, leaf in enumerate(leaves)
+        if i >> 3 < len(done) and done[i >> 3] >> (i & 7) & 1
+    )
+
+
+def _matches_plan(target: Path, file_plan: FilePlan) -> bool:
+    """Whether the file on disk holds exactly the plan's bytes: its size, and every leaf
+    re-hashed against its CID (raw leaves only: a dag-pb leaf's framing is not on disk)."""
+    from etdb.content.cid import RAW
+
+    if any(leaf.cid.codec != RAW for leaf in file_plan.leaves):
+        return False
+    try:
+        if target.stat().st_size != file_plan.size:
+            return False
+        with target.open("rb") as f:
+            for leaf in file_plan.leaves:
+                f.seek(leaf.offset)
+                if not leaf.cid.verify(f.read(leaf.size)):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def download_ids(
+    client: Client,
+    ids: Sequence[str],
+    dest: Path,
+    *,
+    file_types: Iterable[str] | None = None,
+    layout: str = DEFAULT_LAYOUT,
+    listener: DownloadListener | None = None,
+) -> DownloadSummary:
+    """``etdb.Client.download``: records ``ids`` into ``dest`` through the client's fetcher,
+    with the command's manifest, layout and resume (``file_types``: names of
+    :data:`etdb.client.selection.FILE_TYPES`; none = every file)."""
+    from etdb.client.selection import parse_file_types
+
+    with ApiClient(client.server) as api:
+        records = select(api, (), ids=ids)
+    datasets = plan(records, parse_file_types(file_types), Layout(layout))
+    manifest = Manifest.load(Path(dest))
+    manifest.selection = {"ids": list(ids)}
+    for dataset in datasets:
+        dataset.files = manifest.merge({dataset.id: dataset.record}, dataset.files)
+    return Downloader(client.fetcher, manifest, listener=listener).run(datasets)
