@@ -1,0 +1,162 @@
+"""Per-source state for the block fetcher: health, speed, load, and which source to ask next.
+
+A *peer* is the base URL of anything that speaks the IPFS Trustless Gateway protocol (an etdb
+node, kubo, a public gateway). Choosing one is "least expected completion time": each peer
+keeps an EWMA of how long a block request takes, and a request goes to the peer minimising
+``(in_flight + 1) * ewma_seconds``. Two equally fast peers therefore share the work, a slow one
+gets proportionally less, and an unmeasured peer starts optimistic so it is tried at all.
+
+Health has two levels, because they mean different things:
+  * *unhealthy* (transient): ``FAILS_TO_COOL`` failures in a row (refused connections,
+    timeouts, 5xx) put a peer in a cooldown that doubles each time, up to ``MAX_COOLDOWN``;
+    the first success clears it. A restarted node comes back on its own.
+  * *dropped* (permanent): the peer sent bytes that do not hash to the CID asked for (a "lie"),
+    or it does not speak the protocol. Nothing it says can be trusted again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+#: Consecutive failures that put a peer in cooldown.
+FAILS_TO_COOL = 3
+FIRST_COOLDOWN = 1.0
+MAX_COOLDOWN = 30.0
+#: Weight of the newest sample in the request-time EWMA.
+EWMA_WEIGHT = 0.2
+#: Request time assumed for a peer not yet measured: optimistic, so every peer gets tried.
+UNMEASURED_SECONDS = 0.001
+
+
+@dataclass
+class PeerStats:
+    """What one source did: blocks and bytes delivered (verified), failures (transport errors,
+    timeouts, 5xx), lies (bytes that did not match the CID), time spent on delivered blocks."""
+
+    url: str
+    blocks: int = 0
+    bytes: int = 0
+    failures: int = 0
+    lies: int = 0
+    seconds: float = 0.0
+    dropped: bool = False
+    reason: str | None = None
+
+
+class Peer:
+    """One source's live state. Mutated only under the owning ``PeerSet``'s lock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.stats = PeerStats(self.url)
+        self.in_flight = 0
+        self.ewma_seconds: float | None = None
+        self.fails_in_row = 0
+        self.cooldown = 0.0
+        self.cool_until = 0.0
+
+    def expected_seconds(self) -> float:
+        per_request = self.ewma_seconds if self.ewma_seconds is not None else UNMEASURED_SECONDS
+        return (self.in_flight + 1) * per_request
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cool_until
+
+    def __repr__(self) -> str:
+        return f"Peer({self.url!r})"
+
+
+class PeerSet:
+    """The fetcher's sources and the choice among them (thread-safe)."""
+
+    def __init__(self, urls: Collection[str]) -> None:
+        seen: dict[str, Peer] = {}
+        for url in urls:
+            peer = Peer(url)
+            seen.setdefault(peer.url, peer)
+        self.peers = list(seen.values())
+        self._lock = threading.Lock()
+
+    def choose(self, exclude: Collection[Peer] = ()) -> Peer | None:
+        """The live, not-cooling peer outside ``exclude`` expected to finish soonest, with one
+        more request counted in flight on it (give it back with ``success``/``failure``/...).
+        None if there is none right now (see ``next_ready``)."""
+        now = time.monotonic()
+        with self._lock:
+            best: Peer | None = None
+            for p in self.peers:
+                if p.stats.dropped or p in exclude or p.cooling(now):
+                    continue
+                if best is None or p.expected_seconds() < best.expected_seconds():
+                    best = p
+            if best is not None:
+                best.in_flight += 1
+            return best
+
+    def next_ready(self, exclude: Collection[Peer] = ()) -> float | None:
+        """Seconds until a cooling peer outside ``exclude`` may be tried again; None if no peer
+        outside ``exclude`` is left at all (every one dropped or excluded)."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [
+                max(p.cool_until - now, 0.0)
+                for p in self.peers
+                if not p.stats.dropped and p not in exclude
+            ]
+        return min(waits) if waits else None
+
+    def success(self, peer: Peer, size: int, seconds: float) -> None:
+        with self._lock:
+            peer.in_flight -= 1
+            s = peer.stats
+            s.blocks += 1
+            s.bytes += size
+            s.seconds += seconds
+            peer.fails_in_row = 0
+            peer.cooldown = 0.0
+            peer.cool_until = 0.0
+            old = peer.ewma_seconds
+            peer.ewma_seconds = seconds if old is None else old + EWMA_WEIGHT * (seconds - old)
+
+    def absent(self, peer: Peer) -> None:
+        """The peer answered, but does not have the block: not a failure of the peer."""
+        with self._lock:
+            peer.in_flight -= 1
+            peer.fails_in_row = 0
+
+    def failure(self, peer: Peer) -> None:
+        """A transient failure; ``FAILS_TO_COOL`` in a row start (or lengthen) a cooldown."""
+        with self._lock:
+            peer.in_flight -= 1
+            peer.stats.failures += 1
+            peer.fails_in_row += 1
+            if peer.fails_in_row >= FAILS_TO_COOL:
+                peer.cooldown = min(max(peer.cooldown * 2, FIRST_COOLDOWN), MAX_COOLDOWN)
+                peer.cool_until = time.monotonic() + peer.cooldown
+                peer.fails_in_row = 0
+
+    def drop(self, peer: Peer, reason: str, *, lie: bool) -> bool:
+        """Stop using ``peer`` for good. True the first time (so one event is sent)."""
+        with self._lock:
+            peer.in_flight -= 1
+            if lie:
+                peer.stats.lies += 1
+            first = not peer.stats.dropped
+            if first:
+                peer.stats.dropped = True
+                peer.stats.reason = reason
+            return first
+
+    def by_score(self) -> list[Peer]:
+        """Live peers, fastest first (for one-off questions such as ``has``)."""
+        now = time.monotonic()
+        with self._lock:
+            live = [p for p in self.peers if not p.stats.dropped]
+            return sorted(live, key=lambda p: (p.cooling(now), p.expected_seconds()))
+
+    def snapshot(self) -> list[PeerStats]:
+        with self._lock:
+            return [PeerStats(**vars(p.stats)) for p in self.peers]
