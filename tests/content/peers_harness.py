@@ -7,7 +7,8 @@ the part of the IPFS Trustless Gateway protocol a block fetcher uses. It is a re
 a real socket, so a test can SIGKILL it mid-download.
 
 Options make it a *test double* where a test needs misbehaviour no honest node shows:
-``--corrupt CID`` serves wrong bytes for that one block (a lying gateway), ``--oversize`` sends
+``--corrupt CID`` serves wrong bytes for that one block (a lying gateway; ``all``: for every
+block), ``--oversize`` sends
 more than 2 MiB for every block (a peer streaming garbage), ``--delay S`` makes every answer
 late (a slow peer), ``--status N`` answers every request with status N.
 ``--log FILE`` appends one line per block request, ``<prefix> <cid>``: the prefix is whatever
@@ -27,6 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from etdb.content.blockstore import FSBlockstore
@@ -52,7 +54,7 @@ class BlockServer:
         self,
         store: Path,
         *,
-        corrupt: CID | None = None,
+        corrupt: CID | Literal["all"] | None = None,
         delay: float = 0.0,
         status: int | None = None,
         oversize: bool = False,
@@ -110,7 +112,7 @@ def read_log(log: Path) -> list[tuple[str, str]]:
 
 
 def _handler(store: FSBlockstore, args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
-    corrupt = CID.decode(args.corrupt) if args.corrupt else None
+    corrupt = CID.decode(args.corrupt) if args.corrupt not in (None, "all") else None
     delay, status, log = args.delay, args.status, args.log
     log_lock = threading.Lock()
 
@@ -147,7 +149,7 @@ def _handler(store: FSBlockstore, args: argparse.Namespace) -> type[BaseHTTPRequ
                 return self._send(400, b"bad CID", "text/plain", body)
             except BlockNotFoundError:
                 return self._send(404, b"not here", "text/plain", body)
-            if corrupt is not None and cid == corrupt:
+            if args.corrupt == "all" or (corrupt is not None and cid == corrupt):
                 block = bytes([block[0] ^ 0xFF]) + block[1:]
             if args.oversize:
                 block = bytes(OVERSIZE)
