@@ -87,11 +87,10 @@ def test_errors_name_the_status_and_the_parameter(client: Client) -> None:
         list(client.search(date_from="last tuesday"))
     assert bad.value.status == 400 and bad.value.parameter == "date_from"
     assert "date_from" in str(bad.value)
-    with (
-        etdb.Client(f"http://127.0.0.1:{free_port()}") as nobody,
-        pytest.raises(ClientError, match="ConnectError"),
-    ):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with etdb.Client(nowhere) as nobody, pytest.raises(ClientError) as down:
         nobody.get("ab" * 32)
+    assert nowhere in str(down.value) and down.value.status is None
 
 
 # -- open: a seekable verified stream --------------------------------------------------------

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from etdb.client.remote_file import RemoteFile
 from etdb.content.blockstore import FSBlockstore
 from etdb.index.query import Provenance, RecordSummary
@@ -83,7 +81,9 @@ class Client:
     ) -> None:
         self.server = server.rstrip("/")
         self.peers = [p.rstrip("/") for p in peers] if peers else [self.server]
-        self._http = httpx.Client(base_url=self.server, timeout=timeout)
+        from etdb.client.api import ApiClient  # imports ClientError from here
+
+        self._api = ApiClient(self.server, timeout=timeout)
         self._timeout = timeout
         if cache is None or isinstance(cache, FSBlockstore):
             self.cache = cache
@@ -96,41 +96,19 @@ class Client:
     def search(self, q: str | None = None, **filters: Any) -> Iterator[RecordSummary]:
         """Every record matching ``q`` and ``filters`` (the API's parameter names:
         ``species``, ``publisher``, ``taxid``, ``lab``, ``microscopist``, ``date_from``,
-        ``file_type``...; a list means any of), following the result pages lazily."""
-        params = query_params(q, filters)
-        params.setdefault("limit", PAGE_SIZE)
-        while True:
-            page = self._json("/api/v1/records", params)
-            for item in page["items"]:
-                yield summary_from_json(item)
-            after = page.get("next")
-            if not after:
-                return
-            params = {**params, "after": after}
+        ``file_type``...; a list means any of), following the result pages lazily
+        (``limit`` sets the page size)."""
+        limit = int(filters.pop("limit", PAGE_SIZE))
+        for item in self._api.search(query_params(q, filters), limit=limit):
+            yield summary_from_json(item)
 
     def count(self, q: str | None = None, **filters: Any) -> int:
         """How many records match, without listing them."""
-        params = query_params(q, filters) | {"limit": 1}
-        return int(self._json("/api/v1/records", params)["total"])
+        return self._api.page(query_params(q, filters), limit=1).total
 
     def get(self, id: str) -> Record:
         """The record with txid ``id`` (or a unique prefix of at least 6 hex characters)."""
-        return record_from_json(self._json(f"/api/v1/records/{id}", {}))
-
-    def _json(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            response = self._http.get(path, params=dict(params))
-        except httpx.HTTPError as exc:
-            raise ClientError(f"{self.server}{path}: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise _api_error(self.server + path, response)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ClientError(f"{self.server}{path}: the answer is not JSON") from None
-        if not isinstance(body, dict):
-            raise ClientError(f"{self.server}{path}: the answer is not a JSON object")
-        return body
+        return record_from_json(self._api.get(id))
 
     # -- content ------------------------------------------------------------------------------
 
@@ -192,7 +170,7 @@ class Client:
             self._fetcher = None
         if self.cache is not None:
             self.cache.sync()
-        self._http.close()
+        self._api.close()
 
     def __enter__(self) -> Client:
         return self
@@ -204,21 +182,16 @@ class Client:
 # -- JSON <-> typed values ------------------------------------------------------------------
 
 
-def query_params(q: str | None, filters: Mapping[str, Any]) -> dict[str, Any]:
-    """API query parameters: ``None`` dropped, tuples as lists (repeated parameters),
-    booleans as ``true``/``false``."""
-    params: dict[str, Any] = {}
-    if q:
-        params["q"] = q
+def query_params(q: str | None, filters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """API query parameters as (name, value) pairs: ``None`` dropped, a list or tuple as a
+    repeated parameter (any of), booleans as ``true``/``false``."""
+    params: list[tuple[str, str]] = [("q", q)] if q else []
     for name, value in filters.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            params[name] = "true" if value else "false"
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            params[name] = [str(v) for v in value]
-        else:
-            params[name] = value
+        values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        for v in values:
+            if v is None:
+                continue
+            params.append((name, ("true" if v else "false") if isinstance(v, bool) else str(v)))
     return params
 
 
@@ -270,23 +243,6 @@ def record_from_json(body: Mapping[str, Any]) -> Record:
         raise ClientError(f"a record lacks or mangles field {exc}") from None
     except RecordError as exc:
         raise ClientError(f"the record's artifact is invalid: {exc}") from None
-
-
-def _api_error(url: str, response: httpx.Response) -> ClientError:
-    parameter = None
-    message = response.text[:200]
-    try:
-        error = response.json().get("error") or {}
-        parameter = error.get("parameter")
-        message = error.get("message") or message
-    except (ValueError, AttributeError):
-        pass
-    where = f" (parameter {parameter})" if parameter else ""
-    return ClientError(
-        f"{url}: HTTP {response.status_code}{where}: {message}",
-        status=response.status_code,
-        parameter=parameter,
-    )
 
 
 def _looks_like_txid(value: str) -> bool:
