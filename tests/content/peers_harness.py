@@ -22,6 +22,7 @@ import argparse
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+import httpx
 
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.cid import CID, CIDError
@@ -95,6 +98,52 @@ class BlockServer:
         self.kill()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+class EtdbNode:
+    """A real ``etdb serve --no-index`` process whose blockstore is ``store``: our own path and
+    trustless gateway, as another lab's node would run it. Use as a context manager."""
+
+    def __init__(self, store: Path, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETDB_")}
+        env.update(ETDB_HOME=str(home), ETDB_BLOCKSTORE=str(store))
+        self.log = home / "serve.log"
+        etdb = (sys.executable, "-c", "from etdb.cli import main; main()")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*etdb, "serve", "--no-index", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 3 * START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etdb serve exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/status", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"etdb serve on {self.url} did not answer: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def __enter__(self) -> EtdbNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def read_log(log: Path) -> list[tuple[str, str]]:

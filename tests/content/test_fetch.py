@@ -25,7 +25,7 @@ from etdb.content.fetch import (
 )
 from etdb.content.memstore import MemoryBlockstore
 from etdb.content.profiles import KUBO_V1, KiB
-from tests.content.peers_harness import BlockServer, import_bytes, read_log
+from tests.content.peers_harness import BlockServer, EtdbNode, import_bytes, read_log
 
 # 16 KiB chunks, 8 links per node: 160 leaves under three levels of internal nodes in 2.5 MB.
 PROFILE = dataclasses.replace(KUBO_V1, chunk_size=16 * KiB, max_links=8)
@@ -223,3 +223,25 @@ def test_refuses_what_it_cannot_verify_and_bad_arguments() -> None:
     closed.close()
     with pytest.raises(ContentError, match="closed"):
         list(closed.get_many([CID.hash(b"x")]))
+
+
+def test_real_etdb_nodes_serve_the_fetcher(dataset: Dataset, tmp_path: Path) -> None:
+    """Our own trustless gateway (``etdb serve``) as the peers: raw blocks of both codecs,
+    404 for what a node lacks, and a node SIGKILLed while blocks are in flight."""
+    empty = tmp_path / "empty"
+    FSBlockstore(empty).close()
+    with (
+        EtdbNode(dataset.store, tmp_path / "a") as a,
+        EtdbNode(dataset.store, tmp_path / "b") as b,
+        EtdbNode(empty, tmp_path / "c") as c,
+        BlockFetcher([c.url, a.url, b.url], concurrency=8) as fetcher,
+    ):
+        result = {}
+        for cid, block in fetcher.get_many(dataset.blocks):
+            result[cid] = block
+            if len(result) == len(dataset.blocks) // 3:
+                a.kill()
+        sc, sa, sb = fetcher.peers()
+    assert result == dataset.blocks
+    assert sc.blocks == 0 and sc.failures == 0 and not sc.dropped  # 404s are no failure
+    assert sa.blocks > 0 and sb.blocks > 0 and not sa.dropped
