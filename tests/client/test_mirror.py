@@ -160,3 +160,53 @@ def test_mirror_refuses_an_unknown_codec(tmp_path: Path) -> None:
     cbor = CID.v1(DAG_CBOR, bytes(32))
     with pytest.raises(InvalidNodeError, match="cannot mirror codec"):
         mirror_dag(FSBlockstore(tmp_path / "m"), StoreSource(FSBlockstore(tmp_path / "s")), cbor)
+
+
+# -- following a real node ------------------------------------------------------------------
+
+
+def test_mirror_follows_new_records_of_a_node(tmp_path: Path) -> None:
+    """Pass one mirrors the two datasets a node holds; the lab then publishes a third (`etdb
+    demo --datasets 3` adds one); pass two mirrors only that one; pass three finds nothing."""
+    from etdb.client.client import Client
+    from etdb.client.mirror import Mirror
+    from etdb.content.fetch import BlockFetcher
+    from tests.client.nodes import Node, make_demo_home
+
+    home = tmp_path / "lab"
+    first = make_demo_home(home, datasets=2)
+    node = Node(home).start()
+    store = FSBlockstore(tmp_path / "mirror")
+    try:
+        with (
+            Client(node.url) as client,
+            BlockFetcher([node.url], local=store, keep=store) as fetcher,
+        ):
+            publisher = client.get(first["records"][0]["record"]).summary.publisher
+            mirror = Mirror(client, store, fetcher, {"publisher": publisher})
+            one = mirror.pass_once()
+            assert sorted(o.id for o in one) == sorted(r["record"] for r in first["records"])
+            assert all(o.ok and o.dag and o.dag.fetched == o.dag.blocks for o in one)
+
+            second = make_demo_home(home, datasets=3)
+            new = {r["record"] for r in second["records"]} - {r["record"] for r in first["records"]}
+            assert len(new) == 1
+            two = mirror.pass_once()
+            assert [o.id for o in two] == list(new) and two[0].ok
+            assert mirror.pass_once() == []
+            assert mirror.done == {r["record"] for r in second["records"]}
+    finally:
+        node.stop()
+    store.sync()
+    lab = FSBlockstore(home / "blocks", create=False)
+    assert {c.multihash for c in store.cids()} <= {c.multihash for c in lab.cids()}
+    for rec in second["records"]:
+        assert read_range(store, f"{rec['cid']}/{rec_file(rec)}", 0) == read_range(
+            lab, f"{rec['cid']}/{rec_file(rec)}", 0
+        )
+    assert store.verify().ok
+
+
+def rec_file(rec: dict) -> str:
+    folder = Path(rec["folder"])
+    return str(next(p for p in folder.rglob("*.rec")).relative_to(folder))
