@@ -28,6 +28,7 @@ lint: $(STAMP)
 # cache folder; where that is impossible the tests that need them skip (or fail in CI).
 test: $(STAMP) lint
 	-$(BIN)/python -m tests.content.references --install
+	-$(BIN)/python -m tests.web.helia_client --install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
