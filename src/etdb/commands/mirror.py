@@ -141,7 +141,8 @@ def mirror_command(
     except KeyboardInterrupt:
         interrupted = True
     except ClientError as exc:
-        fail(str(exc))
+        flag = f" (option --{exc.parameter.replace('_', '-')})" if exc.parameter else ""
+        fail(f"{exc}{flag}")
     finally:
         fetcher.close()
         client.close()
