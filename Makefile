@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py --write docs/benchmarks.md
 	$(BIN)/python bench/publish.py --write docs/benchmarks.md
 	$(BIN)/python bench/portal.py --write docs/benchmarks.md
+	$(BIN)/python bench/download.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
