@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from etdb.api import create_app
 from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
-from etdb.content.car import read_car
+from etdb.content.car import export_car, read_car
 from etdb.content.cid import CID, DAG_PB, RAW
 from etdb.content.dagpb import decode_node
 from etdb.content.errors import BlockNotFoundError, CorruptBlockError
@@ -467,3 +467,27 @@ def test_parse_entity_bytes() -> None:
     for bad in ("", "1", "a:b", "1:2:3", "*:5", "10:5"):
         with pytest.raises(Exception, match="entity-bytes"):
             parse_entity_bytes(bad)
+
+
+@pytest.mark.parametrize(
+    ("rel", "params", "options"),
+    [
+        ("", {}, {}),
+        ("raw/series.mrc", {"entity-bytes": "1500:-3000"}, {"entity_bytes": (1500, -3000)}),
+        ("many", {"dag-scope": "entity", "car-dups": "y"}, {"scope": "entity", "dups": True}),
+    ],
+)
+def test_gateway_car_is_etdb_car_export(
+    client: TestClient,
+    dataset: Dataset,
+    rel: str,
+    params: dict[str, str],
+    options: dict[str, Any],
+) -> None:
+    """What docs/gateway.md promises: `curl ...?format=car` == `etdb car export` of the same."""
+    path = f"{dataset.root}/{rel}" if rel else str(dataset.root)
+    r = client.get(f"/ipfs/{path}", params={"format": "car", **params})
+    out = io.BytesIO()
+    with dataset.store() as store:
+        export_car(store, path, out, **options)
+    assert r.status_code == 200 and r.content == out.getvalue()
