@@ -10,7 +10,8 @@ Options make it a *test double* where a test needs misbehaviour no honest node s
 ``--corrupt CID`` serves wrong bytes for that one block (a lying gateway; ``all``: for every
 block), ``--oversize`` sends
 more than 2 MiB for every block (a peer streaming garbage), ``--delay S`` makes every answer
-late (a slow peer), ``--status N`` answers every request with status N.
+late (a slow peer), ``--status N`` answers every request with status N, ``--hang-up`` closes
+each connection after one answer without saying so (as a keep-alive timeout expiring does).
 ``--log FILE`` appends one line per block request, ``<prefix> <cid>``: the prefix is whatever
 path the client put before ``/ipfs/`` (tests give each run its own peer URL prefix, so one
 server's log tells which run asked for what).
@@ -61,6 +62,7 @@ class BlockServer:
         delay: float = 0.0,
         status: int | None = None,
         oversize: bool = False,
+        hang_up: bool = False,
         log: Path | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", "tests.content.peers_harness", "--store", str(store)]
@@ -72,6 +74,8 @@ class BlockServer:
             cmd += ["--status", str(status)]
         if oversize:
             cmd.append("--oversize")
+        if hang_up:
+            cmd.append("--hang-up")
         if log is not None:
             cmd += ["--log", str(log)]
         repo = Path(__file__).resolve().parents[2]
@@ -211,6 +215,8 @@ def _handler(store: FSBlockstore, args: argparse.Namespace) -> type[BaseHTTPRequ
             self.end_headers()
             if body:
                 self.wfile.write(data)
+            if args.hang_up:
+                self.close_connection = True
 
     return Handler
 
@@ -222,6 +228,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--status", type=int)
     parser.add_argument("--oversize", action="store_true")
+    parser.add_argument("--hang-up", action="store_true")
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
     store = FSBlockstore(args.store, create=False)

@@ -245,3 +245,15 @@ def test_real_etdb_nodes_serve_the_fetcher(dataset: Dataset, tmp_path: Path) -> 
     assert result == dataset.blocks
     assert sc.blocks == 0 and sc.failures == 0 and not sc.dropped  # 404s are no failure
     assert sa.blocks > 0 and sb.blocks > 0 and not sa.dropped
+
+
+def test_connection_closed_between_requests_is_reopened_not_a_failure(dataset: Dataset) -> None:
+    with (
+        BlockServer(dataset.store, hang_up=True) as peer,
+        BlockFetcher([peer.url], concurrency=2) as fetcher,
+    ):
+        assert dict(fetcher.get_many(dataset.leaves[:20])) == {
+            c: dataset.blocks[c] for c in dataset.leaves[:20]
+        }
+        (stats,) = fetcher.peers()
+    assert stats.blocks == 20 and stats.failures == 0

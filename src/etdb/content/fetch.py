@@ -23,6 +23,7 @@ work over the network unchanged. ``on_event`` is called from worker threads.
 
 from __future__ import annotations
 
+import http.client
 import random
 import threading
 import time
@@ -30,8 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import Enum
-
-import httpx
+from typing import Any
 
 from etdb import __version__
 from etdb.content.blockstore import BlockGetter, Blockstore
@@ -134,10 +134,7 @@ class BlockFetcher:
             raise ValueError(f"timeout must be positive, not {timeout}")
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, not {retries}")
-        for url in peers:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"peer {url!r} is not an http:// or https:// URL")
-        self._peers = PeerSet(peers)
+        self._peers = PeerSet(peers, timeout)  # raises ValueError for a URL that is not http(s)
         self._local = local
         self._keep = keep
         self._concurrency = concurrency
@@ -147,23 +144,6 @@ class BlockFetcher:
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        headers = {
-            "Accept": RAW_MEDIA,
-            # Compressed bodies would have to be inflated before hashing; blocks of MRC data
-            # barely compress, and loopback/LAN peers gain nothing from it.
-            "Accept-Encoding": "identity",
-            "User-Agent": f"etdb/{__version__}",
-        }
-        self._clients = {
-            p.url: httpx.Client(
-                limits=limits,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                headers=headers,
-                follow_redirects=True,
-            )
-            for p in self._peers.peers
-        }
 
     # -- BlockGetter ----------------------------------------------------------------------------
 
@@ -177,10 +157,10 @@ class BlockFetcher:
             return True
         for peer in self._peers.by_score():
             try:
-                r = self._clients[peer.url].head(_block_url(peer, cid))
-            except httpx.HTTPError:
+                status, _headers, _body = _exchange(peer, "HEAD", cid, 0)
+            except (OSError, http.client.HTTPException):
                 continue
-            if r.status_code == 200:
+            if status == 200:
                 return True
         return False
 
@@ -222,8 +202,7 @@ class BlockFetcher:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        for client in self._clients.values():
-            client.close()
+        self._peers.close()
 
     def __enter__(self) -> BlockFetcher:
         return self
@@ -311,44 +290,109 @@ class BlockFetcher:
 
     def _request(self, peer: Peer, cid: CID) -> tuple[_Outcome, bytes | str, float]:
         start = time.monotonic()
-        deadline = start + self._timeout
         try:
-            with self._clients[peer.url].stream("GET", _block_url(peer, cid)) as r:
-                status = r.status_code
-                if status in (404, 410):
-                    return _Outcome.ABSENT, f"not found (HTTP {status})", 0.0
-                if status == 408 or status == 429 or status >= 500:
-                    return _Outcome.FAILED, f"HTTP {status}", 0.0
-                if status != 200:
-                    return _Outcome.ABSENT, f"refused the request (HTTP {status})", 0.0
-                media = r.headers.get("content-type", "").partition(";")[0].strip().lower()
-                if media != RAW_MEDIA:
-                    what = f"Content-Type {media!r}" if media else "no Content-Type"
-                    return _Outcome.REFUSED, f"answered with {what}, not {RAW_MEDIA}", 0.0
-                declared = r.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > MAX_BLOCK_SIZE:
-                    return _Outcome.LIED, f"announced {declared} bytes, over the block limit", 0.0
-                buf = bytearray()
-                for chunk in r.iter_raw():
-                    buf += chunk
-                    if len(buf) > MAX_BLOCK_SIZE:
-                        return _Outcome.LIED, f"sent over {MAX_BLOCK_SIZE} bytes for a block", 0.0
-                    if time.monotonic() > deadline:
-                        return _Outcome.FAILED, f"too slow (over {self._timeout:g} s)", 0.0
-        except httpx.HTTPError as exc:
+            status, headers, body = _exchange(peer, "GET", cid, start + self._timeout)
+        except _TooLarge as exc:
+            return _Outcome.LIED, str(exc), 0.0
+        except TimeoutError:
+            return _Outcome.FAILED, f"too slow (over {self._timeout:g} s)", 0.0
+        except (OSError, http.client.HTTPException) as exc:
             return _Outcome.FAILED, _describe(exc), 0.0
-        block = bytes(buf)
-        if not cid.verify(block):
-            return _Outcome.LIED, f"sent {len(block)} bytes that do not hash to {cid}", 0.0
-        return _Outcome.OK, block, time.monotonic() - start
+        if status in (404, 410):
+            return _Outcome.ABSENT, f"not found (HTTP {status})", 0.0
+        if status == 408 or status == 429 or status >= 500:
+            return _Outcome.FAILED, f"HTTP {status}", 0.0
+        if status != 200:
+            return _Outcome.ABSENT, f"refused the request (HTTP {status})", 0.0
+        media = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != RAW_MEDIA:
+            what = f"Content-Type {media!r}" if media else "no Content-Type"
+            return _Outcome.REFUSED, f"answered with {what}, not {RAW_MEDIA}", 0.0
+        if not cid.verify(body):
+            return _Outcome.LIED, f"sent {len(body)} bytes that do not hash to {cid}", 0.0
+        return _Outcome.OK, body, time.monotonic() - start
 
     def _emit(self, event: FetchEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
 
 
-def _block_url(peer: Peer, cid: CID) -> str:
-    return f"{peer.url}/ipfs/{cid}?format=raw"
+class _TooLarge(ContentError):
+    """A peer announced or sent more than a block can be."""
+
+
+_HEADERS = {
+    "Accept": RAW_MEDIA,
+    # Compressed bodies would have to be inflated before hashing; MRC data barely compresses.
+    "Accept-Encoding": "identity",
+    "User-Agent": f"etdb/{__version__}",
+}
+#: Error bodies up to this size are read (so the connection can be reused); larger: dropped.
+_DRAIN_LIMIT = 64 << 10
+
+
+def _exchange(peer: Peer, method: str, cid: CID, deadline: float) -> tuple[int, Any, bytes]:
+    """One request for ``cid`` on this thread's connection to ``peer``: (status, headers,
+    body). The body is read only for a 200 GET, and never past ``MAX_BLOCK_SIZE`` or
+    ``deadline`` (``_TooLarge``, ``TimeoutError``). A kept-alive connection the peer closed
+    meanwhile is reopened once, silently: that is HTTP/1.1 housekeeping, not a failure."""
+    conns = peer.connections
+    path = f"{conns.prefix}/ipfs/{cid}?format=raw"
+    while True:
+        conn, reused = conns.get()
+        try:
+            conn.request(method, path, headers=_HEADERS)
+            r = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conns.discard()
+            if reused:
+                continue
+            raise
+        except BaseException:
+            conns.discard()
+            raise
+        break
+    try:
+        if method == "HEAD" or r.status != 200:
+            length = r.getheader("content-length")
+            if method != "HEAD" and (
+                length is None or not length.isdigit() or int(length) > _DRAIN_LIMIT
+            ):
+                conns.discard()
+            else:
+                r.read()
+            return r.status, r.headers, b""
+        return r.status, r.headers, _read_body(r, deadline)
+    except BaseException:
+        conns.discard()
+        raise
+
+
+def _read_body(r: http.client.HTTPResponse, deadline: float) -> bytes:
+    length = r.getheader("content-length")
+    if length is not None and length.isdigit():
+        size = int(length)
+        if size > MAX_BLOCK_SIZE:
+            raise _TooLarge(f"announced {size} bytes, over the block limit")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = r.readinto(view[got:])
+            if not n:
+                raise http.client.IncompleteRead(bytes(view[:got]), size - got)
+            got += n
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        return bytes(buf)
+    out = bytearray()  # chunked or close-delimited
+    while chunk := r.read1(65536):
+        out += chunk
+        if len(out) > MAX_BLOCK_SIZE:
+            raise _TooLarge(f"sent over {MAX_BLOCK_SIZE} bytes for a block")
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return bytes(out)
 
 
 def _backoff(tries: int) -> float:
@@ -358,7 +402,7 @@ def _backoff(tries: int) -> float:
     return min(FIRST_BACKOFF * 2 ** (tries - 1), MAX_BACKOFF) * random.uniform(0.5, 1.5)
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 

@@ -16,10 +16,12 @@ Health has two levels, because they mean different things:
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 #: Consecutive failures that put a peer in cooldown.
 FAILS_TO_COOL = 3
@@ -46,11 +48,62 @@ class PeerStats:
     reason: str | None = None
 
 
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one peer, one per worker thread.
+
+    ``http.client`` rather than httpx: a block request is small and there are thousands of
+    them, and http.client spends a third of httpx's CPU per request (measured on loopback:
+    0.2 vs 0.65 ms per 256 KiB block), CPU the gateway on the same machine needs. A thread's
+    connection is used by that thread only, so no pool lock is taken per request.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"peer {url!r} is not an http:// or https:// URL")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection, and whether it was used before (so may have gone stale)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, True
+        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout)
+        self._local.conn = conn
+        with self._lock:
+            self._all.add(conn)
+        return conn, False
+
+    def discard(self) -> None:
+        """Close this thread's connection (after an error, or a body left unread)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                self._all.discard(conn)
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, set()
+        for conn in conns:
+            conn.close()
+
+
 class Peer:
     """One source's live state. Mutated only under the owning ``PeerSet``'s lock."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.connections = Connections(self.url, timeout)
         self.stats = PeerStats(self.url)
         self.in_flight = 0
         self.ewma_seconds: float | None = None
@@ -72,10 +125,10 @@ class Peer:
 class PeerSet:
     """The fetcher's sources and the choice among them (thread-safe)."""
 
-    def __init__(self, urls: Collection[str]) -> None:
+    def __init__(self, urls: Collection[str], timeout: float = 30.0) -> None:
         seen: dict[str, Peer] = {}
         for url in urls:
-            peer = Peer(url)
+            peer = Peer(url, timeout)
             seen.setdefault(peer.url, peer)
         self.peers = list(seen.values())
         self._lock = threading.Lock()
@@ -156,6 +209,10 @@ class PeerSet:
         with self._lock:
             live = [p for p in self.peers if not p.stats.dropped]
             return sorted(live, key=lambda p: (p.cooling(now), p.expected_seconds()))
+
+    def close(self) -> None:
+        for p in self.peers:
+            p.connections.close()
 
     def snapshot(self) -> list[PeerStats]:
         with self._lock:
