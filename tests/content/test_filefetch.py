@@ -20,7 +20,7 @@ from etdb.content.cid import CID
 from etdb.content.errors import ContentError, NotAFileError
 from etdb.content.exporter import load_node, walk_file
 from etdb.content.fetch import BlockFetcher
-from etdb.content.filefetch import FilePlan, Leaf, download_file, plan_file
+from etdb.content.filefetch import FilePlan, Leaf, download_file, plan_file, resumed_bytes
 from etdb.content.profiles import KUBO_V1, UNIXFS_V0_2015, KiB, Profile
 from etdb.content.unixfs import Importer
 from tests.content.peers_harness import BlockServer, import_bytes, read_log
@@ -205,13 +205,15 @@ def test_interrupted_download_resumes_without_refetching(random_file: File, tmp_
         kept = done_leaves(journal, plan)
         assert len(kept) >= (SIZE // 2) // LEAF  # everything written was journaled on Ctrl-C
         assert not dest.exists() and dest.with_name("tomo.rec.part").exists()
+        resumed = resumed_bytes(plan, dest)
+        assert resumed == sum(leaf.size for leaf in plan.leaves if str(leaf.cid) in kept)
         with BlockFetcher([peer.url + "/second"]) as fetcher:
             rest = download_file(fetcher, plan, dest)
     assert dest.read_bytes() == random_file.data and not journal.exists()
     again = {cid for prefix, cid in read_log(log) if prefix == "/second"}
     assert not again & kept
     assert again == set(leaf_cids(plan)) - kept
-    assert rest == SIZE - sum(leaf.size for leaf in plan.leaves if str(leaf.cid) in kept)
+    assert rest == SIZE - resumed and resumed_bytes(plan, dest) == 0
 
 
 def test_damaged_journal_means_starting_over(random_file: File, tmp_path: Path) -> None:

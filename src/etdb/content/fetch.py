@@ -31,13 +31,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
-from etdb import __version__
 from etdb.content.blockstore import BlockGetter, Blockstore
 from etdb.content.cid import CID, SHA2_256
 from etdb.content.errors import BlockNotFoundError, ContentError, CorruptBlockError
-from etdb.content.peers import Peer, PeerSet, PeerStats
+from etdb.content.peers import (
+    MAX_BLOCK_SIZE,
+    RAW_MEDIA,
+    BlockTooLarge,
+    Peer,
+    PeerSet,
+    PeerStats,
+    exchange,
+)
 
 __all__ = [
     "MAX_BLOCK_SIZE",
@@ -50,10 +56,6 @@ __all__ = [
     "Retry",
 ]
 
-#: The largest block accepted from a peer: bitswap's and boxo's limit. No UnixFS importer makes
-#: larger ones, and without a limit a hostile peer could stream garbage forever.
-MAX_BLOCK_SIZE = 2 << 20
-RAW_MEDIA = "application/vnd.ipld.raw"
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 
@@ -157,7 +159,7 @@ class BlockFetcher:
             return True
         for peer in self._peers.by_score():
             try:
-                status, _headers, _body = _exchange(peer, "HEAD", cid, 0)
+                status, _headers, _body = exchange(peer, "HEAD", cid, 0)
             except (OSError, http.client.HTTPException):
                 continue
             if status == 200:
@@ -291,8 +293,8 @@ class BlockFetcher:
     def _request(self, peer: Peer, cid: CID) -> tuple[_Outcome, bytes | str, float]:
         start = time.monotonic()
         try:
-            status, headers, body = _exchange(peer, "GET", cid, start + self._timeout)
-        except _TooLarge as exc:
+            status, headers, body = exchange(peer, "GET", cid, start + self._timeout)
+        except BlockTooLarge as exc:
             return _Outcome.LIED, str(exc), 0.0
         except TimeoutError:
             return _Outcome.FAILED, f"too slow (over {self._timeout:g} s)", 0.0
@@ -315,84 +317,6 @@ class BlockFetcher:
     def _emit(self, event: FetchEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
-
-
-class _TooLarge(ContentError):
-    """A peer announced or sent more than a block can be."""
-
-
-_HEADERS = {
-    "Accept": RAW_MEDIA,
-    # Compressed bodies would have to be inflated before hashing; MRC data barely compresses.
-    "Accept-Encoding": "identity",
-    "User-Agent": f"etdb/{__version__}",
-}
-#: Error bodies up to this size are read (so the connection can be reused); larger: dropped.
-_DRAIN_LIMIT = 64 << 10
-
-
-def _exchange(peer: Peer, method: str, cid: CID, deadline: float) -> tuple[int, Any, bytes]:
-    """One request for ``cid`` on this thread's connection to ``peer``: (status, headers,
-    body). The body is read only for a 200 GET, and never past ``MAX_BLOCK_SIZE`` or
-    ``deadline`` (``_TooLarge``, ``TimeoutError``). A kept-alive connection the peer closed
-    meanwhile is reopened once, silently: that is HTTP/1.1 housekeeping, not a failure."""
-    conns = peer.connections
-    path = f"{conns.prefix}/ipfs/{cid}?format=raw"
-    while True:
-        conn, reused = conns.get()
-        try:
-            conn.request(method, path, headers=_HEADERS)
-            r = conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            conns.discard()
-            if reused:
-                continue
-            raise
-        except BaseException:
-            conns.discard()
-            raise
-        break
-    try:
-        if method == "HEAD" or r.status != 200:
-            length = r.getheader("content-length")
-            if method != "HEAD" and (
-                length is None or not length.isdigit() or int(length) > _DRAIN_LIMIT
-            ):
-                conns.discard()
-            else:
-                r.read()
-            return r.status, r.headers, b""
-        return r.status, r.headers, _read_body(r, deadline)
-    except BaseException:
-        conns.discard()
-        raise
-
-
-def _read_body(r: http.client.HTTPResponse, deadline: float) -> bytes:
-    length = r.getheader("content-length")
-    if length is not None and length.isdigit():
-        size = int(length)
-        if size > MAX_BLOCK_SIZE:
-            raise _TooLarge(f"announced {size} bytes, over the block limit")
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = r.readinto(view[got:])
-            if not n:
-                raise http.client.IncompleteRead(bytes(view[:got]), size - got)
-            got += n
-            if time.monotonic() > deadline:
-                raise TimeoutError
-        return bytes(buf)
-    out = bytearray()  # chunked or close-delimited
-    while chunk := r.read1(65536):
-        out += chunk
-        if len(out) > MAX_BLOCK_SIZE:
-            raise _TooLarge(f"sent over {MAX_BLOCK_SIZE} bytes for a block")
-        if time.monotonic() > deadline:
-            raise TimeoutError
-    return bytes(out)
 
 
 def _backoff(tries: int) -> float:

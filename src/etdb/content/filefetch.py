@@ -43,7 +43,7 @@ try:
 except ImportError:  # Windows: no advisory locks; two downloads into one file are the user's
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FilePlan", "Leaf", "download_file", "plan_file"]
+__all__ = ["FilePlan", "Leaf", "download_file", "plan_file", "resumed_bytes"]
 
 JOURNAL_BYTES = 64 << 20
 JOURNAL_SECONDS = 2.0
@@ -312,6 +312,21 @@ def _checkpoint(fd: int, journal: Path, plan: FilePlan, done: bytearray) -> None
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, journal)
+
+
+def resumed_bytes(plan: FilePlan, dest: Path) -> int:
+    """File bytes an earlier, interrupted ``download_file`` of ``plan`` into ``dest`` left
+    verified on disk (what a re-run will not fetch again); 0 if there is nothing to resume."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        part_size = part.stat().st_size
+    except OSError:
+        return 0
+    done = _load_journal(dest.with_name(dest.name + ".part.json"), plan, part_size)
+    if done is None:
+        return 0
+    return sum(leaf.size for i, leaf in enumerate(plan.leaves) if _is_set(done, i))
 
 
 def _load_journal(journal: Path, plan: FilePlan, part_size: int) -> bytearray | None:

@@ -12,6 +12,9 @@ Health has two levels, because they mean different things:
     the first success clears it. A restarted node comes back on its own.
   * *dropped* (permanent): the peer sent bytes that do not hash to the CID asked for (a "lie"),
     or it does not speak the protocol. Nothing it says can be trusted again.
+
+The wire side is here too: ``Connections`` (one keep-alive HTTP/1.1 connection per peer and
+worker thread) and ``exchange`` (one ``GET /ipfs/{cid}?format=raw``, size- and time-bounded).
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from etdb import __version__
+from etdb.content.cid import CID
+from etdb.content.errors import ContentError
+
+#: The largest block accepted from a peer: bitswap's and boxo's limit. No UnixFS importer makes
+#: larger ones, and without a limit a hostile peer could stream garbage forever.
+MAX_BLOCK_SIZE = 2 << 20
+RAW_MEDIA = "application/vnd.ipld.raw"
 #: Consecutive failures that put a peer in cooldown.
 FAILS_TO_COOL = 3
 FIRST_COOLDOWN = 1.0
@@ -217,3 +229,84 @@ class PeerSet:
     def snapshot(self) -> list[PeerStats]:
         with self._lock:
             return [PeerStats(**vars(p.stats)) for p in self.peers]
+
+
+# -- one block request ---------------------------------------------------------------------
+
+
+class BlockTooLarge(ContentError):
+    """A peer announced or sent more than a block can be."""
+
+
+_HEADERS = {
+    "Accept": RAW_MEDIA,
+    # Compressed bodies would have to be inflated before hashing; MRC data barely compresses.
+    "Accept-Encoding": "identity",
+    "User-Agent": f"etdb/{__version__}",
+}
+#: Error bodies up to this size are read (so the connection can be reused); larger: dropped.
+_DRAIN_LIMIT = 64 << 10
+
+
+def exchange(peer: Peer, method: str, cid: CID, deadline: float) -> tuple[int, Any, bytes]:
+    """One request for ``cid`` on this thread's connection to ``peer``: (status, headers,
+    body). The body is read only for a 200 GET, and never past ``MAX_BLOCK_SIZE`` or
+    ``deadline`` (``BlockTooLarge``, ``TimeoutError``). A kept-alive connection the peer closed
+    meanwhile is reopened once, silently: that is HTTP/1.1 housekeeping, not a failure."""
+    conns = peer.connections
+    path = f"{conns.prefix}/ipfs/{cid}?format=raw"
+    while True:
+        conn, reused = conns.get()
+        try:
+            conn.request(method, path, headers=_HEADERS)
+            r = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conns.discard()
+            if reused:
+                continue
+            raise
+        except BaseException:
+            conns.discard()
+            raise
+        break
+    try:
+        if method == "HEAD" or r.status != 200:
+            length = r.getheader("content-length")
+            if method != "HEAD" and (
+                length is None or not length.isdigit() or int(length) > _DRAIN_LIMIT
+            ):
+                conns.discard()
+            else:
+                r.read()
+            return r.status, r.headers, b""
+        return r.status, r.headers, _read_body(r, deadline)
+    except BaseException:
+        conns.discard()
+        raise
+
+
+def _read_body(r: http.client.HTTPResponse, deadline: float) -> bytes:
+    length = r.getheader("content-length")
+    if length is not None and length.isdigit():
+        size = int(length)
+        if size > MAX_BLOCK_SIZE:
+            raise BlockTooLarge(f"announced {size} bytes, over the block limit")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = r.readinto(view[got:])
+            if not n:
+                raise http.client.IncompleteRead(bytes(view[:got]), size - got)
+            got += n
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        return bytes(buf)
+    out = bytearray()  # chunked or close-delimited
+    while chunk := r.read1(65536):
+        out += chunk
+        if len(out) > MAX_BLOCK_SIZE:
+            raise BlockTooLarge(f"sent over {MAX_BLOCK_SIZE} bytes for a block")
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return bytes(out)
