@@ -327,9 +327,8 @@ def _v1_record_search(conn: sa.Connection) -> None:
     (copied, not recomputed: the same words). SQLite only loses the always-NULL column.
 
     PostgreSQL drops a column without rewriting the table: the old vectors' space in
-    ``records`` (~1.3 GB per million records) is reused by new rows only, and given back by
-    ``VACUUM FULL records`` (which cannot run inside this transaction). 52 s per million
-    records on the benchmark machine."""
+    ``records`` is reused by new rows only, and given back by ``VACUUM FULL records`` (which
+    cannot run inside this transaction). 52 s per million records on the benchmark machine."""
     if conn.dialect.name == "postgresql":
         # Table first, GIN index after the copy: one sorted build instead of 1M inserts.
         conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
