@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID, RAW
 from etdb.content.errors import InvalidNodeError
-from etdb.content.exporter import Kind, load_node
+from etdb.content.exporter import Kind, load_node, seek_position
 
 if TYPE_CHECKING:
     from etdb.content.filefetch import FilePlan
@@ -82,18 +82,8 @@ class RemoteFile(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
-        return pos
+        self._pos = seek_position(self._pos, self.size, offset, whence)
+        return self._pos
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check_open()

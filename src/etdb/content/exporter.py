@@ -311,6 +311,22 @@ def read_range(store: BlockGetter, path: str | CID, start: int, end: int | None 
     return b"".join(iter_file(store, path, start, end))
 
 
+def seek_position(current: int, size: int, offset: int, whence: int) -> int:
+    """Where ``seek(offset, whence)`` lands in a stream of ``size`` bytes now at ``current``
+    (``io`` semantics: past the end is allowed, before the start is an error)."""
+    if whence == io.SEEK_SET:
+        pos = offset
+    elif whence == io.SEEK_CUR:
+        pos = current + offset
+    elif whence == io.SEEK_END:
+        pos = size + offset
+    else:
+        raise ValueError(f"invalid whence {whence}")
+    if pos < 0:
+        raise ValueError(f"negative seek position {pos}")
+    return pos
+
+
 class UnixFSFileReader(io.RawIOBase):
     """A seekable read-only stream over a UnixFS file.
 
@@ -344,18 +360,8 @@ class UnixFSFileReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
-        return pos
+        self._pos = seek_position(self._pos, self.size, offset, whence)
+        return self._pos
 
     def _fill(self) -> bool:
         """Make ``_buf`` hold the byte at ``_pos``; False at end of file."""

@@ -59,17 +59,7 @@ _MOVIES = {".mp4": "video/mp4", ".flv": "video/x-flv", ".webm": "video/webm"}
 _SIDECARS = {".rawtlt", ".tlt", ".mdoc", ".xf", ".xtilt", ".fid", ".com", ".log"}
 
 # Where each subtype goes in the file list (the order etdb-react's download table uses).
-_ORDER = [
-    "tiltSeries",
-    "reconstruction",
-    "subvolume",
-    "keymov",
-    "keyimg",
-    "preview",
-    "snapshot",
-    "thumbnail",
-    "other",
-]
+_ORDER = list(SUBTYPES)
 # Software is stored per file (files[].software), as go-etdb did; every other Details field is
 # taken from the metadata as it is.
 _PER_FILE = ("swAcquisition", "swReconstruction")
