@@ -62,6 +62,7 @@ from etdb.index.store import (
     PublishedRecord,
     RecordState,
 )
+from etdb.index.textcache import DEFAULT_MAX_BYTES
 from etdb.index.writes import Writer, current_artifact, state_query
 
 __all__ = ["CatalogSchemaError", "SqlCatalog", "open_catalog"]
@@ -81,7 +82,9 @@ _SQLITE_PRAGMAS = (
 )
 
 
-def open_catalog(url: str, *, memory_index: bool = True) -> SqlCatalog:
+def open_catalog(
+    url: str, *, memory_index: bool = True, text_cache_bytes: int = DEFAULT_MAX_BYTES
+) -> SqlCatalog:
     """Open (creating if needed) the catalog at a SQLAlchemy URL: ``sqlite:///path``,
     ``sqlite://`` (in memory, one shared connection: tests), ``postgresql+psycopg://...``
     (``postgresql://`` and ``postgres://`` mean psycopg 3). Raises
@@ -89,7 +92,8 @@ def open_catalog(url: str, *, memory_index: bool = True) -> SqlCatalog:
 
     ``memory_index``: serve filtered searches from a columnar copy in this process
     (memindex.py; ~110 bytes per record, loaded at the first filtered search). Processes
-    that only write (the indexer) never load it."""
+    that only write (the indexer) never load it. ``text_cache_bytes``: its cache of text
+    matches per catalog version (textcache.py; 0 turns it off)."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
@@ -111,7 +115,7 @@ def open_catalog(url: str, *, memory_index: bool = True) -> SqlCatalog:
     except BaseException:
         engine.dispose()
         raise
-    return SqlCatalog(engine, memory_index=memory_index)
+    return SqlCatalog(engine, memory_index=memory_index, text_cache_bytes=text_cache_bytes)
 
 
 def _sqlite_setup(engine: sa.Engine) -> None:
@@ -142,11 +146,19 @@ class _Tx:
 class SqlCatalog:
     """A catalog on one SQLAlchemy engine (see the module docstring)."""
 
-    def __init__(self, engine: sa.Engine, *, memory_index: bool = True) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        memory_index: bool = True,
+        text_cache_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._fts = for_dialect(self.dialect)
-        self._mem = MemoryIndex(self._fts) if memory_index else None
+        self._mem = (
+            MemoryIndex(self._fts, text_cache_bytes=text_cache_bytes) if memory_index else None
+        )
         self._local = threading.local()
         self._token_key: bytes | None = None
 

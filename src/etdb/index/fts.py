@@ -87,6 +87,11 @@ class FullText(Protocol):
 
     def clear(self, conn: sa.Connection) -> None: ...
 
+    def expression(self, tq: TextQuery) -> str:
+        """The backend's query text for ``tq`` (FTS5 MATCH string, tsquery): what the match
+        depends on, so also the text cache's key (textcache.py)."""
+        ...
+
     def match(self, tq: TextQuery) -> sa.ColumnElement[bool]:
         """A predicate on ``records``."""
         ...

@@ -15,6 +15,10 @@ Coherence: every write transaction stamps the rows it changes with its number (m
 rows with a newer rev. Deleting rows (rollback, clear) changes "epoch": a full reload. SQL stays
 the reference: ``reads.py`` falls back to it inside write transactions, and the tests check
 both paths give identical results.
+
+Text: the full-text match stays in SQL (fts.py); its candidates are kept per catalog version in
+a :class:`~etdb.index.textcache.TextCache`, so a repeated text (facet clicks, sorts, pages,
+popular words) skips SQL's per-match cost.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from etdb.index.flatten import label
 from etdb.index.fts import FullText, TextQuery
 from etdb.index.query import FacetValue, SearchQuery
 from etdb.index.schema import meta, records
+from etdb.index.textcache import DEFAULT_MAX_BYTES, TextCache, Version
 
 #: Categorical columns: int32 codes (-1 = NULL) into a per-column dictionary of strings.
 CATS = (
@@ -101,8 +106,9 @@ class Found:
 
 
 class MemoryIndex:
-    def __init__(self, fts: FullText) -> None:
+    def __init__(self, fts: FullText, *, text_cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.fts = fts
+        self.text_cache = TextCache(text_cache_bytes)
         self.lock = threading.Lock()
         self.rev = -1
         self.epoch: str | None = None
@@ -128,18 +134,25 @@ class MemoryIndex:
 
     # -- loading ------------------------------------------------------------------------
 
-    def sync(self, conn: sa.Connection) -> bool:
-        """Catch up with committed writes; False if this catalog cannot be served here."""
+    @staticmethod
+    def version(conn: sa.Connection) -> Version:
+        """The catalog's committed ``(rev, epoch)`` as ``conn`` sees it (one indexed query)."""
         state = dict(
             conn.execute(
                 sa.select(meta.c.key, meta.c.value).where(meta.c.key.in_(["rev", "epoch"]))
             ).all()
         )
-        rev, epoch = int(state["rev"]), state["epoch"]
+        return int(state["rev"]), state["epoch"]
+
+    def sync(self, conn: sa.Connection, version: Version | None = None) -> bool:
+        """Catch up with committed writes (up to ``version`` if already read on ``conn``);
+        False if this catalog cannot be served here."""
+        rev, epoch = version if version is not None else self.version(conn)
         if epoch != self.epoch:
             self._reset(1024)
             self.rev, self.epoch = -1, epoch
-        if rev != self.rev:
+        # rev < self.rev: another thread synced to a newer version first; never go back.
+        if rev > self.rev:
             # In slices: a million Row objects at once would take gigabytes.
             rows = conn.execution_options(yield_per=_SLICE).execute(
                 _LOAD.where(records.c.rev > self.rev)
@@ -198,11 +211,13 @@ class MemoryIndex:
         """None when this catalog needs SQL (too many file subtypes)."""
         ranked = query.sort == "relevance"
         candidates = scores = None
+        # Read before the text match: a cache entry is filed under a version no newer than
+        # what it holds (textcache.py), and sync loads at least what the match saw.
+        version = self.version(conn)
         if tq is not None:
-            narrow = s.filters(query, self.fts, None)
-            candidates, scores = self.fts.candidates(conn, tq, ranked, narrow)
+            candidates, scores = self.text_cache.candidates(self.fts, conn, tq, ranked, version)
         with self.lock:
-            if not self.sync(conn):
+            if not self.sync(conn, version):
                 return None
             hits = np.flatnonzero(self._mask(query, candidates))
             facets = {name: self._facet(name, hits) for name in dict.fromkeys(query.facets)}
