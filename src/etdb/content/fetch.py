@@ -194,6 +194,34 @@ class BlockFetcher:
             for future in pending:
                 future.cancel()
 
+    # -- for multi-block requests (``carfetch``) -------------------------------------------------
+
+    @property
+    def peer_set(self) -> PeerSet:
+        """The live sources and the choice among them, shared with CAR streams."""
+        return self._peers
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    @property
+    def local(self) -> BlockGetter | None:
+        return self._local
+
+    def emit(self, event: FetchEvent) -> None:
+        """Report an event that happened outside ``get``/``get_many`` (a CAR stream's)."""
+        self._emit(event)
+
+    def keep(self, cid: CID, block: bytes) -> None:
+        """Store a block verified elsewhere (a CAR stream's) where fetched blocks are kept."""
+        if self._keep is not None:
+            self._keep.put(cid, block, verify=False)
+
     def peers(self) -> list[PeerStats]:
         """A snapshot of every source's statistics, in the order given."""
         return self._peers.snapshot()

@@ -7,12 +7,15 @@ costs a handful of round trips, not a walk of 20,000 blocks.
 
 ``download_file`` fetches the leaves through a ``BlockFetcher`` (each one verified against its
 CID before a byte of it is written) and writes them where they belong with ``os.pwrite`` into
-``<dest>.part``, in whatever order they arrive. Progress is journaled in ``<dest>.part.json``:
-the set of leaves whose bytes are on disk. The journal is only ever written after an
-``fdatasync`` of the data it describes, and atomically (temp file + rename), every
-``JOURNAL_BYTES`` or ``JOURNAL_SECONDS`` and on the way out of an error or Ctrl-C; so after a
-crash or SIGKILL the journal never claims a leaf that is not on disk, and a re-run never fetches
-a leaf the journal holds. At the end the file is fsynced and renamed to ``dest``.
+``<dest>.part``, in whatever order they arrive. Leaves come first as long runs of CAR streams
+(``carfetch``: one request per ``RUN_BYTES`` of file, not per leaf); whatever no peer streamed
+(peers without CAR support, runs given up after failures) is then fetched block by block.
+Progress is journaled in ``<dest>.part.json``: the set of leaves whose bytes are on disk.
+The journal is only ever written after an ``fdatasync`` of the data it describes, and
+atomically (temp file + rename), every ``JOURNAL_BYTES`` or ``JOURNAL_SECONDS`` and on the
+way out of an error or Ctrl-C; so after a crash or SIGKILL the journal never claims a leaf that
+is not on disk, and a re-run never fetches a leaf the journal holds. At the end the file is
+fsynced and renamed to ``dest``.
 
 The file's bytes are exactly those the root CID names, by construction: the internal nodes are
 verified (their hashes chain up to the root), each leaf is verified and must hold exactly the
@@ -27,10 +30,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etdb.content.blockstore import BlockGetter
+from etdb.content.carfetch import RUN_BYTES, car_leaves
 from etdb.content.cid import CID, DAG_PB, RAW
 from etdb.content.dagpb import DagPBError, PBLink, decode_node, decode_unixfs
 from etdb.content.errors import ContentError, InvalidNodeError, NotAFileError
@@ -65,11 +69,13 @@ class Leaf:
 
 @dataclass
 class FilePlan:
-    """A file's root, size, and its leaves in file order (internal nodes already fetched)."""
+    """A file's root, size, and its leaves in file order (internal nodes already fetched).
+    ``internal``: the CIDs of those internal nodes (blocks a CAR of the file may also hold)."""
 
     cid: CID
     size: int
     leaves: list[Leaf]
+    internal: set[CID] = field(default_factory=set, compare=False)
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -82,6 +88,7 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
         raise NotAFileError(f"{path} is a {root.kind}, not a file")
     size = root.size or 0
     leaves: list[Leaf] = []
+    internal = {root.cid}
     level: list[tuple[Node, int]] = [(root, 0)]
     depth = 0
     while level:
@@ -104,6 +111,7 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
                 child_offset += child_size
         level = []
         for cid, block in _get_all(getter, list(wanted)):
+            internal.add(cid)
             child = load_node(_OneBlock(cid, block), cid)
             for offset, child_size, parent in wanted[cid]:
                 if not child.is_file:
@@ -116,7 +124,7 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
         depth += 1
     leaves.sort(key=lambda leaf: leaf.offset)
     _check_coverage(root.cid, size, leaves)
-    return FilePlan(root.cid, size, leaves)
+    return FilePlan(root.cid, size, leaves, internal)
 
 
 def _own_bytes(node: Node) -> int:
@@ -173,12 +181,15 @@ def download_file(
     dest: Path,
     *,
     on_bytes: Callable[[int], None] | None = None,
+    car: bool = True,
+    run_bytes: int = RUN_BYTES,
 ) -> int:
     """Fetch the file into ``dest`` (see module doc); return the bytes written this run.
 
     ``on_bytes(n)`` is called (in this thread) each time ``n`` verified bytes are written. A
     ``dest`` already there with the plan's size is taken as complete (0 is returned); one of
-    another size is refused, never overwritten.
+    another size is refused, never overwritten. ``car=False`` fetches block by block only;
+    ``run_bytes`` is the file bytes asked for per CAR stream.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -202,7 +213,18 @@ def download_file(
             os.ftruncate(fd, 0)
             os.ftruncate(fd, plan.size)
             done = bytearray((len(plan.leaves) + 7) // 8)
-        written = _fill(fetcher, plan, fd, part, journal, done, on_bytes)
+        writer = _PartWriter(plan, fd, journal, done, on_bytes)
+        try:
+            if car:
+                missing = [i for i in range(len(plan.leaves)) if not _is_set(done, i)]
+                for cid, block, indices in car_leaves(fetcher, plan, missing, run_bytes=run_bytes):
+                    writer.write(cid, block, indices)
+            _fill_by_block(fetcher, writer)
+        except BaseException:
+            # Keep what was verified and written (Ctrl-C, a FetchError): the next run resumes.
+            with contextlib.suppress(OSError):
+                writer.checkpoint()
+            raise
         missing = [i for i in range(len(plan.leaves)) if not _is_set(done, i)]
         if missing:  # get_many yields every CID it was given; this is a bug guard
             leaf = plan.leaves[missing[0]]
@@ -213,51 +235,60 @@ def download_file(
     os.replace(part, dest)
     fsync_dir(dest.parent)
     journal.unlink(missing_ok=True)
-    return written
+    return writer.written
 
 
-def _fill(
-    fetcher: BlockFetcher,
-    plan: FilePlan,
-    fd: int,
-    part: Path,
-    journal: Path,
-    done: bytearray,
-    on_bytes: Callable[[int], None] | None,
-) -> int:
-    """Fetch and write every leaf not yet done; checkpoint as we go and on the way out."""
+class _PartWriter:
+    """Writes verified leaves into the ``.part`` and keeps the journal (in the caller's
+    thread: the done-bitmap and the journal have one writer)."""
+
+    def __init__(
+        self,
+        plan: FilePlan,
+        fd: int,
+        journal: Path,
+        done: bytearray,
+        on_bytes: Callable[[int], None] | None,
+    ) -> None:
+        self.plan, self.fd, self.journal, self.done = plan, fd, journal, done
+        self.on_bytes = on_bytes
+        self.written = self.unsynced = 0
+        self.last_sync = time.monotonic()
+
+    def write(self, cid: CID, block: bytes, indices: list[int]) -> None:
+        """Write a verified leaf block at each of its places (``indices`` into the plan)."""
+        data = _leaf_bytes(cid, block)
+        for i in indices:
+            leaf = self.plan.leaves[i]
+            if len(data) != leaf.size:
+                raise InvalidNodeError(
+                    cid,
+                    f"leaf at byte {leaf.offset} of {self.plan.cid} holds {len(data)} bytes, "
+                    f"its parent says {leaf.size}",
+                )
+            _pwrite_all(self.fd, data, leaf.offset)
+            self.done[i >> 3] |= 1 << (i & 7)
+            self.written += leaf.size
+            self.unsynced += leaf.size
+            if self.on_bytes is not None:
+                self.on_bytes(leaf.size)
+        if self.unsynced >= JOURNAL_BYTES or time.monotonic() - self.last_sync >= JOURNAL_SECONDS:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        _checkpoint(self.fd, self.journal, self.plan, self.done)
+        self.unsynced, self.last_sync = 0, time.monotonic()
+
+
+def _fill_by_block(fetcher: BlockFetcher, writer: _PartWriter) -> None:
+    """Fetch and write every leaf not yet done, one block request each."""
     where: dict[CID, list[int]] = {}  # one fetch for a leaf repeated (runs of zeros in MRCs)
-    for i, leaf in enumerate(plan.leaves):
-        if not _is_set(done, i):
+    for i, leaf in enumerate(writer.plan.leaves):
+        if not _is_set(writer.done, i):
             where.setdefault(leaf.cid, []).append(i)
-    written = unsynced = 0
-    last_sync = time.monotonic()
-    try:
+    if where:
         for cid, block in fetcher.get_many(list(where)):
-            data = _leaf_bytes(cid, block)
-            for i in where[cid]:
-                leaf = plan.leaves[i]
-                if len(data) != leaf.size:
-                    raise InvalidNodeError(
-                        cid,
-                        f"leaf at byte {leaf.offset} of {plan.cid} holds {len(data)} bytes, "
-                        f"its parent says {leaf.size}",
-                    )
-                _pwrite_all(fd, data, leaf.offset)
-                done[i >> 3] |= 1 << (i & 7)
-                written += leaf.size
-                unsynced += leaf.size
-                if on_bytes is not None:
-                    on_bytes(leaf.size)
-            if unsynced >= JOURNAL_BYTES or time.monotonic() - last_sync >= JOURNAL_SECONDS:
-                _checkpoint(fd, journal, plan, done)
-                unsynced, last_sync = 0, time.monotonic()
-    except BaseException:
-        # Keep what was verified and written (Ctrl-C, a FetchError): the next run resumes here.
-        with contextlib.suppress(OSError):
-            _checkpoint(fd, journal, plan, done)
-        raise
-    return written
+            writer.write(cid, block, where[cid])
 
 
 def _leaf_bytes(cid: CID, block: bytes) -> bytes:

@@ -35,6 +35,7 @@ from etdb.content.errors import ContentError
 #: larger ones, and without a limit a hostile peer could stream garbage forever.
 MAX_BLOCK_SIZE = 2 << 20
 RAW_MEDIA = "application/vnd.ipld.raw"
+CAR_MEDIA = "application/vnd.ipld.car"
 #: Consecutive failures that put a peer in cooldown.
 FAILS_TO_COOL = 3
 FIRST_COOLDOWN = 1.0
@@ -122,6 +123,9 @@ class Peer:
         self.fails_in_row = 0
         self.cooldown = 0.0
         self.cool_until = 0.0
+        #: False once the peer answered a CAR request as one it does not serve (it may still
+        #: serve raw blocks); None until asked.
+        self.serves_car: bool | None = None
 
     def expected_seconds(self) -> float:
         per_request = self.ewma_seconds if self.ewma_seconds is not None else UNMEASURED_SECONDS
@@ -178,6 +182,22 @@ class PeerSet:
             peer.in_flight -= 1
             s = peer.stats
             s.blocks += 1
+            s.bytes += size
+            s.seconds += seconds
+            peer.fails_in_row = 0
+            peer.cooldown = 0.0
+            peer.cool_until = 0.0
+            old = peer.ewma_seconds
+            peer.ewma_seconds = seconds if old is None else old + EWMA_WEIGHT * (seconds - old)
+
+    def delivered(self, peer: Peer, blocks: int, size: int, seconds: float) -> None:
+        """A multi-block request (a CAR stream) ended well: ``blocks`` verified blocks of
+        ``size`` bytes in ``seconds``. The EWMA then holds stream times, which is what the
+        peers are compared on while streams are what is asked of them."""
+        with self._lock:
+            peer.in_flight -= 1
+            s = peer.stats
+            s.blocks += blocks
             s.bytes += size
             s.seconds += seconds
             peer.fails_in_row = 0
@@ -254,21 +274,7 @@ def exchange(peer: Peer, method: str, cid: CID, deadline: float) -> tuple[int, A
     ``deadline`` (``BlockTooLarge``, ``TimeoutError``). A kept-alive connection the peer closed
     meanwhile is reopened once, silently: that is HTTP/1.1 housekeeping, not a failure."""
     conns = peer.connections
-    path = f"{conns.prefix}/ipfs/{cid}?format=raw"
-    while True:
-        conn, reused = conns.get()
-        try:
-            conn.request(method, path, headers=_HEADERS)
-            r = conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            conns.discard()
-            if reused:
-                continue
-            raise
-        except BaseException:
-            conns.discard()
-            raise
-        break
+    r = _send(conns, method, f"{conns.prefix}/ipfs/{cid}?format=raw", _HEADERS)
     try:
         if method == "HEAD" or r.status != 200:
             length = r.getheader("content-length")
@@ -283,6 +289,44 @@ def exchange(peer: Peer, method: str, cid: CID, deadline: float) -> tuple[int, A
     except BaseException:
         conns.discard()
         raise
+
+
+def _send(
+    conns: Connections, method: str, path: str, headers: dict[str, str]
+) -> http.client.HTTPResponse:
+    """Send one request on this thread's connection; the response's body is left unread. A
+    kept-alive connection the peer closed meanwhile is reopened once (see ``exchange``)."""
+    while True:
+        conn, reused = conns.get()
+        try:
+            conn.request(method, path, headers=headers)
+            return conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conns.discard()
+            if reused:
+                continue
+            raise
+        except BaseException:
+            conns.discard()
+            raise
+
+
+_CAR_HEADERS = {
+    # dups=n: a block repeated in the range (runs of zeros) is sent once; order=dfs: file order.
+    "Accept": f"{CAR_MEDIA};version=1;order=dfs;dups=n",
+    "Accept-Encoding": "identity",
+    "User-Agent": f"etdb/{__version__}",
+}
+
+
+def open_car(peer: Peer, cid: CID, first: int, last: int) -> http.client.HTTPResponse:
+    """``GET /ipfs/{cid}?format=car&dag-scope=entity&entity-bytes={first}:{last}`` (bytes
+    inclusive) on this thread's connection to ``peer``. The response comes back unread: the
+    caller streams it and either reads it to its end (the connection is then reused) or calls
+    ``peer.connections.discard()``."""
+    conns = peer.connections
+    query = f"format=car&dag-scope=entity&entity-bytes={first}:{last}"
+    return _send(conns, "GET", f"{conns.prefix}/ipfs/{cid}?{query}", _CAR_HEADERS)
 
 
 def _read_body(r: http.client.HTTPResponse, deadline: float) -> bytes:
