@@ -245,7 +245,7 @@ class _Streams:
             if self.stopping.is_set():  # our own doing (the sockets were shut down)
                 self.peers.absent(peer)
                 return
-            self.peers.failure(peer)
+            self.peers.failure(peer, progressed=blocks > 0)
             run.failures += 1
             run.tried.add(peer)
             if not self.stopping.is_set():

@@ -212,11 +212,16 @@ class PeerSet:
             peer.in_flight -= 1
             peer.fails_in_row = 0
 
-    def failure(self, peer: Peer) -> None:
-        """A transient failure; ``FAILS_TO_COOL`` in a row start (or lengthen) a cooldown."""
+    def failure(self, peer: Peer, *, progressed: bool = False) -> None:
+        """A transient failure; ``FAILS_TO_COOL`` in a row start (or lengthen) a cooldown.
+        ``progressed``: it failed after delivering verified blocks (a stream cut short), so it
+        is alive: counted, but no step towards a cooldown."""
         with self._lock:
             peer.in_flight -= 1
             peer.stats.failures += 1
+            if progressed:
+                peer.fails_in_row = 0
+                return
             peer.fails_in_row += 1
             if peer.fails_in_row >= FAILS_TO_COOL:
                 peer.cooldown = min(max(peer.cooldown * 2, FIRST_COOLDOWN), MAX_COOLDOWN)
