@@ -20,6 +20,12 @@ block as the indexer does. Then a fixed, seeded query mix runs ``--queries`` tim
 * deep page: sort by date, the page after a keyset token 20 pages in;
 * id prefix: ``get()`` by an 8-hex-digit txid prefix.
 
+The memory index keeps text matches per catalog version (``etdb.index.textcache``,
+``--text-cache-mb``, 0 = off). The texts are Zipf-drawn, so they repeat within the mix, as
+popular words do in real use: each kind with a text is timed as served (the cache emptied
+after the warm-up, so only repeats within the timed queries hit; the hit count is reported),
+then again "cold", the cache emptied before every query, so every text is new to it.
+
 PostgreSQL: ``--pg-url`` (default ``$ETDB_TEST_POSTGRES`` or postgresql://postgres@127.0.0.1/test);
 the catalog lives in a fresh schema, dropped afterwards unless ``--keep``.
 
@@ -259,7 +265,7 @@ def sqlite_catalog(
     tmp: Path, n: int, args: argparse.Namespace
 ) -> Iterator[tuple[SqlCatalog, Callable[[], int]]]:
     path = Path(args.reuse) if args.reuse else tmp / f"catalog-{n}.sqlite3"
-    cat = open_catalog(f"sqlite:///{path}")
+    cat = open_catalog(f"sqlite:///{path}", text_cache_bytes=text_cache_bytes(args))
 
     def size() -> int:
         with cat.engine.connect() as conn:
@@ -287,7 +293,10 @@ def pg_catalog(
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in base else "?"
-    cat = open_catalog(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
+    cat = open_catalog(
+        f"{base}{sep}options={quote(f'-csearch_path={schema}')}",
+        text_cache_bytes=text_cache_bytes(args),
+    )
 
     def size() -> int:
         with psycopg.connect(base, autocommit=True) as conn:
@@ -312,6 +321,10 @@ def pg_catalog(
 
 
 BACKENDS = {"sqlite": sqlite_catalog, "postgresql": pg_catalog}
+
+
+def text_cache_bytes(args: argparse.Namespace) -> int:
+    return int(args.text_cache_mb * 2**20)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -386,10 +399,9 @@ def query_mix(
     def q_of(query: SearchQuery) -> Callable[[SqlCatalog], Any]:
         return lambda cat: cat.search(query)
 
+    typed = [SearchQuery(q=text(), facets=tuple(FACETS), **two_filters()) for _ in range(count)]
     mix: dict[str, list[Callable[[SqlCatalog], Any]]] = {
-        "text + 2 filters + facets": [
-            q_of(SearchQuery(q=text(), facets=tuple(FACETS), **two_filters())) for _ in range(count)
-        ],
+        "text + 2 filters + facets": [q_of(q) for q in typed],
         "facets, no filter": [q_of(SearchQuery(facets=tuple(FACETS))) for _ in range(count)],
         "facets + species filter": [
             q_of(
@@ -406,7 +418,30 @@ def query_mix(
             (lambda p: lambda c: c.get(p))(record_id(rng.randrange(n))[:8]) for _ in range(count)
         ],
     }
+    # Drawn last, so the kinds above are the same queries as in earlier reports.
+    mix[NEXT_CLICK] = [
+        Then(
+            q_of(q),
+            q_of(SearchQuery(q=q.q, facets=tuple(FACETS), sort=rng.choice(SORTS), **two_filters())),
+        )
+        for q in typed
+    ]
     return mix
+
+
+#: The user's next click after a "text + 2 filters + facets" search: other filters, a sort.
+NEXT_CLICK = "same text, next click (other filters, sort)"
+SORTS = ("published", "date", "species", "relevance")
+
+
+class Then:
+    """A timed query run right after an untimed one (the search the user typed first)."""
+
+    def __init__(self, first: Callable[[SqlCatalog], Any], then: Callable[[SqlCatalog], Any]):
+        self.first, self.then = first, then
+
+    def __call__(self, cat: SqlCatalog) -> Any:
+        return self.then(cat)
 
 
 def deep_pages(cat: SqlCatalog, count: int) -> list[Callable[[SqlCatalog], Any]]:
@@ -417,31 +452,51 @@ def deep_pages(cat: SqlCatalog, count: int) -> list[Callable[[SqlCatalog], Any]]
     return [lambda c: c.search(SearchQuery(sort="date", limit=50, after=token))] * count
 
 
+#: Kinds whose queries have a text ``q``: timed again with every text new to the cache.
+TEXT_KINDS = ("text + 2 filters + facets", "relevance, no facets", NEXT_CLICK)
+COLD = " (cold: text new to the cache)"
+
+
 def measure(
     cat: SqlCatalog, mix: dict[str, list[Callable[[SqlCatalog], Any]]], warmup: int
 ) -> dict[str, dict[str, float]]:
+    cache = cat._mem.text_cache if cat._mem is not None else None
     out = {}
     for name, queries in mix.items():
         for fn in queries[:warmup]:
             fn(cat)
-        times, totals = [], []
-        for fn in queries:
-            t0 = time.perf_counter()
-            result = fn(cat)
-            times.append(time.perf_counter() - t0)
-            totals.append(getattr(result, "total", 1 if result is not None else 0))
-        times.sort()
-        out[name] = {
-            "p50": statistics.median(times) * 1000,
-            "p95": times[max(0, round(0.95 * len(times)) - 1)] * 1000,
-            "max": times[-1] * 1000,
-            "hits": statistics.median(totals),
-            "hits_max": max(totals),
-        }
-        print(
-            f"  {name}: p50 {out[name]['p50']:.1f} ms, p95 {out[name]['p95']:.1f} ms",
-            file=sys.stderr,
-        )
+        runs = [(name, False)] + ([(name + COLD, True)] if name in TEXT_KINDS else [])
+        for row, cold in runs:
+            if cache is not None:
+                cache.clear()  # the warm-up's texts are the first timed ones: no free hits
+            times, totals, cached = [], [], 0
+            for fn in queries:
+                if isinstance(fn, Then):
+                    fn.first(cat)
+                if cold and cache is not None:
+                    cache.clear()
+                seen = cache.stats().hits if cache is not None else 0
+                t0 = time.perf_counter()
+                result = fn(cat)
+                times.append(time.perf_counter() - t0)
+                cached += cache.stats().hits - seen if cache is not None else 0
+                totals.append(getattr(result, "total", 1 if result is not None else 0))
+            times.sort()
+            out[row] = {
+                "p50": statistics.median(times) * 1000,
+                "p95": times[max(0, round(0.95 * len(times)) - 1)] * 1000,
+                "max": times[-1] * 1000,
+                "hits": statistics.median(totals),
+                "hits_max": max(totals),
+                "cached": -1.0,  # not a text query, or no cache
+            }
+            if cache is not None and name in TEXT_KINDS:
+                out[row]["cached"] = cached
+            print(
+                f"  {row}: p50 {out[row]['p50']:.1f} ms, p95 {out[row]['p95']:.1f} ms, "
+                f"cache hits {out[row]['cached']:.0f}",
+                file=sys.stderr,
+            )
     return out
 
 
@@ -514,16 +569,18 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
     lines += [
         "",
         f"### Search latency (ms; {args.queries} queries per kind after {args.warmup} warm-up; "
-        "hits = median / max `total`)",
+        "hits = median / max `total`; text cache hits among the timed queries, "
+        f"{args.text_cache_mb:g} MB cache)",
         "",
-        "| backend | records | query | p50 | p95 | max | hits |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | records | query | p50 | p95 | max | hits | text cache hits |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for name, v in r["latency"].items():
+            cached = f"{v['cached']:.0f} / {args.queries}" if v["cached"] >= 0 else "-"
             lines.append(
                 f"| {r['backend']} | {r['records']:,} | {name} | {v['p50']:.1f} | {v['p95']:.1f} | "
-                f"{v['max']:.1f} | {v['hits']:,.0f} / {v['hits_max']:,.0f} |"
+                f"{v['max']:.1f} | {v['hits']:,.0f} / {v['hits_max']:,.0f} | {cached} |"
             )
     lines += ["", END]
     return "\n".join(lines) + "\n"
@@ -552,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--write", type=Path, help="update this Markdown file's bench/catalog.py section"
+    )
+    ap.add_argument(
+        "--text-cache-mb",
+        type=float,
+        default=64,
+        help="the memory index's text cache (default 64 MB; 0 = off, every query cold)",
     )
     ap.add_argument("--note", help="a paragraph for the --write section (caveats, context)")
     ap.add_argument(
