@@ -23,8 +23,11 @@ block as the indexer does. Then a fixed, seeded query mix runs ``--queries`` tim
 The memory index keeps text matches per catalog version (``etdb.index.textcache``,
 ``--text-cache-mb``, 0 = off). The texts are Zipf-drawn, so they repeat within the mix, as
 popular words do in real use: each kind with a text is timed as served (the cache emptied
-after the warm-up, so only repeats within the timed queries hit; the hit count is reported),
-then again "cold", the cache emptied before every query, so every text is new to it.
+after the warm-up, then filled by ``--history`` untimed earlier searches with texts from the
+same distribution, another seed: the traffic a running server has seen; the timed queries'
+cache hits are reported), then again "cold", the cache emptied before every query, so every
+text is new to it. "same text, next click" times the search after one of the text queries:
+its text, other filters, a sort (a quarter by relevance, which needs scores: a miss).
 
 PostgreSQL: ``--pg-url`` (default ``$ETDB_TEST_POSTGRES`` or postgresql://postgres@127.0.0.1/test);
 the catalog lives in a fresh schema, dropped afterwards unless ``--keep``.
@@ -51,8 +54,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -361,6 +365,28 @@ def load(cat: SqlCatalog, synth: Synth, n: int, block: int) -> dict[str, float]:
     return {"store": store, "generate": gen}
 
 
+def draw_text(rng: random.Random, synth: Synth) -> str:
+    """A search text: a genus, a "Genus spec" prefix, two domain words or a surname."""
+    species = rng.choices(synth.species, synth.species_w)[0]
+    genus, epithet = species.split()
+    kind = rng.randrange(4)
+    if kind == 0:
+        return genus.lower()
+    if kind == 1:
+        return f"{genus} {epithet[: rng.randint(3, 5)]}"
+    if kind == 2:
+        return " ".join(rng.sample(DOMAIN, 2))
+    return rng.choices(synth.people, synth.people_w)[0][0].split()[1]
+
+
+def history(synth: Synth, count: int, seed: int = 8) -> list[Callable[[SqlCatalog], Any]]:
+    """The searches a server saw before the timed ones: texts from the same distribution
+    (another seed), default sort, so the text cache holds what this traffic would leave."""
+    rng = random.Random(seed)
+    texts = [draw_text(rng, synth) for _ in range(count)]
+    return [partial(SqlCatalog.search, query=SearchQuery(q=t, tilt_axis=1, limit=1)) for t in texts]
+
+
 def query_mix(
     synth: Synth, n: int, count: int, seed: int = 7
 ) -> dict[str, list[Callable[[SqlCatalog], Any]]]:
@@ -374,16 +400,7 @@ def query_mix(
     ]
 
     def text() -> str:
-        species = rng.choices(synth.species, synth.species_w)[0]
-        genus, epithet = species.split()
-        kind = rng.randrange(4)
-        if kind == 0:
-            return genus.lower()
-        if kind == 1:
-            return f"{genus} {epithet[: rng.randint(3, 5)]}"
-        if kind == 2:
-            return " ".join(rng.sample(DOMAIN, 2))
-        return rng.choices(synth.people, synth.people_w)[0][0].split()[1]
+        return draw_text(rng, synth)
 
     def two_filters() -> dict[str, Any]:
         options: list[dict[str, Any]] = [
@@ -458,7 +475,10 @@ COLD = " (cold: text new to the cache)"
 
 
 def measure(
-    cat: SqlCatalog, mix: dict[str, list[Callable[[SqlCatalog], Any]]], warmup: int
+    cat: SqlCatalog,
+    mix: dict[str, list[Callable[[SqlCatalog], Any]]],
+    warmup: int,
+    earlier: Sequence[Callable[[SqlCatalog], Any]] = (),
 ) -> dict[str, dict[str, float]]:
     cache = cat._mem.text_cache if cat._mem is not None else None
     out = {}
@@ -469,6 +489,9 @@ def measure(
         for row, cold in runs:
             if cache is not None:
                 cache.clear()  # the warm-up's texts are the first timed ones: no free hits
+                if not cold and name in TEXT_KINDS:
+                    for fn in earlier:
+                        fn(cat)
             times, totals, cached = [], [], 0
             for fn in queries:
                 if isinstance(fn, Then):
@@ -522,7 +545,7 @@ def bench(backend: str, n: int, tmp: Path, args: argparse.Namespace) -> dict[str
         first = time.perf_counter() - t0
         mix = query_mix(synth, n, args.queries)
         mix["page 21, sort by date"] = deep_pages(cat, args.queries)
-        latency = measure(cat, mix, args.warmup)
+        latency = measure(cat, mix, args.warmup, history(synth, args.history))
     return {
         "backend": backend,
         "records": n,
@@ -570,7 +593,7 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], load_note: s
         "",
         f"### Search latency (ms; {args.queries} queries per kind after {args.warmup} warm-up; "
         "hits = median / max `total`; text cache hits among the timed queries, "
-        f"{args.text_cache_mb:g} MB cache)",
+        f"{args.text_cache_mb:g} MB cache, as served after {args.history:,} earlier searches)",
         "",
         "| backend | records | query | p50 | p95 | max | hits | text cache hits |",
         "|---|---|---|---|---|---|---|---|",
@@ -615,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=64,
         help="the memory index's text cache (default 64 MB; 0 = off, every query cold)",
+    )
+    ap.add_argument(
+        "--history",
+        type=int,
+        default=1000,
+        help="untimed earlier searches (same text distribution) before each as-served text kind",
     )
     ap.add_argument("--note", help="a paragraph for the --write section (caveats, context)")
     ap.add_argument(
