@@ -14,7 +14,7 @@ goes away mid-transfer, or an error, can never leak one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import anyio.to_thread
 from starlette.responses import Response
@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from etdb.content.blockstore import BlockGetter
 from etdb.content.exporter import Node, iter_file
 
-__all__ = ["CHUNK", "StreamSlots", "UnixFSStream"]
+__all__ = ["CHUNK", "SlotStream", "StreamSlots", "UnixFSStream", "batched", "too_many"]
 
 CHUNK = 1 << 20  # bytes gathered per worker-thread hop: a few leaves
 DEFAULT_STREAMS = 64
@@ -49,10 +49,11 @@ class StreamSlots:
         self.active -= 1
 
 
-def _chunks(store: BlockGetter, node: Node, start: int, end: int) -> Iterator[bytes]:
-    buffer: list[memoryview] = []
+def batched(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+    """``pieces`` joined into chunks of about :data:`CHUNK` bytes (one worker-thread hop each)."""
+    buffer: list[bytes | memoryview] = []
     held = 0
-    for piece in iter_file(store, node, start, end):
+    for piece in pieces:
         buffer.append(piece)
         held += len(piece)
         if held >= CHUNK:
@@ -62,13 +63,62 @@ def _chunks(store: BlockGetter, node: Node, start: int, end: int) -> Iterator[by
         yield b"".join(buffer)
 
 
-class UnixFSStream(Response):
-    """A response: ``status`` and ``headers``, then bytes ``[start, end)`` of ``node``.
+class SlotStream(Response):
+    """A response sent as it is produced, holding one of the server's :class:`StreamSlots`.
 
-    ``head=True`` sends the headers only (and takes no slot). Errors while streaming (a block
-    that went missing or fails its hash) abort the connection: the status line is gone, and a
-    truncated body, which the Content-Length exposes, is better than wrong bytes.
+    Subclasses give the body's pieces (:meth:`pieces`, a blocking iterator run in a worker
+    thread). ``head=True`` or an empty body sends the headers only (and takes no slot). Errors
+    while streaming (a block that went missing or fails its hash) abort the connection: the
+    status line is gone, and a truncated body is better than wrong bytes.
     """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        slots: StreamSlots,
+        head: bool = False,
+        empty: bool = False,
+    ) -> None:
+        # Response.__init__ is not called: it would render a body and count its length.
+        self.background = None
+        self.status_code = status
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.slots = slots
+        self.head = head or empty
+
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
+        if self.head:
+            await send(start)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if not self.slots.try_acquire():
+            await too_many(send, self.slots.limit)
+            return
+        try:
+            await send(start)
+            chunks = batched(self.pieces())
+            while True:
+                chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            self.slots.release()
+
+
+class UnixFSStream(SlotStream):
+    """``status`` and ``headers``, then bytes ``[start, end)`` of ``node`` (see SlotStream)."""
 
     def __init__(
         self,
@@ -82,39 +132,16 @@ class UnixFSStream(Response):
         slots: StreamSlots,
         head: bool = False,
     ) -> None:
-        # Response.__init__ is not called: it would render a body and count its length.
-        self.background = None
+        super().__init__(status=status, headers=headers, slots=slots, head=head, empty=end <= start)
         self.store = store
         self.node = node
         self.start, self.end = start, end
-        self.status_code = status
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        self.slots = slots
-        self.head = head
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = self.raw_headers
-        if self.head or self.end <= self.start:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": raw})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if not self.slots.try_acquire():
-            await _too_many(send, self.slots.limit)
-            return
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": raw})
-            chunks = _chunks(self.store, self.node, self.start, self.end)
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None:
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            self.slots.release()
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        return iter_file(self.store, self.node, self.start, self.end)
 
 
-async def _too_many(send: Send, limit: int) -> None:
+async def too_many(send: Send, limit: int) -> None:
     message = f"this gateway is already sending {limit} files; retry in {RETRY_AFTER} s"
     body = json.dumps({"error": {"parameter": None, "message": message}}).encode()
     headers = [

@@ -28,10 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import anyio.to_thread
 from fastapi import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from etdb.api.errors import ApiError, BadParameter
 from etdb.content.car import encode_header
@@ -40,8 +38,7 @@ from etdb.content.errors import PathNotFoundError
 from etdb.content.exporter import Kind, Node, load_node, lookup
 from etdb.content.traversal import SCOPES, car_blocks, entity_range
 from etdb.web.gateway_http import content_disposition, etag_matches
-from etdb.web.gateway_stream import CHUNK, StreamSlots
-from etdb.web.gateway_stream import _too_many as too_many  # the path gateway's 429 body
+from etdb.web.gateway_stream import SlotStream, StreamSlots
 
 if TYPE_CHECKING:
     from etdb.content.blockstore import FSBlockstore
@@ -311,26 +308,22 @@ def _car_etag(root: CID, segments: list[str], params: CarParams) -> str:
     return f'"{root}.car.{hashlib.sha256(key.encode()).hexdigest()[:16]}"'
 
 
-def _car_chunks(root: CID, blocks: Iterator[tuple[CID, bytes]]) -> Iterator[bytes]:
-    """The CAR's bytes in pieces of about :data:`CHUNK`: a few blocks per worker-thread hop."""
+def _car_pieces(root: CID, blocks: Iterator[tuple[CID, bytes]]) -> Iterator[bytes]:
+    """The CAR's bytes: header, then a length-prefixed section per block."""
     header = encode_header([root])
-    buffer = [encode_varint(len(header)), header]
-    held = len(header)
+    yield encode_varint(len(header))
+    yield header
     for cid, block in blocks:
         raw = bytes(cid)
-        buffer += (encode_varint(len(raw) + len(block)), raw, block)
-        held += len(raw) + len(block)
-        if held >= CHUNK:
-            yield b"".join(buffer)
-            buffer, held = [], 0
-    if buffer:
-        yield b"".join(buffer)
+        yield encode_varint(len(raw) + len(block))
+        yield raw
+        yield block
 
 
-class CarStream(Response):
+class CarStream(SlotStream):
     """A 200 whose body is a CAR, sent as it is read; ``head=True`` sends the headers only.
 
-    Like ``UnixFSStream``: one stream slot while sending (429 when none is free), and a block
+    A :class:`SlotStream`: one stream slot while sending (429 when none is free), and a block
     that goes missing or fails its hash mid-stream aborts the connection, so the client sees a
     truncated CAR rather than a complete-looking one.
     """
@@ -344,36 +337,12 @@ class CarStream(Response):
         *,
         head: bool = False,
     ) -> None:
-        self.background = None
-        self.status_code = 200
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
-        ]
+        super().__init__(status=200, headers=headers.items(), slots=slots, head=head)
         self.root = root
         self.blocks = blocks
-        self.slots = slots
-        self.head = head
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        if self.head:
-            await send(start)
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if not self.slots.try_acquire():
-            await too_many(send, self.slots.limit)
-            return
-        try:
-            await send(start)
-            chunks = _car_chunks(self.root, self.blocks)
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None:
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            self.slots.release()
+    def pieces(self) -> Iterator[bytes]:
+        return _car_pieces(self.root, self.blocks)
 
 
 Responder = Callable[[Request, "FSBlockstore", StreamSlots, CID, list[str], Wanted], Response]
