@@ -14,20 +14,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import select
 import signal
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-START_TIMEOUT = 20.0
+from tests.content.peers_harness import ServerProcess
+
 _HOP_HEADERS = {"connection", "transfer-encoding", "keep-alive", "content-length"}
 
 
-class CarProxy:
+class CarProxy(ServerProcess):
     """A running proxy process before ``upstream``; ``url`` is its base URL."""
 
     def __init__(
@@ -39,37 +37,16 @@ class CarProxy:
         refuse_car: bool = False,
         log: Path | None = None,
     ) -> None:
-        cmd = [sys.executable, "-m", "tests.content.car_proxy", "--upstream", upstream]
+        args = ["--upstream", upstream]
         if corrupt_block is not None:
-            cmd += ["--corrupt-block", str(corrupt_block)]
+            args += ["--corrupt-block", str(corrupt_block)]
         if cut_after is not None:
-            cmd += ["--cut-after", str(cut_after)]
+            args += ["--cut-after", str(cut_after)]
         if refuse_car:
-            cmd.append("--refuse-car")
+            args.append("--refuse-car")
         if log is not None:
-            cmd += ["--log", str(log)]
-        repo = Path(__file__).resolve().parents[2]
-        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            self.kill()
-            raise RuntimeError(f"CAR proxy did not start (said {line!r})")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def __enter__(self) -> CarProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+            args += ["--log", str(log)]
+        super().__init__("tests.content.car_proxy", args, "CAR proxy")
 
 
 def read_proxy_log(log: Path) -> list[tuple[str, str, dict[str, list[str]]]]:

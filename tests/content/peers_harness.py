@@ -30,7 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,7 +51,39 @@ def import_bytes(store_path: Path, data: bytes, profile: Profile) -> CID:
         return Importer(profile, store).add_bytes(data).cid
 
 
-class BlockServer:
+class ServerProcess:
+    """A test server started as ``python -m <module> <args>`` that prints ``PORT <n>`` once
+    it listens; ``url`` is its base URL. SIGKILLed on exit (as a crashed node vanishes)."""
+
+    def __init__(self, module: str, args: list[str], what: str) -> None:
+        repo = Path(__file__).resolve().parents[2]
+        cmd = [sys.executable, "-m", module, *args]
+        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("PORT "):
+            self.kill()
+            raise RuntimeError(f"{what} did not start (said {line!r})")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-answer, as a crashed node does."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class BlockServer(ServerProcess):
     """A running block server process; ``url`` is its base URL. Use as a context manager."""
 
     def __init__(
@@ -65,43 +97,20 @@ class BlockServer:
         hang_up: bool = False,
         log: Path | None = None,
     ) -> None:
-        cmd = [sys.executable, "-m", "tests.content.peers_harness", "--store", str(store)]
+        args = ["--store", str(store)]
         if corrupt is not None:
-            cmd += ["--corrupt", str(corrupt)]
+            args += ["--corrupt", str(corrupt)]
         if delay:
-            cmd += ["--delay", str(delay)]
+            args += ["--delay", str(delay)]
         if status is not None:
-            cmd += ["--status", str(status)]
+            args += ["--status", str(status)]
         if oversize:
-            cmd.append("--oversize")
+            args.append("--oversize")
         if hang_up:
-            cmd.append("--hang-up")
+            args.append("--hang-up")
         if log is not None:
-            cmd += ["--log", str(log)]
-        repo = Path(__file__).resolve().parents[2]
-        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            self.kill()
-            raise RuntimeError(f"block server did not start (said {line!r})")
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes mid-answer, as a crashed node does."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def __enter__(self) -> BlockServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+            args += ["--log", str(log)]
+        super().__init__("tests.content.peers_harness", args, "block server")
 
 
 class EtdbNode:
