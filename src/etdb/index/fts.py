@@ -23,7 +23,6 @@ sid above notes and file names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,15 +96,10 @@ class FullText(Protocol):
         ...
 
     def candidates(
-        self,
-        conn: sa.Connection,
-        tq: TextQuery,
-        scored: bool = False,
-        narrow: Sequence[sa.ColumnElement[bool]] = (),
+        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``records.seq`` of matches (memindex.py), with ``scored`` their relevance (exactly
-        the values ``ranked`` sorts by). A backend may also apply ``narrow`` (the query's
-        other filters), or return a superset: the caller filters again."""
+        """``records.seq`` of every match (memindex.py applies the query's other filters to
+        arrays), with ``scored`` their relevance (exactly the values ``ranked`` sorts by)."""
         ...
 
     def ranked(
@@ -162,14 +156,10 @@ class Fts5:
         return sa.literal_column("records_fts").op("MATCH")(sa.literal(self.expression(tq)))
 
     def candidates(
-        self,
-        conn: sa.Connection,
-        tq: TextQuery,
-        scored: bool = False,
-        narrow: Sequence[sa.ColumnElement[bool]] = (),
+        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        # ``narrow`` is ignored: the doclist alone is cheapest (filters would cost a row
-        # lookup per match; memindex.py applies them to arrays instead).
+        # The doclist alone is cheapest (filters would cost a row lookup per match;
+        # memindex.py applies them to arrays instead).
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
         # One comma-joined string instead of a row per match: 0.12 vs 0.8 µs per match.
@@ -277,14 +267,10 @@ class PgText:
         return records.c.seq.in_(sa.select(record_search.c.seq).where(self._match(tq)))
 
     def candidates(
-        self,
-        conn: sa.Connection,
-        tq: TextQuery,
-        scored: bool = False,
-        narrow: Sequence[sa.ColumnElement[bool]] = (),
+        self, conn: sa.Connection, tq: TextQuery, scored: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        # ``narrow`` is ignored, as on FTS5: the filters' columns are in ``records``, and
-        # joining it back would cost the wide heap visit per match that record_search avoids;
+        # No filters here, as on FTS5: the filters' columns are in ``records``, and joining
+        # it back would cost the wide heap visit per match that record_search avoids;
         # memindex.py applies them to arrays instead (~1 ns per record and filter).
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
