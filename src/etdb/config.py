@@ -76,19 +76,19 @@ class Settings:
 
     @property
     def blockstore_path(self) -> Path:
-        return self._resolve(self.blockstore)
+        return self.resolve(self.blockstore)
 
     @property
     def keys_path(self) -> Path:
-        return self._resolve(self.keys)
+        return self.resolve(self.keys)
 
     @property
     def publish_journal_path(self) -> Path:
-        return self._resolve(self.publish_journal)
+        return self.resolve(self.publish_journal)
 
     @property
     def publish_media_path(self) -> Path:
-        return self._resolve(self.publish_media)
+        return self.resolve(self.publish_media)
 
     @property
     def catalog_url(self) -> str:
@@ -106,7 +106,8 @@ class Settings:
         items = [p.strip() for p in self.portal_publishers.split(",") if p.strip()]
         return () if not items or "*" in items else tuple(dict.fromkeys(items))
 
-    def _resolve(self, value: str) -> Path:
+    def resolve(self, value: str) -> Path:
+        """A path setting's value as a path: ``~`` expanded, relative to the data folder."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.home / p
 

@@ -97,10 +97,7 @@ def featured_path(settings: Settings) -> Path:
     """The data file the settings choose: ``portal_featured`` (relative to the data folder, as
     every path setting), else the packaged one."""
     value = settings.portal_featured.strip()
-    if not value:
-        return PACKAGED
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else settings.home / path
+    return settings.resolve(value) if value else PACKAGED
 
 
 def load_featured(path: Path) -> tuple[Category, ...]:

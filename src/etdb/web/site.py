@@ -59,10 +59,7 @@ def site_path(settings: Settings) -> Path:
     """The site file the settings choose: ``portal_site`` (relative to the data folder), else
     the packaged one."""
     value = settings.portal_site.strip()
-    if not value:
-        return PACKAGED_SITE
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else settings.home / path
+    return settings.resolve(value) if value else PACKAGED_SITE
 
 
 def load_site(path: Path = PACKAGED_SITE) -> Site:
