@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) lint
 	-$(BIN)/python -m tests.content.references --install
 	-$(BIN)/python -m tests.web.helia_client --install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# PostgreSQL and MariaDB on 127.0.0.1:5432 / 3306 for the database suites (Debian packages;
+# .ci/run does the same). Without them those suites skip on a laptop.
+services:
+	bash .ci/services
 
 bench: $(STAMP)
 	$(BIN)/python bench/add.py --write docs/benchmarks.md
