@@ -1,10 +1,21 @@
 """Settings: one data folder, config.toml, ETDB_* overrides."""
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from etdb.config import ConfigError, data_home, load_settings
+from etdb.config import (
+    OTHER_ENV_PREFIXES,
+    OTHER_ENV_VARS,
+    SETTING_NAMES,
+    ConfigError,
+    Settings,
+    data_home,
+    load_settings,
+)
+from tests.conftest import REPO_ROOT
 
 
 def test_home_from_env(tmp_path):
@@ -28,13 +39,13 @@ def test_defaults_relative_to_home(tmp_path):
 def test_config_file_then_env_precedence(tmp_path):
     (tmp_path / "config.toml").write_text(
         'cid_profile = "unixfs-v0-2015"\nblockstore = "/srv/blocks"\n'
-        'future_setting = 3\n[ledger]\nurl = "local:///x"\n'
+        'gateway_streams = 3\n[publish]\nkey = "lab"\n'
     )
     s = load_settings({"ETDB_HOME": str(tmp_path)})
     assert s.cid_profile == "unixfs-v0-2015"
     assert s.blockstore_path == Path("/srv/blocks")
-    assert s.extra["future_setting"] == "3"
-    assert s.extra["ledger_url"] == "local:///x"
+    assert s.extra == {"gateway_streams": "3"}  # read by name by the gateway
+    assert s.publish_key == "lab"  # a [publish] table's key is publish_key
     s = load_settings({"ETDB_HOME": str(tmp_path), "ETDB_CID_PROFILE": "kubo-v1"})
     assert s.cid_profile == "kubo-v1"
 
@@ -70,3 +81,85 @@ def test_publish_settings_from_file_and_env(tmp_path):
     )
     assert (s.publish_source, s.publish_key) == ("/data/lab", "other")
     assert s.publish_journal_path == tmp_path / "j.sqlite3"
+
+
+def test_unknown_key_in_config_file_names_the_closest_setting(tmp_path):
+    (tmp_path / "config.toml").write_text('ledgr = "local://"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'ledgr' \(did you mean 'ledger'\?\)"):
+        load_settings({"ETDB_HOME": str(tmp_path)})
+
+
+def test_unknown_table_key_in_config_file(tmp_path):
+    (tmp_path / "config.toml").write_text('[ledger]\nurl = "local:///x"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'ledger_url'"):
+        load_settings({"ETDB_HOME": str(tmp_path)})
+
+
+def test_unknown_env_var_names_the_closest_setting(tmp_path):
+    env = {"ETDB_HOME": str(tmp_path), "ETDB_LEDGR": "local://"}
+    with pytest.raises(ConfigError, match=r"ETDB_LEDGR: unknown setting 'ledgr' \(did you mean"):
+        load_settings(env)
+    with pytest.raises(ConfigError, match=r"unknown setting 'zzzzqqq'$"):
+        load_settings({"ETDB_HOME": str(tmp_path), "ETDB_ZZZZQQQ": "1"})
+
+
+def test_env_vars_that_are_not_settings_stay_allowed(tmp_path):
+    env = {"ETDB_HOME": str(tmp_path), "ETDB_TEST_POSTGRES": "x"}
+    env |= {name: "x" for name in OTHER_ENV_VARS if name != "ETDB_HOME"}
+    assert load_settings(env).extra == {}
+
+
+def test_empty_etdb_home_is_an_error():
+    for value in ("", "  "):
+        with pytest.raises(ConfigError, match="ETDB_HOME is set but empty"):
+            data_home({"ETDB_HOME": value})
+        with pytest.raises(ConfigError, match="ETDB_HOME is set but empty"):
+            load_settings({"ETDB_HOME": value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("port", "http", r"port='http' is not a whole number from 0 to 65535"),
+        ("port", "70000", r"port='70000' is not"),
+        ("multipart_expiry", "-1", r"multipart_expiry='-1' is not a number of seconds"),
+        ("multipart_expiry", "1e99", r"multipart_expiry='1e99' is not a number of seconds"),
+        ("publishers", "FxYz, *", r"publishers: 'FxYz' is not a FLO address"),
+        ("portal_publishers", "nobody", r"portal_publishers: 'nobody' is not a FLO address"),
+    ],
+)
+def test_bad_values_are_errors(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"ETDB_HOME": str(tmp_path), f"ETDB_{name.upper()}": value})
+    with pytest.raises(ConfigError, match=message):
+        Settings(home=tmp_path, **{name: value})
+
+
+def test_every_etdb_variable_in_the_repository_is_a_setting_or_listed():
+    """The one list of non-setting ETDB_* variables cannot fall behind the code using them."""
+    files = subprocess.run(
+        ["git", "ls-files", "src", "tests", "bench", "docs", ".ci", "Makefile"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names: set[str] = set()
+    typos_on_purpose = {
+        "tests/test_config.py",
+        "tests/hostile/test_operability.py",
+        "docs/configuration.md",
+    }
+    for name in set(files) - typos_on_purpose:
+        path = REPO_ROOT / name
+        if path.is_file() and path.suffix not in (".png", ".jpg", ".sqlite3", ".gz", ".car"):
+            names |= set(
+                re.findall(r"\bETDB_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="ignore"))
+            )
+    settings = {f"ETDB_{n.upper()}" for n in SETTING_NAMES}
+    stray = {
+        n
+        for n in names - settings - OTHER_ENV_VARS
+        if not n.startswith(OTHER_ENV_PREFIXES) and n != "ETDB_REACT_LIST"  # a test constant
+    }
+    assert not stray, f"add to config.OTHER_ENV_VARS or make a setting: {sorted(stray)}"

@@ -1,33 +1,82 @@
 """Where etdb keeps its state and how it is configured.
 
-All state lives under one data folder: ``ETDB_HOME`` if set, else the platform's user data
-folder. Settings come, in increasing precedence, from built-in defaults, ``config.toml`` in that
-folder, and ``ETDB_*`` environment variables (``ETDB_CID_PROFILE`` overrides ``cid_profile``).
-Backends are chosen by URL-style settings, never by editing code.
+All state lives under one data folder: ``ETDB_HOME`` if set (set but empty is an error, not
+the default), else the platform's user data folder. Settings come, in increasing precedence,
+from built-in defaults, ``config.toml`` in that folder, and ``ETDB_*`` environment variables
+(``ETDB_CID_PROFILE`` overrides ``cid_profile``). Backends are chosen by URL-style settings,
+never by editing code.
+
+A key no layer reads (a typo such as ``ledgr``, in the file or after ``ETDB_``) is a
+:class:`ConfigError` naming the closest setting, never silently ignored. ``ETDB_*`` variables
+that are not settings (passphrases, test switches) are listed once, in :data:`OTHER_ENV_VARS`.
+Values are checked when :class:`Settings` is built (port, multipart expiry, publisher
+addresses), so a bad one stops every command before it does anything.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
 
+from etdb.record.signing import NETWORKS, is_valid_address
+
 CONFIG_FILE_NAME = "config.toml"
+ENV_PREFIX = "ETDB_"
+HOME_ENV = "ETDB_HOME"
+
+#: ``ETDB_*`` environment variables that are not settings: each is read where it is used
+#: (the module named), so a variable of this form is not a typo. ``ETDB_TEST_*`` are the test
+#: suite's. tests/test_config.py checks that every ``ETDB_`` name in the repository is either
+#: a setting or listed here.
+OTHER_ENV_VARS: frozenset[str] = frozenset(
+    {
+        HOME_ENV,
+        "ETDB_KEY_PASSPHRASE",  # publish/keystore.py
+        "ETDB_SOURCE_URL",  # the packaged caltech mapping's url_env
+        "ETDB_SOURCE_PASSWORD",  # the packaged caltech mapping's password_env
+        "ETDB_EVM_PRIVATE_KEY",  # ledger/evm_url.py
+        "ETDB_EVM_AUTH_HEADER",  # ledger/evm_url.py
+        "ETDB_REQUIRE_EXTERNAL",  # tests/conftest.py, .ci/run
+        "ETDB_SHARED",  # tests/conftest.py
+        "ETDB_REFERENCE_CACHE",  # the reference implementations' cache (tests)
+        "ETDB_UPDATE_SCREENSHOTS",  # tests/web/test_browser.py
+        "ETDB_CHROMIUM",  # tests/web/browser.py
+        "ETDB_CRASH_AT",  # tests/publish/outbox_crasher.py
+        "ETDB_BENCH_PATHS",  # bench/api.py
+        "ETDB_BENCH_HEADER",  # bench/api.py
+    }
+)
+OTHER_ENV_PREFIXES = ("ETDB_TEST_",)
+
+#: Settings other layers read by name from ``Settings.extra`` (the web gateway's).
+EXTRA_SETTINGS: frozenset[str] = frozenset({"gateway_streams"})
+
+#: The largest TCP port number.
+MAX_PORT = 65535
 
 
 class ConfigError(ValueError):
     """The configuration file or an ETDB_* variable is unusable."""
 
 
-def data_home(environ: dict[str, str] | None = None) -> Path:
+def data_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``ETDB_HOME``, else the platform's folder; ConfigError if it is set but empty (an
+    unset variable in a script must not silently put state in the default folder)."""
     env = os.environ if environ is None else environ
-    home = env.get("ETDB_HOME")
-    if home:
-        return Path(home).expanduser()
-    return Path(platformdirs.user_data_dir("etdb", appauthor=False))
+    home = env.get(HOME_ENV)
+    if home is None:
+        return Path(platformdirs.user_data_dir("etdb", appauthor=False))
+    if not home.strip():
+        raise ConfigError(
+            f"{HOME_ENV} is set but empty: set it to the data folder, or unset it for the default"
+        )
+    return Path(home).expanduser()
 
 
 @dataclass(frozen=True)
@@ -71,8 +120,26 @@ class Settings:
     portal_featured: str = ""
     # The portal's site text (contact, challenges): "" = the packaged etdb/web/site.toml.
     portal_site: str = ""
-    # Extra settings other layers read by name (kept so a newer config file is not rejected).
+    # Settings other layers read by name (EXTRA_SETTINGS), e.g. the gateway's.
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every command builds its Settings first: a bad value stops it before it does anything
+        # (each of these raises ConfigError naming the setting).
+        _ = (
+            self.port_number,
+            self.multipart_expiry_seconds,
+            self.publisher_allow_list,
+            self.portal_publisher_list,
+        )
+
+    @property
+    def port_number(self) -> int:
+        return _integer("port", self.port, 0, MAX_PORT)
+
+    @property
+    def multipart_expiry_seconds(self) -> int:
+        return _integer("multipart_expiry", self.multipart_expiry, 0, None, "a number of seconds")
 
     @property
     def blockstore_path(self) -> Path:
@@ -97,13 +164,13 @@ class Settings:
     @property
     def publisher_allow_list(self) -> frozenset[str] | None:
         """None means every publisher."""
-        items = {p.strip() for p in self.publishers.split(",") if p.strip()}
+        items = _addresses("publishers", self.publishers)
         return None if not items or "*" in items else frozenset(items)
 
     @property
     def portal_publisher_list(self) -> tuple[str, ...]:
         """The publishers the portal shows; () means all."""
-        items = [p.strip() for p in self.portal_publishers.split(",") if p.strip()]
+        items = _addresses("portal_publishers", self.portal_publishers)
         return () if not items or "*" in items else tuple(dict.fromkeys(items))
 
     def resolve(self, value: str) -> Path:
@@ -112,34 +179,86 @@ class Settings:
         return p if p.is_absolute() else self.home / p
 
 
-_KNOWN = {f.name for f in fields(Settings)} - {"home", "extra"}
+def _integer(name: str, value: str, low: int, high: int | None, what: str = "") -> int:
+    """A whole-number setting's value; ConfigError naming the setting if it is not one."""
+    what = what or (f"a whole number from {low} to {high}" if high is not None else "a number")
+    try:
+        number = int(value.strip(), 10)
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        raise ConfigError(f"setting {name}={value!r} is not {what}")
+    return number
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if environ is None else environ)
-    home = data_home(env)
-    values: dict[str, str] = {}
-    extra: dict[str, str] = {}
-    cfg = home / CONFIG_FILE_NAME
-    if cfg.is_file():
-        try:
-            doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{cfg}: not valid TOML: {exc}") from exc
-        for key, value in doc.items():
-            if isinstance(value, dict):  # sections are for later layers, e.g. [ledger]
-                for sub, subvalue in value.items():
-                    extra[f"{key}_{sub}"] = str(subvalue)
-            elif key in _KNOWN:
-                values[key] = str(value)
-            else:
-                extra[key] = str(value)
-    for name, value in env.items():
-        if not name.startswith("ETDB_") or name == "ETDB_HOME":
-            continue
-        key = name[len("ETDB_") :].lower()
-        if key in _KNOWN:
-            values[key] = value
+def _addresses(name: str, value: str) -> list[str]:
+    """A comma-separated address list ("*" = all): an entry that is no address of a known
+    network could never match a record, so it is a typo to report, not a silent filter."""
+    items = [p.strip() for p in value.split(",") if p.strip()]
+    for item in items:
+        if item != "*" and not is_valid_address(item, NETWORKS.values()):
+            raise ConfigError(f"setting {name}: {item!r} is not a FLO address (or '*')")
+    return items
+
+
+SETTING_NAMES: frozenset[str] = frozenset(
+    {f.name for f in fields(Settings)} - {"home", "extra"} | EXTRA_SETTINGS
+)
+
+
+def unknown_setting(key: str, where: str) -> ConfigError:
+    """The error for a key no layer reads, with the closest setting's name if there is one."""
+    close = difflib.get_close_matches(key, sorted(SETTING_NAMES), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown setting {key!r}{hint}")
+
+
+def _is_other_env(name: str) -> bool:
+    return name in OTHER_ENV_VARS or name.startswith(OTHER_ENV_PREFIXES)
+
+
+def _file_values(cfg: Path) -> dict[str, str]:
+    """``config.toml``'s settings; a table ``[a] b = 1`` is the setting ``a_b``."""
+    try:
+        doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{cfg}: cannot read: {exc.strerror or exc}") from exc
+    flat: dict[str, object] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}_{sub}": subvalue for sub, subvalue in value.items()})
         else:
-            extra[key] = value
+            flat[key] = value
+    values: dict[str, str] = {}
+    for key, value in flat.items():
+        if key not in SETTING_NAMES:
+            raise unknown_setting(key, str(cfg))
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{cfg}: setting {key!r} must be a single value")
+        values[key] = str(value)
+    return values
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or _is_other_env(name):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in SETTING_NAMES:
+            raise unknown_setting(key, f"environment variable {name}")
+        values[key] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then ``config.toml``, then ``ETDB_*``; ConfigError for anything unusable."""
+    env = os.environ if environ is None else environ
+    home = data_home(env)
+    cfg = home / CONFIG_FILE_NAME
+    values = _file_values(cfg) if cfg.is_file() else {}
+    values.update(_env_values(env))
+    extra = {k: values.pop(k) for k in EXTRA_SETTINGS & values.keys()}
     return Settings(home=home, extra=extra, **values)
