@@ -234,12 +234,16 @@ class Artifact(WireModel):
     storage: Storage | None = None
     payment: dict[str, Any] | None = None
     signature: Str | None = None
+    # etdb's signature over the metadata too (record/metasign.py); oipd-era readers ignore it.
+    metaSignature: Str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out = super().to_wire()
-        # The signature is the artifact's last key, after any unknown ones (mp-newdb c1a3462).
-        if "signature" in out:
-            out["signature"] = out.pop("signature")
+        # The signature is the artifact's last key, after any unknown ones (mp-newdb c1a3462);
+        # a metaSignature (never in go-etdb's records) comes after it.
+        for key in ("signature", "metaSignature"):
+            if key in out:
+                out[key] = out.pop(key)
         return out
 
     # -- completeness -------------------------------------------------------------------

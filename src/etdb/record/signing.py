@@ -33,6 +33,7 @@ __all__ = [
     "CURVE_ORDER",
     "FLO_MESSAGE_MAGIC",
     "FLO_NETWORKS",
+    "HALF_ORDER",
     "LITECOIN_REGTEST",
     "MAINNET",
     "NETWORKS",
@@ -60,6 +61,7 @@ __all__ = [
     "recover_address",
     "sha256d",
     "sign_message",
+    "signature_problem",
     "verify_message",
 ]
 
@@ -474,6 +476,34 @@ def sign_message(key: PrivateKey, message: str) -> str:
     sig = key._sign_recoverable(message_hash(message, key.network))
     header = 27 + 4 + sig[64]
     return base64.b64encode(bytes([header]) + sig[:64]).decode("ascii")
+
+
+#: Half the group order: a canonical (BIP 62 / libsecp256k1 "normalized") S is at most this.
+HALF_ORDER = CURVE_ORDER // 2
+
+
+def signature_problem(signature_b64: str) -> str | None:
+    """Why ``signature_b64`` is not in canonical form, or None if it is.
+
+    A signature has many encodings that all verify: base64 text whose unused low bits of the
+    last character differ, and the twin ``(r, n - s)`` with the recovery id flipped. Only one
+    is canonical: the text is exactly the standard padded base64 of its 65 bytes, and
+    S <= n/2 (low S). What counts as the same signature is decided elsewhere (by what it
+    signs); this only says whether the encoding is the one a signer produces.
+    """
+    if not isinstance(signature_b64, str):
+        return "the signature is not text"
+    try:
+        raw = base64.b64decode(signature_b64.encode("ascii"), validate=True)
+    except ValueError:
+        return "the signature is not valid base64"
+    if len(raw) != 65:
+        return f"the signature is {len(raw)} bytes, expected 65"
+    if base64.b64encode(raw).decode("ascii") != signature_b64:
+        return "base64 text is not the standard encoding of its bytes"
+    if int.from_bytes(raw[33:65], "big") > HALF_ORDER:
+        return "high S"
+    return None
 
 
 _RecoveredKind = Literal["p2pkh", "p2sh-p2wpkh"]

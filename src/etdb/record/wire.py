@@ -16,6 +16,7 @@ from etdb.record import gojson
 from etdb.record.decoding import decode
 from etdb.record.errors import PatchError, RecordError, ValidationError
 from etdb.record.messages import Deactivate, Edit, Message, Publish, VerifyResult
+from etdb.record.metasign import meta_signature
 from etdb.record.model import Artifact
 from etdb.record.patch import apply_patch, diff, normalize_patch, squash
 from etdb.record.signing import (
@@ -29,6 +30,7 @@ from etdb.record.signing import (
     publish_preimage,
     recover_address,
     sign_message,
+    signature_problem,
     verify_message,
 )
 
@@ -91,9 +93,16 @@ def encode_unsigned_publish(artifact: Artifact, *, check: bool = True) -> str:
 
 
 def sign_artifact(
-    artifact: Artifact, key: PrivateKey, *, timestamp: int | None = None, check: bool = True
+    artifact: Artifact,
+    key: PrivateKey,
+    *,
+    timestamp: int | None = None,
+    check: bool = True,
+    meta: bool = False,
 ) -> Artifact:
     """A signed copy: fills ``floAddress`` (and ``timestamp`` if absent or given), signs.
+    With ``meta``, also signs the metadata (``metaSignature``, :mod:`etdb.record.metasign`);
+    any earlier ``metaSignature`` is dropped either way (it would no longer verify).
 
     Refuses (:class:`ValidationError`) if the artifact names another publisher address, or,
     with ``check``, if a mandatory field other than the signing ones is missing. Without
@@ -106,12 +115,13 @@ def sign_artifact(
             ["floAddress"],
         )
     ts = timestamp if timestamp is not None else (artifact.timestamp or _now())
-    signed = artifact.model_copy(
-        update={"floAddress": key.address, "timestamp": ts, "signature": None}, deep=True
-    )
+    unsigned = {"floAddress": key.address, "timestamp": ts, "signature": None}
+    signed = artifact.model_copy(update={**unsigned, "metaSignature": None}, deep=True)
     if check:
         signed.require_complete(draft=True)
     signed.signature = sign_message(key, publish_preimage(signed.location, key.address, ts))
+    if meta:
+        signed.metaSignature = meta_signature(signed.to_wire(), key)
     return signed
 
 
@@ -142,8 +152,20 @@ def check_signature(
     if not signature:
         return VerifyResult(False, address, f"unsigned: the {kind} has no signature", kind)
     for preimage in preimages:
-        if verify_message(address, preimage, signature, network):
-            return VerifyResult(True, address, f"signed by {address}", kind, preimage)
+        if not verify_message(address, preimage, signature, network):
+            continue
+        # Canonical form is required of every signature (publish, edit, deactivate, multipart
+        # part): otherwise one signature has several spellings that all verify, and a copy of
+        # a record with another spelling (its metadata being unsigned, with another title or
+        # file list) passes for a different signature. Safe for every OIP 0.4.2 record: FLO
+        # Core >= 0.15 signs with libsecp256k1, which emits low S only, and base64 encoders
+        # emit the standard text; the historical ETDB records are all canonical
+        # (tests/record/test_conformance.py).
+        problem = signature_problem(signature)
+        if problem is not None:
+            reason = f"non-canonical signature ({problem}): only the canonical form is accepted"
+            return VerifyResult(False, address, reason, kind, preimage)
+        return VerifyResult(True, address, f"signed by {address}", kind, preimage)
     reason = _failure_reason(address, preimages[0], signature, network)
     return VerifyResult(False, address, reason, kind, preimages[0])
 
@@ -185,16 +207,18 @@ def make_edit(
     key: PrivateKey,
     *,
     timestamp: int | None = None,
+    meta: bool = False,
 ) -> tuple[Edit, Artifact]:
     """Edit turning ``old`` into ``new``: re-signs ``new`` at the edit's timestamp (oipd
-    re-checks the patched record's signature) and returns (signed edit, patched artifact)."""
+    re-checks the patched record's signature) and returns (signed edit, patched artifact).
+    With ``meta`` the patched record's ``metaSignature`` is re-made (the patch replaces it)."""
     if old.floAddress and old.floAddress != key.address:
         raise ValidationError(
             f"only the publisher {old.floAddress} may edit this record, not {key.address}",
             ["floAddress"],
         )
     ts = _now() if timestamp is None else timestamp
-    patched = sign_artifact(new, key, timestamp=ts)
+    patched = sign_artifact(new, key, timestamp=ts, meta=meta)
     ops = diff(old.to_wire(), patched.to_wire())
     return sign_edit(original_txid, ops, key, timestamp=ts), patched
 
