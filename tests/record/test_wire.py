@@ -37,6 +37,7 @@ from etdb.record import (
     verify_edit,
     verify_publish,
 )
+from etdb.record.decoding import UNSAFE_TEXT
 from etdb.record.gojson import dumps as go_json
 from etdb.record.patch import normalize_patch, squash
 
@@ -495,7 +496,8 @@ def test_squash_round_trip():
 
 # -- properties -------------------------------------------------------------------------------
 
-_text = st.text(max_size=20)
+# Text the decoder accepts (decoding.UNSAFE_TEXT: no C0 controls but tab/LF/CR, no surrogates).
+_text = st.text(max_size=20).filter(lambda t: UNSAFE_TEXT.search(t) is None)
 _float = st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: str(f) != "-0.0")
 _number = st.integers(-(10**15), 10**15) | _float
 _json = st.recursive(
@@ -504,7 +506,11 @@ _json = st.recursive(
     max_leaves=6,
 )
 _extras = st.dictionaries(
-    st.text(min_size=1, max_size=6).map(lambda s: "x_" + s), _json, max_size=2
+    st.text(min_size=1, max_size=6)
+    .filter(lambda t: UNSAFE_TEXT.search(t) is None)
+    .map(lambda s: "x_" + s),
+    _json,
+    max_size=2,
 )
 
 

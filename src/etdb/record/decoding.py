@@ -11,6 +11,7 @@ the reason; schema problems raise :class:`ValidationError`, bad patches :class:`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,9 +20,18 @@ from etdb.record.messages import Deactivate, Edit, Message, Publish
 from etdb.record.model import Artifact
 from etdb.record.patch import normalize_patch
 
-__all__ = ["MAX_DEPTH", "decode", "loads"]
+__all__ = ["MAX_DEPTH", "UNSAFE_TEXT", "decode", "loads", "text_problem"]
 
 MAX_DEPTH = 64  # records are ~5 levels deep; this bounds recursion in everything downstream
+
+#: The text rule, for every string of every message (keys too): no NUL or other C0 control
+#: except tab, newline and carriage return (they are not text; PostgreSQL refuses NUL), and
+#: no lone surrogate U+D800-U+DFFF (a JSON "\ud800" escape makes one; no UTF-8 text can carry
+#: it, so every encoder, page and driver fails on it). Such text is refused, not cleaned:
+#: signatures cover strings (the publish preimage's location and address; an etdb record's
+#: metaSignature covers every field), and cleaning must never change what was signed. Honest
+#: text never has them (ETDB-Caltech's historical records have none).
+UNSAFE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 _ARTIFACT_KEYS = frozenset({"floAddress", "timestamp", "type", "info", "details", "storage"})
 _MULTIPART_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
 
@@ -37,20 +47,44 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_depth(value: Any) -> None:
-    stack: list[tuple[Any, int]] = [(value, 1)]
+def text_problem(text: str) -> str | None:
+    """Why ``text`` breaks the text rule (:data:`UNSAFE_TEXT`), or None."""
+    found = UNSAFE_TEXT.search(text)
+    if found is None:
+        return None
+    char = ord(found.group())
+    what = "a lone surrogate" if char >= 0xD800 else "a control character"
+    return f"{what} (U+{char:04X}) at character {found.start()}"
+
+
+def _check_tree(value: Any, check_text: bool) -> None:
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
         if depth > MAX_DEPTH:
             raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
+            for k, v in node.items():
+                where = f"{path}.{k}" if path else k
+                if check_text and (problem := text_problem(k)) is not None:
+                    at = _short(path) or "the top"
+                    raise WireFormatError(f"JSON key {_short(k)!r} at {at}: {problem}")
+                stack.append((v, depth + 1, where))
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(node))
+        elif check_text and isinstance(node, str) and (problem := text_problem(node)):
+            raise WireFormatError(f"{_short(path) or 'the JSON text'}: {problem}")
 
 
-def loads(text: str | bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, bounded nesting; only :class:`WireFormatError` escapes."""
+def _short(path: str) -> str:
+    # Keys are as long as a hostile sender likes; a reason is stored and shown.
+    return path if len(path) <= 120 else f"{path[:117]}..."
+
+
+def loads(text: str | bytes, *, check_text: bool = True) -> Any:
+    """Strict JSON: no NaN/Infinity, bounded nesting, the text rule (:data:`UNSAFE_TEXT`;
+    ``check_text=False`` only to look at the shape of refused text); only
+    :class:`WireFormatError` escapes."""
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
@@ -63,7 +97,7 @@ def loads(text: str | bytes) -> Any:
         raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, or an integer with too many digits
         raise WireFormatError(f"not valid JSON: {exc}") from None
-    _check_depth(value)
+    _check_tree(value, check_text)
     return value
 
 
