@@ -142,7 +142,7 @@ def test_serve_bad_port_and_catalog(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and "out of range" in bad.stderr
+    assert bad.returncode == 2 and "out of range" in bad.stderr
     wrong = subprocess.run(
         [*ETDB, "serve", "--no-index", "--catalog", "mysql://u:secret@db/x"],
         env=env,
@@ -150,7 +150,7 @@ def test_serve_bad_port_and_catalog(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert wrong.returncode == 1 and "unsupported database" in wrong.stderr
+    assert wrong.returncode == 2 and "unsupported database" in wrong.stderr
     assert "Traceback" not in wrong.stderr and "secret" not in wrong.stderr
 
 
@@ -182,8 +182,9 @@ def test_serve_function_ready_and_stop(tmp_path: Path, workers: int) -> None:
         httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=2)
 
 
-def test_indexer_failure_shows_in_state(tmp_path: Path) -> None:
-    """A catalog built from another ledger: the indexer stops, /status says so (kind only)."""
+def test_indexer_failure_shows_in_state_and_is_retried(tmp_path: Path) -> None:
+    """A catalog built from another ledger: the indexer fails, says so, and keeps retrying
+    with growing waits instead of ending its thread."""
     from etdb.api.server import IndexerThread
     from etdb.config import Settings
     from etdb.index.catalog import open_catalog
@@ -201,7 +202,20 @@ def test_indexer_failure_shows_in_state(tmp_path: Path) -> None:
     indexer.stop()
     assert indexer.state == "stopped"
 
-    other = IndexerThread(settings, catalog_url, f"local://{second}", poll=0.1)
+    other = IndexerThread(
+        settings, catalog_url, f"local://{second}", poll=0.1, backoff_start=0.01, backoff_cap=0.04
+    )
     other.start()
-    other.join(TIMEOUT)
-    assert other.state == "failed: LedgerMismatch (see the server log)"
+    wait_for(lambda: other.current.failures >= 4, "four failures in a row")
+    assert other.is_alive() and other.state == "failed"
+    assert other.current.error.startswith("LedgerMismatch: this catalog was built from")
+    assert other.current.next_retry is not None
+    other.stop()
+    assert not other.is_alive() and other.state == "stopped"
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    from etdb.api.background import backoff
+
+    assert [backoff(n, 1.0, 60.0) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert backoff(10**6, 1.0, 60.0) == 60  # no overflow however long it fails

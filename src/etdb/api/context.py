@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from etdb.api.background import OFF, IndexerState
 from etdb.api.errors import BadParameter
 from etdb.config import Settings
 from etdb.index.query import CatalogReader, SearchQuery, SearchResult
@@ -41,8 +42,9 @@ class AppContext:
     max_age: int = DEFAULT_MAX_AGE
     #: Most rows one csv/ndjson export streams.
     export_rows: int = DEFAULT_EXPORT_ROWS
-    #: What the background indexer is doing ("running", "off", "failed: ..."), for /status.
-    indexer_state: Callable[[], str] = field(default=lambda: "off")
+    #: What the background indexer is doing (state, last error, next retry), for /status and
+    #: /health; "off" when nothing indexes (serve --no-index, an app built by a test).
+    indexer_state: Callable[[], IndexerState] = field(default=lambda: OFF)
     extra: dict[str, Any] = field(default_factory=dict)  # for later parts (portal, gateway)
     height_ttl: float = HEIGHT_TTL
     _height: tuple[float, int] = (float("-inf"), -1)  # (monotonic time read, height)

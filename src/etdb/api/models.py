@@ -128,7 +128,13 @@ class StatusOut(BaseModel):
     records: int
     rejected: int | None = Field(description="null if the catalog cannot count them")
     pending_multiparts: int
-    indexer: str = Field(description='"running", "off" (serve --no-index), "failed: <why>"...')
+    indexer: str = Field(
+        description='"starting", "running", "failed" (waiting to retry), "stopped", '
+        '"off" (serve --no-index)'
+    )
+    indexer_error: str | None = Field(description="the last failure (its kind; details logged)")
+    indexer_failures: int = Field(description="failures in a row (0 while running)")
+    indexer_next_retry: str | None = Field(description="when a failed indexer retries (UTC)")
 
 
 class RejectionOut(BaseModel):

@@ -9,14 +9,21 @@ workers read its state from a small file. SIGINT/SIGTERM (or ``stop``) make uvic
 requests in flight; then the indexer is told to stop, which it does after its current commit
 (a transaction is never cut), and everything is closed. A signal ends the process with status
 0: it is the normal way to stop a server, not an error.
+
+Before it binds the port, ``serve`` checks everything it will use (:func:`preflight`): the
+address can be listened on, the catalog opens, the ledger opens and answers, and the catalog
+was built from this ledger with these settings. Otherwise it raises :class:`StartupError`
+rather than serve with an indexer that is dead from the start. The indexer thread itself
+(restarts with backoff, state for /status and /health) is ``background.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import http.client
+import json
 import logging
+import socket
 import tempfile
 import threading
 import time
@@ -31,90 +38,23 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess, multiprocess
 
 from etdb.api.app import create_app
+from etdb.api.background import OFF, IndexerState, IndexerThread
 from etdb.config import Settings
-from etdb.index.catalog import open_catalog
+from etdb.index.catalog import CatalogSchemaError, SqlCatalog, open_catalog
+from etdb.index.identity import IndexerError, check_ledger, check_settings, settings_doc
 from etdb.ledger import Ledger, LedgerError, open_ledger
+from etdb.ledger.urls import redact
+
+__all__ = ["IndexerThread", "StartupError", "preflight", "serve"]
 
 log = logging.getLogger("etdb.serve")
 
-#: How long shutdown waits for the indexer to finish its current commit.
-STOP_TIMEOUT = 30.0
 POLL_INTERVAL = 2.0
 
 
-class _StopIndexing(Exception):
-    """Raised from the indexer's progress callback (after a commit) to end a long run early."""
-
-
-class IndexerThread(threading.Thread):
-    """Runs ``Indexer.follow_forever`` until :meth:`stop`; ``state`` is shown by /status."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        catalog_url: str,
-        ledger_url: str,
-        poll: float,
-        state_file: Path | None = None,
-    ):
-        super().__init__(name="etdb-indexer", daemon=True)
-        self.settings, self.catalog_url, self.ledger_url = settings, catalog_url, ledger_url
-        self.poll = poll
-        self.stop_event = threading.Event()
-        self.state_file = state_file
-        self.state = "starting"
-
-    @property
-    def state(self) -> str:
-        return self._state
-
-    @state.setter
-    def state(self, value: str) -> None:
-        self._state = value
-        if self.state_file is not None:  # for worker processes (workers > 1)
-            # (OSError: serve() is shutting down and removed the folder)
-            with contextlib.suppress(OSError):
-                self.state_file.write_text(value, encoding="utf-8")
-
-    def run(self) -> None:
-        from etdb.index.indexer import Indexer
-
-        def check_stop(_report: Any) -> None:
-            # Called after each commit: stopping here never cuts a transaction, and a first
-            # sync of a long ledger does not hold shutdown until it has caught up.
-            if self.stop_event.is_set():
-                raise _StopIndexing
-
-        ledger = store = None
-        try:
-            ledger = open_ledger(self.ledger_url, self.settings.home)
-            store = open_catalog(self.catalog_url)
-            indexer = Indexer(
-                ledger,
-                store,
-                publishers=self.settings.publisher_allow_list,
-                multipart_expiry=int(self.settings.multipart_expiry),
-            )
-            self.state = "running"
-            indexer.follow_forever(self.poll, self.stop_event, progress=check_stop)
-            self.state = "stopped"
-        except _StopIndexing:
-            self.state = "stopped"
-        except Exception as exc:  # the API keeps serving what is indexed; say why it is stale
-            log.exception("indexer stopped")
-            # /status is public: the error's kind only (a database error may name hosts);
-            # the message and traceback are in the server log.
-            self.state = f"failed: {type(exc).__name__} (see the server log)"
-        finally:
-            for handle in (store, ledger):
-                if handle is not None:
-                    handle.close()
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        self.stop_event.set()
-        self.join(timeout)
-        if self.is_alive():
-            log.warning("indexer still busy after %.0f s; leaving its transaction open", timeout)
+class StartupError(Exception):
+    """``serve`` refuses to start: a setting it would use is unusable (the message says which
+    and why, naming no password)."""
 
 
 class _Server(uvicorn.Server):
@@ -163,11 +103,11 @@ def _worker_app(
     _preload(catalog)
     path = Path(state_file) if state_file else None
 
-    def state() -> str:
+    def state() -> IndexerState:
         try:
-            return path.read_text(encoding="utf-8") if path else "off"
+            return IndexerState.from_json(path.read_text(encoding="utf-8")) if path else OFF
         except OSError:
-            return "unknown"
+            return IndexerState("unknown")
 
     app.state.etdb.indexer_state = state
     return app
@@ -196,6 +136,75 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def _check_listen(host: str, port: int) -> None:
+    """StartupError unless ``host:port`` can be listened on (a typo'd host, a port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL or non-IDNA host name
+        why = getattr(exc, "strerror", None) or exc
+        raise StartupError(f"cannot listen on {host}:{port}: {why}") from None
+
+
+def _open_catalog(url: str) -> SqlCatalog:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return open_catalog(url)  # also creates or checks the schema, before any worker
+    except (ValueError, OSError, CatalogSchemaError, SQLAlchemyError) as exc:
+        why = getattr(exc, "orig", None) or exc
+        first = str(why).strip().splitlines()[0] if str(why).strip() else type(exc).__name__
+        raise StartupError(f"catalog {redact(url)}: {first}") from None
+
+
+def _check_indexable(settings: Settings, catalog: SqlCatalog, ledger: Ledger) -> None:
+    """What would stop the indexer at its first step: an unreadable ledger, a catalog built
+    from another ledger or with other settings."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        ledger.tip()
+        check_ledger(catalog, ledger)
+        doc = settings_doc(settings.publisher_allow_list, settings.multipart_expiry_seconds)
+        check_settings(catalog, doc)
+    except IndexerError as exc:
+        raise StartupError(str(exc)) from None
+    except LedgerError as exc:
+        raise StartupError(f"ledger {ledger.url} cannot be read: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise StartupError(f"catalog: {type(exc).__name__}") from None
+
+
+def preflight(
+    settings: Settings, *, host: str, port: int, catalog_url: str, ledger_url: str, index: bool
+) -> tuple[SqlCatalog, Ledger | None]:
+    """Check every setting ``serve`` will use, before it binds the port; open the catalog
+    and the ledger (None when not indexing and it cannot be opened). :class:`StartupError`
+    says what is wrong."""
+    _check_listen(host, port)
+    catalog = _open_catalog(catalog_url)
+    try:
+        ledger: Ledger | None = open_ledger(ledger_url, settings.home)
+    except LedgerError as exc:
+        if index:
+            catalog.close()
+            raise StartupError(f"ledger: {exc}") from None
+        log.warning("ledger unavailable (status will not show its tip): %s", exc)
+        ledger = None
+    if index and ledger is not None:
+        try:
+            _check_indexable(settings, catalog, ledger)
+        except StartupError:
+            ledger.close()
+            catalog.close()
+            raise
+    return catalog, ledger
+
+
 def serve(
     settings: Settings,
     *,
@@ -214,29 +223,24 @@ def serve(
 ) -> None:
     """Serve the app until a signal or ``stop``; ``ready`` is set once it accepts connections.
 
-    Raises :class:`etdb.ledger.LedgerError` or the catalog's errors if either cannot be opened,
+    Raises :class:`StartupError` if a setting it would use is unusable (see :func:`preflight`),
     ValueError for ``workers < 1``.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     catalog_url = catalog_url or settings.catalog_url
     ledger_url = ledger_url or settings.ledger
-    catalog = open_catalog(catalog_url)  # also creates or checks the schema, before any worker
-    ledger: Ledger | None = None
+    catalog, ledger = preflight(
+        settings, host=host, port=port, catalog_url=catalog_url, ledger_url=ledger_url, index=index
+    )
     indexer: IndexerThread | None = None
     state_dir = tempfile.TemporaryDirectory(prefix="etdb-serve-") if workers > 1 else None
     state_file = Path(state_dir.name) / "indexer" if state_dir else None
     try:
-        try:
-            ledger = open_ledger(ledger_url, settings.home)
-        except LedgerError as exc:
-            if index:
-                raise
-            log.warning("ledger unavailable (status will not show its tip): %s", exc)
         if index:
             indexer = IndexerThread(settings, catalog_url, ledger_url, poll_interval, state_file)
         elif state_file is not None:
-            state_file.write_text("off", encoding="utf-8")
+            state_file.write_text(json.dumps(OFF.to_json()), encoding="utf-8")
         common: dict[str, Any] = dict(
             host=host,
             port=port,
@@ -253,7 +257,7 @@ def serve(
         if workers == 1:
             app = create_app(catalog, settings=settings, ledger=ledger)
             _preload(catalog)
-            app.state.etdb.indexer_state = (lambda: indexer.state) if indexer else (lambda: "off")
+            app.state.etdb.indexer_state = (lambda: indexer.current) if indexer else (lambda: OFF)
             _Server(uvicorn.Config(app, **common), ready, stop).run()
         else:
             factory = partial(_worker_app, settings, catalog_url, ledger_url, str(state_file))
@@ -299,10 +303,12 @@ def _supervise(
 
 
 def _answers(host: str, port: int) -> bool:
+    """Whether a worker answers HTTP (any status: /status is 503 while the indexer is failed)."""
     conn = http.client.HTTPConnection(host, port, timeout=2)
     try:
         conn.request("GET", "/api/v1/status")
-        return conn.getresponse().status == 200
+        conn.getresponse().read()
+        return True
     except OSError:
         return False
     finally:

@@ -1,4 +1,4 @@
-"""``/api/v1``: search, record lookup, publishers, summary, index status, rejections.
+"""``/api/v1``: search, record lookup, publishers, summary, index status, health, rejections.
 
 Routes are plain ``def``: the catalog is synchronous, so FastAPI runs them in its thread pool
 and the event loop stays free. Every data answer goes through :func:`cached` (ETag on the
@@ -8,12 +8,14 @@ indexed height, short max-age); ``/status`` is never cached.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from etdb.api import models
+from etdb.api.background import IndexerState
 from etdb.api.context import AppContext, cached, context, json_bytes, run_search
 from etdb.api.errors import ApiError, BadParameter
 from etdb.api.formats import MEDIA_TYPES, export
@@ -183,15 +185,66 @@ def _rejection_count(ctx: AppContext) -> int | None:
     return count() if count is not None else None
 
 
-@router.get("/status", summary="Index status", response_model=models.StatusOut)
+def indexer_json(state: IndexerState) -> dict[str, Any]:
+    retry = state.next_retry
+    when = None if retry is None else datetime.fromtimestamp(retry, UTC)
+    return {
+        "indexer": state.state,
+        "indexer_error": state.error,
+        "indexer_failures": state.failures,
+        "indexer_next_retry": when.isoformat(timespec="seconds") if when else None,
+    }
+
+
+@router.get(
+    "/status",
+    summary="Index status",
+    response_model=models.StatusOut,
+    responses={503: {"model": models.StatusOut, "description": "The indexer has failed."}},
+)
 def status(request: Request, ctx: Context) -> Response:
-    """Ledger tip, indexed height and lag, record/rejection/pending-multipart counts."""
+    """Ledger tip, indexed height and lag, record/rejection/pending-multipart counts, and the
+    background indexer's state; 503 (same body) while the indexer is failed and waiting to
+    retry (``indexer_error`` says why, ``indexer_next_retry`` when it tries again)."""
     reject_unknown(request, ())
-    body = models.status_json(index_status(ctx)) | {"indexer": ctx.indexer_state()}
-    return Response(json_bytes(body), media_type="application/json", headers=_NO_CACHE)
+    state = ctx.indexer_state()
+    body = models.status_json(index_status(ctx)) | indexer_json(state)
+    code = 503 if state.failed else 200
+    return Response(json_bytes(body), code, media_type="application/json", headers=_NO_CACHE)
 
 
 _NO_CACHE = {"Cache-Control": "no-cache"}
+#: Indexer states in which the node serves a current catalog (off: serve --no-index, chosen).
+HEALTHY_STATES = frozenset({"running", "off"})
+
+
+@router.head("/health", include_in_schema=False)  # load balancers that probe with HEAD
+@router.get(
+    "/health",
+    summary="Health check",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "ok", "content": {"text/plain": {}}},
+        503: {"description": "Why not (indexer or catalog)", "content": {"text/plain": {}}},
+    },
+)
+def health(request: Request, ctx: Context) -> Response:
+    """200 ``ok`` when the indexer is running (or off by choice) and the catalog answers;
+    503 with the reason otherwise. One small query: cheap enough for load balancers."""
+    reject_unknown(request, ())
+    state = ctx.indexer_state()
+    if state.state not in HEALTHY_STATES:
+        why = f": {state.error}" if state.error else ""
+        return _health(f"indexer {state.state}{why}", 503)
+    try:
+        ctx.catalog.indexed_height()
+    except Exception as exc:  # whatever the database says, the answer is "not healthy"
+        return _health(f"catalog unreadable: {type(exc).__name__}", 503)
+    return _health("ok", 200)
+
+
+def _health(text: str, code: int) -> Response:
+    return PlainTextResponse(text + "\n", code, headers=_NO_CACHE)
 
 
 @router.get(

@@ -19,11 +19,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def settings() -> Settings:
+def settings(code: int = 1) -> Settings:
+    """The settings; an unusable one is a one-line error and exit ``code``."""
     try:
         return load_settings()
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), code)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -2,7 +2,9 @@
 with the indexer following the ledger in the background.
 
 Listens on the ``host``/``port`` settings (127.0.0.1:8780 by default: exposing it to a network
-is a deliberate ``--host 0.0.0.0``). Ctrl-C or SIGTERM stops it cleanly (exit status 0).
+is a deliberate ``--host 0.0.0.0``). Ctrl-C or SIGTERM stops it cleanly (exit status 0). A
+setting it cannot use (an address it cannot listen on, a catalog it cannot open, a ledger it
+cannot read, a catalog of another ledger) stops it before it binds: one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from etdb.commands._common import console, fail, settings
-from etdb.ledger.urls import redact
+from etdb.config import MAX_PORT
 
 HOST_OPTION = typer.Option(None, "--host", help="Address to listen on (setting `host`).")
 PORT_OPTION = typer.Option(None, "--port", help="Port to listen on (setting `port`).")
@@ -36,21 +38,17 @@ def serve_command(
     access_log: bool = ACCESS_LOG_OPTION,
     workers: int = WORKERS_OPTION,
 ) -> None:
-    """Serve the API (docs at /api/docs) and keep the catalog current with the ledger."""
-    from sqlalchemy.exc import SQLAlchemyError
+    """Serve the API (docs at /api/docs) and keep the catalog current with the ledger.
 
-    from etdb.api.server import serve
-    from etdb.index.catalog import CatalogSchemaError
-    from etdb.ledger import LedgerError
+    Refuses to start (exit 2) on a setting it cannot use. /api/v1/health answers 200 "ok" or
+    503 with the reason; /api/v1/status is 503 while the indexer is failed (it retries).
+    """
+    from etdb.api.server import StartupError, serve
 
-    s = settings()
-    if port is None:
-        try:
-            port = int(s.port)
-        except ValueError:
-            fail(f"the port setting {s.port!r} is not a number")
-    if not 0 <= port <= 65535:
-        fail(f"port {port} is out of range (0-65535)")
+    s = settings(code=2)
+    port = s.port_number if port is None else port
+    if not 0 <= port <= MAX_PORT:
+        fail(f"port {port} is out of range (0-{MAX_PORT})", 2)
 
     def announce(url: str) -> None:
         what = "serving" if no_index else "indexing and serving"
@@ -61,7 +59,7 @@ def serve_command(
     try:
         serve(
             s,
-            host=host or s.host,
+            host=s.host if host is None else host,
             port=port,
             catalog_url=catalog,
             ledger_url=ledger,
@@ -70,11 +68,8 @@ def serve_command(
             workers=workers,
             on_listen=announce,
         )
-    except (LedgerError, CatalogSchemaError, ValueError, OSError) as exc:
-        fail(str(exc) or type(exc).__name__)
-    except SQLAlchemyError as exc:  # e.g. a PostgreSQL catalog that cannot be reached
-        where = redact(catalog or s.catalog_url)
-        fail(f"catalog {where}: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+    except StartupError as exc:
+        fail(str(exc), 2)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,196 @@
+"""Operability: `etdb serve` refuses unusable settings, its indexer survives and reports
+failures, and no command line input ends in a traceback.
+
+Everything runs for real: `etdb serve` and `etdb` as subprocesses (the installed entry point's
+code path), a real embedded ledger file, real SQLite catalogs, HTTP on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.test_serve import SPECIES, free_port, publish, wait_for
+
+ETDB = (sys.executable, "-c", "from etdb.cli import main; main()")
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETDB_")}
+    return env | {"ETDB_HOME": str(home)} | extra
+
+
+def run_etdb(
+    *args: str, env: dict[str, str], timeout: float = 60, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*ETDB, *args], env=env, capture_output=True, timeout=timeout, input=stdin
+    )
+
+
+# -- etdb serve refuses settings it cannot use -----------------------------------------------
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.sqlite3"
+    publish(path, SPECIES[0], 1)
+    return path
+
+
+def refused(tmp_path: Path, *args: str, **env: str) -> str:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    port = str(free_port())
+    done = run_etdb("serve", "--port", port, *args, env=clean_env(home, **env), timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 2, (done.returncode, err)
+    assert "Traceback" not in err and err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_serve_refuses_a_ledger_url_it_cannot_open(tmp_path: Path) -> None:
+    assert "ledger" in refused(tmp_path, "--ledger", "nosuch://x")
+    (tmp_path / "notadb").write_bytes(b"this is not a database" * 100)
+    err = refused(tmp_path, "--ledger", f"local://{tmp_path / 'notadb'}")
+    assert "is damaged or not an etdb ledger" in err
+
+
+def test_serve_refuses_an_unreachable_ledger_node(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    err = refused(tmp_path, "--ledger", f"flo+http://u:secret@127.0.0.1:{port}")
+    assert "cannot be read" in err and "secret" not in err
+
+
+def test_serve_refuses_a_catalog_it_cannot_open(tmp_path: Path, ledger_file: Path) -> None:
+    ledger = f"local://{ledger_file}"
+    (tmp_path / "notadb").write_bytes(b"this is not a database" * 100)
+    err = refused(tmp_path, "--ledger", ledger, "--catalog", f"sqlite:///{tmp_path / 'notadb'}")
+    assert "catalog" in err
+    err = refused(tmp_path, "--ledger", ledger, "--catalog", "postgresql://u:pw@127.0.0.1:1/x")
+    assert "catalog" in err and ":pw@" not in err
+
+
+def test_serve_refuses_a_catalog_of_another_ledger(tmp_path: Path, ledger_file: Path) -> None:
+    from etdb.index.catalog import open_catalog
+    from etdb.index.indexer import Indexer
+    from etdb.ledger.local import open_local
+
+    other = tmp_path / "other.sqlite3"
+    publish(other, SPECIES[1], 2)
+    catalog = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    with open_local(f"local://{other}") as ledger:
+        store = open_catalog(catalog)
+        Indexer(ledger, store).run()
+        store.close()
+    err = refused(tmp_path, "--ledger", f"local://{ledger_file}", "--catalog", catalog)
+    assert "this catalog was built from" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ETDB_PUBLISHERS", "not-an-address", "publishers: 'not-an-address' is not"),
+        ("ETDB_MULTIPART_EXPIRY", "next week", "multipart_expiry='next week' is not"),
+        ("ETDB_MULTIPART_EXPIRY", "-5", "multipart_expiry='-5' is not"),
+        ("ETDB_PORT", "eighty", "port='eighty' is not"),
+        ("ETDB_LEDGR", "local://", "unknown setting 'ledgr' (did you mean 'ledger'?)"),
+    ],
+)
+def test_serve_refuses_bad_settings(tmp_path: Path, name: str, value: str, message: str) -> None:
+    assert message in refused(tmp_path, **{name: value})
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on(tmp_path: Path) -> None:
+    assert "cannot listen on" in refused(tmp_path, "--host", "no-such-host.invalid")
+    with __import__("socket").create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        done = run_etdb("serve", "--port", str(port), env=clean_env(home))
+    assert done.returncode == 2 and b"cannot listen on" in done.stderr
+
+
+def test_serve_refuses_an_empty_etdb_home(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    env["ETDB_HOME"] = ""
+    done = run_etdb("serve", "--port", str(free_port()), env=env)
+    assert done.returncode == 2 and b"ETDB_HOME is set but empty" in done.stderr
+
+
+# -- the indexer fails, says so, retries, recovers -------------------------------------------
+
+
+@pytest.fixture
+def serving(tmp_path: Path, ledger_file: Path) -> Iterator[tuple[str, Path]]:
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *ETDB,
+            "serve",
+            "--port",
+            str(port),
+            "--ledger",
+            f"local://{ledger_file}",
+            "--catalog",
+            f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        ],
+        env=clean_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", ledger_file
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def set_block0_hash(ledger_file: Path, value: str | None) -> str:
+    """Rewrite block 0's hash in the ledger file, as a lying or swapped ledger would show."""
+    with sqlite3.connect(ledger_file) as conn:
+        (old,) = conn.execute("SELECT hash FROM blocks WHERE height = 0").fetchone()
+        if value is not None:
+            conn.execute("UPDATE blocks SET hash = ? WHERE height = 0", (value,))
+    conn.close()
+    return old
+
+
+def test_failed_indexer_is_reported_retried_and_recovers(serving: tuple[str, Path]) -> None:
+    base, ledger_file = serving
+    with httpx.Client(base_url=base, timeout=5) as http:
+
+        def status_is(state: str) -> httpx.Response | None:
+            r = http.get("/api/v1/status")
+            return r if r.json()["indexer"] == state and r.json()["records"] == 1 else None
+
+        wait_for(lambda: status_is("running"), "the record to be indexed")
+        assert http.get("/api/v1/health").text == "ok\n"
+        assert http.head("/api/v1/health").status_code == 200
+
+        original = set_block0_hash(ledger_file, "f" * 64)  # the ledger now shows another chain
+        failed = wait_for(lambda: status_is("failed"), "the indexer to report its failure")
+        assert failed.status_code == 503
+        body = failed.json()
+        assert body["indexer_error"].startswith("LedgerMismatch: ")
+        assert body["indexer_failures"] >= 1 and body["indexer_next_retry"]
+        health = http.get("/api/v1/health")
+        assert health.status_code == 503 and health.text.startswith("indexer failed: LedgerM")
+        wait_for(lambda: http.get("/api/v1/status").json()["indexer_failures"] >= 2, "a second try")
+
+        set_block0_hash(ledger_file, original)  # the cause is fixed: the next retry recovers
+        recovered = wait_for(lambda: status_is("running"), "the indexer to recover")
+        assert recovered.status_code == 200 and recovered.json()["indexer_error"] is None
+        assert http.get("/api/v1/health").status_code == 200
+        publish(ledger_file, SPECIES[2], 3)
+        wait_for(lambda: http.get("/api/v1/status").json()["records"] == 2, "a new block")
