@@ -347,7 +347,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _serve(cfg: Settings, host: str, port: int) -> None:
-    from etdb.api.server import serve
+    from etdb.api.server import StartupError, serve
 
     try:
         serve(
@@ -356,8 +356,8 @@ def _serve(cfg: Settings, host: str, port: int) -> None:
             port=port,
             on_listen=lambda url: _progress(f"serving on {url} (Ctrl-C stops)"),
         )
-    except (LedgerError, ValueError, OSError) as exc:
-        fail(str(exc) or type(exc).__name__)
+    except StartupError as exc:
+        fail(str(exc), 2)
 
 
 def register(app: typer.Typer) -> None:
