@@ -233,7 +233,8 @@ def published(
     signature_valid: bool = True,
 ) -> PublishedRecord:
     """A PublishedRecord as the indexer would hand it to a store. Unsigned artifacts get a
-    unique stand-in signature (stores only compare signatures)."""
+    unique stand-in signature and identity (stores only compare identities: many tests
+    store one artifact under several ids)."""
     record_id = id or txid()
     sig = signature or artifact.get("signature") or f"sig-{record_id}"
     return PublishedRecord(
@@ -244,4 +245,5 @@ def published(
         signature=sig,
         signature_valid=signature_valid,
         position=Position(height, index, f"{height:064x}", 1_500_000_000 + height * 60),
+        identity=None if "signature" in artifact else f"identity-{record_id}",
     )

@@ -25,8 +25,9 @@ from etdb.index.query import (
     Rejection,
     SearchQuery,
 )
-from etdb.index.store import AppliedEdit, Deactivation, PendingPart, Position
+from etdb.index.store import AppliedEdit, Deactivation, IndexedCopy, PendingPart, Position
 from etdb.record import PrivateKey
+from etdb.record.metasign import record_identity
 
 from .records import file_set, make_artifact, published, signed_artifact, txid
 
@@ -711,13 +712,31 @@ def test_rollback_rejections_and_parts(catalog: SqlCatalog) -> None:
     assert catalog.pending_multiparts() == 1
 
 
-def test_find_signature(catalog: SqlCatalog) -> None:
+def test_find_identity(catalog: SqlCatalog) -> None:
     key = PrivateKey.generate()
     art = signed_artifact(key, title="signed")
     catalog.add_record(published(art, id=txid("signed")))
-    assert catalog.find_signature(key.address, art["signature"]) == txid("signed")
-    assert catalog.find_signature(P2, art["signature"]) is None
-    assert catalog.find_signature(key.address, "other") is None
+    held = catalog.find_identity(record_identity(art))
+    assert held == IndexedCopy(txid("signed"), False, False, False)
+    # Another spelling of the same signature, other metadata: the same identity.
+    copy = {**art, "signature": art["signature"][:-2] + "x=", "info": {"title": "forged"}}
+    assert catalog.find_identity(record_identity(copy)) == held
+    assert catalog.find_identity(record_identity({**art, "floAddress": P2})) is None
+    assert catalog.find_identity(record_identity({**art, "timestamp": 1})) is None
+    # Superseded, it steps aside for the copy that replaced it.
+    with catalog.transaction():
+        catalog.supersede(txid("signed"), txid("copy"), Position(200, 0, "h", 1))
+        catalog.add_record(published(copy, id=txid("copy"), height=200))
+    found = catalog.find_identity(record_identity(art))
+    assert found is not None and found.id == txid("copy")
+    old = catalog.get(txid("signed"))
+    assert old is not None and old.provenance.superseded_by == txid("copy")
+    assert old.provenance.deactivated
+    catalog.rollback(200)
+    assert catalog.find_identity(record_identity(art)) == held
+    restored = catalog.get(txid("signed"))
+    assert restored is not None and restored.provenance.superseded_by is None
+    assert not restored.provenance.deactivated
     state = catalog.record_state(txid("signed"))
     assert state is not None
     assert (state.publisher, state.artifact, state.deactivated, state.height) == (

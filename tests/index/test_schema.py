@@ -1,5 +1,6 @@
 """The schema: migrations from a catalog in the old version's layout (both backends), and
-PostgreSQL's narrow full-text heap.
+PostgreSQL's narrow full-text heap. (v2 -> v3 empties the catalog: a v1 catalog passes through
+v2 on its way, then is emptied too.)
 
 v1 -> v2: PostgreSQL's full text moved from a ``records.search`` column (GIN index) to the
 narrow ``record_search`` side table; SQLite only drops the always-NULL column. The v1
@@ -101,7 +102,10 @@ def test_v1_catalog_is_migrated_and_answers_the_same(catalog_url: str) -> None:
             "records.search": False,
             "record_search": pg,
         }
-        assert answers(cat) == before
+        # v2 -> v3 empties the catalog (schema._v2_reindex: it is re-indexed from block 0)...
+        assert all(total == 0 for _, total, _ in answers(cat))
+        load(cat)
+        assert answers(cat) == before  # ...and loaded again, it answers as before
         # ...and the migrated catalog keeps being written: a new record, an edit.
         with cat.transaction():
             cat.add_record(
@@ -168,5 +172,28 @@ def test_postgresql_vectors_live_out_of_line(pg_schema_url: str) -> None:
         assert 0 < pages <= 8
         assert cat.search(SearchQuery(q="word17 n399")).total == 1
         assert cat.search(SearchQuery(q="word79", sort="relevance")).total == 400
+    finally:
+        cat.close()
+
+
+def test_v2_catalog_is_emptied_for_reindexing(catalog_url: str) -> None:
+    """v2 -> v3: a v2 catalog may hold forged copies (replays were found by signature text),
+    so it is emptied, indexer state included, and the indexer starts again from block 0."""
+    cat = open_catalog(catalog_url)
+    load(cat)
+    cat.set_meta("cursor", '{"height": 13, "hashes": []}')
+    token_key = cat.get_meta("token_key")
+    with cat.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    cat.close()
+    cat = open_catalog(catalog_url)
+    try:
+        assert cat.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert cat.search(SearchQuery(include_deactivated=True)).total == 0
+        assert all(total == 0 for _, total, _ in answers(cat))
+        assert cat.get_meta("cursor") is None and cat.indexed_height() == -1
+        assert cat.get_meta("token_key") == token_key
+        load(cat)
+        assert cat.search(SearchQuery(q="vibrio")).total == 2
     finally:
         cat.close()

@@ -29,7 +29,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from etdb.index import lookups, reads
-from etdb.index.flatten import clean
 from etdb.index.fts import FullText, for_dialect
 from etdb.index.memindex import MemoryIndex
 from etdb.index.query import (
@@ -58,7 +57,9 @@ from etdb.index.schema import (
 from etdb.index.store import (
     AppliedEdit,
     Deactivation,
+    IndexedCopy,
     PendingPart,
+    Position,
     PublishedRecord,
     RecordState,
 )
@@ -282,13 +283,9 @@ class SqlCatalog:
             row.id, row.publisher, current_artifact(row), bool(row.deactivated), row.height
         )
 
-    def find_signature(self, publisher: str, signature: str) -> str | None:
+    def find_identity(self, identity: str) -> IndexedCopy | None:
         with self._reading() as conn:
-            return conn.execute(
-                sa.select(records.c.id).where(
-                    records.c.publisher == publisher, records.c.signature == clean(signature)
-                )
-            ).scalar_one_or_none()
+            return lookups.find_identity(conn, identity)
 
     def parts(self, key: str) -> list[PendingPart]:
         with self._reading() as conn:
@@ -308,6 +305,10 @@ class SqlCatalog:
     def apply_edit(self, edit: AppliedEdit) -> None:
         with self._writing() as w:
             w.apply_edit(edit)
+
+    def supersede(self, record_id: str, by: str, position: Position) -> None:
+        with self._writing() as w:
+            w.deactivate(Deactivation(by, record_id, position.time, position), superseded=True)
 
     def deactivate(self, deactivation: Deactivation) -> None:
         with self._writing() as w:

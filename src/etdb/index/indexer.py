@@ -15,9 +15,9 @@ that the stored cursor is still the one this run started from (:class:`CursorMov
 ``etdb index``/``etdb serve`` moved it; ``follow_forever`` waits and carries on from there).
 
 **Which ledger.** The first run stores the hash of the ledger's block 0 and the settings that
-change results (allow-list, multipart expiry); a later run with another ledger or such
-settings stops (:class:`LedgerMismatch`, :class:`SettingsChanged`; ``identity.py``) rather
-than mix two histories. :meth:`Indexer.rebuild` starts over.
+change results (allow-list, multipart expiry, record limits); a later run with another
+ledger or such settings stops (:class:`LedgerMismatch`, :class:`SettingsChanged`;
+``identity.py``) rather than mix two histories. :meth:`Indexer.rebuild` starts over.
 
 **Payloads.** Each entry, in ledger order (height, index):
 
@@ -31,16 +31,25 @@ than mix two histories. :meth:`Indexer.rebuild` starts over.
   ``multipart_expiry`` seconds (block time) expires: each of its parts is rejected with
   "multipart incomplete after N s: missing parts …", at the block that expired it.
 * Publish (``json:``/bare JSON, strictly decoded): the publisher must be on the allow-list, the
-  signature and Table 1's mandatory fields must check (``verify_publish``), and no record may
-  already carry the same signature from that publisher (else "replay of record <id>"). The
-  artifact is stored as published (key order, spellings such as 2018's ``NBCItaxID``, unknown
-  keys), and edits patch that document, as oipd patched its stored JSON.
+  signature and Table 1's mandatory fields must check (``verify_publish``; every signature
+  must be in canonical form, ``record.wire.check_signature``). A record's *identity* is what
+  its signature covers, ``location-floAddress-timestamp`` (``record_identity``): a second
+  publish of an identity already held (by a record, or by a state one of its edits signed) is
+  a copy, "replay of record <id>", whatever its signature's spelling or its unsigned metadata
+  says. One exception: a copy carrying a valid ``metaSignature`` (record/metasign.py) replaces
+  an active location-only record of its identity, which stays visible, deactivated, with
+  ``superseded_by`` (``store.supersede``, undone by a rollback of the copy's block). A
+  ``metaSignature`` that does not verify rejects the publish. The artifact is stored as
+  published (key order, spellings such as 2018's ``NBCItaxID``, unknown keys), and edits patch
+  that document, as oipd patched its stored JSON.
 * Edit: the record must exist and be active; the edit must be signed by the record's original
   publisher (a newer-form edit must sign ``txid-timestamp``, not only the legacy preimage a
   deactivation shares); the patch must apply; the patched artifact must keep ``floAddress``
   and still pass ``verify_publish`` with its signature, as newer oipd requires (an edit that
   moves the data re-signs the record, so the stored signature always vouches for the location).
-  Edits apply in ledger order.
+  A patched artifact carrying a ``metaSignature`` that does not verify is rejected; whether
+  the record is "metadata signed" is derived again from each patched artifact. Edits apply in
+  ledger order.
 * Deactivate: the record must exist and be active, signed by its original publisher.
 * Edits and deactivations must carry a timestamp later than the record's latest applied edit:
   their signatures do not cover their content, so this is what stops a signature from being
@@ -65,6 +74,7 @@ from dataclasses import dataclass, fields
 
 from etdb.index.check import CheckReport, all_rejections
 from etdb.index.check import check as check_catalog
+from etdb.index.copies import Copies, edit_meta
 from etdb.index.identity import (
     CursorMoved,
     IndexerError,
@@ -99,6 +109,8 @@ from etdb.index.validate import (
 from etdb.ledger import Block, BlockEvent, Ledger, LedgerUnavailable, Rollback, follow
 from etdb.ledger.follow import Cursor
 from etdb.record import Deactivate, Edit, Publish
+from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
+from etdb.record.metasign import record_identity
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +124,6 @@ __all__ = [
 ]
 
 DEFAULT_EXPIRY = 604_800  # one week, as oipd
-#: Signatures remembered in memory while building a catalog from scratch (see _replay_of).
-MAX_REMEMBERED = 2_000_000
 
 
 @dataclass
@@ -160,6 +170,7 @@ class Indexer:
         *,
         publishers: frozenset[str] | None = None,
         multipart_expiry: int = DEFAULT_EXPIRY,
+        limits: RecordLimits = DEFAULT_LIMITS,
         confirmations: int | None = None,
         commit_blocks: int = 200,
         commit_seconds: float = 1.0,
@@ -172,14 +183,15 @@ class Indexer:
         self.store = store
         self.publishers = publishers
         self.multipart_expiry = multipart_expiry
+        self.limits = limits  # what a record may hold (validate.py); part of the settings
         self.confirmations = confirmations
         self.commit_blocks = commit_blocks
         self.commit_seconds = commit_seconds
         self._cursor = Cursor()
         self._batch = IndexReport()
         self._parts = MultipartDesk(store, ledger, multipart_expiry)
-        self._signatures: dict[tuple[str, str], str] | None = None
-        self._settings = settings_doc(publishers, multipart_expiry)
+        self._copies = Copies(store)
+        self._settings = settings_doc(publishers, multipart_expiry, limits)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -198,7 +210,7 @@ class Indexer:
         check_settings(self.store, self._settings)
         self._cursor = stored_cursor(self.store)
         self._parts.begin_run()
-        self._signatures = {} if self._catalog_is_empty() else None
+        self._copies.begin_run(fresh=self._catalog_is_empty())
         report = IndexReport(height=self._cursor.height, tip=self.ledger.tip().height)
         events = follow(
             self.ledger, self._cursor, confirmations=self.confirmations, limit=limit_blocks
@@ -263,6 +275,7 @@ class Indexer:
             store,
             publishers=self.publishers,
             multipart_expiry=self.multipart_expiry,
+            limits=self.limits,
             confirmations=self.confirmations,
             commit_blocks=self.commit_blocks,
             commit_seconds=self.commit_seconds,
@@ -333,7 +346,7 @@ class Indexer:
         self._parts.end_block(block)
 
     def _rollback(self, event: Rollback) -> None:
-        self._signatures = None  # records were forgotten: ask the store from now on
+        self._copies.forget()  # records were forgotten: ask the store from now on
         self._parts.save()
         self.store.rollback(event.from_height)
         self._parts.rollback(event.from_height, self._cursor)
@@ -358,37 +371,24 @@ class Indexer:
     def _publish(
         self, message: Publish, txid: str, txids: tuple[str, ...], pos: Position, text: str
     ) -> None:
-        problem = check_publish(message, self.publishers)
-        art = message.artifact
-        address, signature = art.floAddress or "", art.signature or ""
-        if problem is None:
-            original = self._replay_of(address, signature)
-            if original is not None:
-                problem = Rejected("publish", f"replay of record {original}")
-        if problem is not None:
-            self._reject(problem, txid, pos, text)
-            return
+        address, signature = message.artifact.floAddress or "", message.artifact.signature or ""
         document = published_form(message)
-        self.store.add_record(PublishedRecord(txid, txids, address, document, signature, True, pos))
+        checked = check_publish(message, self.publishers, self.limits) or self._copies.admit(
+            document, txid, pos
+        )
+        if isinstance(checked, Rejected):
+            self._reject(checked, txid, pos, text)
+            return
+        record = PublishedRecord(txid, txids, address, document, signature, True, pos, checked)
+        self.store.add_record(record)
         self._batch.records += 1
-        if self._signatures is not None:
-            self._signatures[address, signature] = txid
-            if len(self._signatures) > MAX_REMEMBERED:
-                self._signatures = None
+        self._copies.remember(record_identity(document))
 
     def _catalog_is_empty(self) -> bool:
         if self._cursor.height >= 0:
             return False
         everything = SearchQuery(include_deactivated=True, limit=1)
         return self.store.search(everything).total == 0
-
-    def _replay_of(self, address: str, signature: str) -> str | None:
-        """The record already published with this signature. On a catalog built from scratch
-        in this run, every record's signature is in memory: asking the store would flush its
-        buffered inserts before each record, halving the initial indexing rate."""
-        if self._signatures is not None:
-            return self._signatures.get((address, signature))
-        return self.store.find_signature(address, signature)
 
     def _last_edit(self, record_id: str) -> int | None:
         detail = self.store.get(record_id)
@@ -399,14 +399,17 @@ class Indexer:
         record_id = message.txid.lower()
         state = self.store.record_state(record_id)
         last = self._last_edit(record_id) if state is not None else None
-        patched = check_edit(message, state, last)
-        if isinstance(patched, Rejected):
-            self._reject(patched, txid, pos, text)
+        patched = check_edit(message, state, last, self.limits)
+        signed = edit_meta(patched, state)
+        if isinstance(patched, Rejected) or isinstance(signed, Rejected):
+            self._reject(patched if isinstance(patched, Rejected) else signed, txid, pos, text)
             return
         self.store.apply_edit(
-            AppliedEdit(txid, record_id, message.timestamp, message.patch, patched, pos)
+            AppliedEdit(txid, record_id, message.timestamp, message.patch, patched, pos, signed)
         )
         self._batch.edits += 1
+        # A publish of the state this edit signed is a copy of this record, never a new one.
+        self._copies.remember(record_identity(patched))
 
     def _deactivate(self, message: Deactivate, txid: str, pos: Position, text: str) -> None:
         record_id = message.artifact_id.lower()

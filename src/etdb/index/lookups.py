@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from etdb.index.flatten import bytes_total
 from etdb.index.query import (
     AmbiguousId,
     Provenance,
@@ -26,7 +27,7 @@ from etdb.index.schema import (
     records,
     rejections,
 )
-from etdb.index.store import PendingPart, Position
+from etdb.index.store import IndexedCopy, PendingPart, Position
 
 MIN_PREFIX = 6
 MAX_AMBIGUOUS = 10
@@ -93,6 +94,8 @@ def get(conn: sa.Connection, id_or_prefix: str) -> RecordDetail | None:
             records.c.block_time,
             records.c.signature_valid,
             records.c.deactivated_by,
+            records.c.metadata_signed,
+            records.c.superseded_by,
         )
         .join_from(records, documents, documents.c.seq == records.c.seq)
         .where(records.c.id == record_id)
@@ -121,9 +124,32 @@ def get(conn: sa.Connection, id_or_prefix: str) -> RecordDetail | None:
         ),
         deactivated=bool(row.deactivated),
         deactivated_by=row.deactivated_by,
+        metadata_signed=bool(row.metadata_signed),
+        superseded_by=row.superseded_by,
     )
     current = json.loads(row.artifact) if row.artifact is not None else original
     return RecordDetail(summary_of(row), current, original, provenance)
+
+
+def find_identity(conn: sa.Connection, identity: str) -> IndexedCopy | None:
+    """The record holding ``identity``: by its publish (superseded copies step aside), else
+    by a state one of its edits signed."""
+    row = conn.execute(
+        sa.select(records.c.id, records.c.metadata_signed, records.c.deactivated).where(
+            records.c.identity == identity, records.c.superseded_by.is_(None)
+        )
+    ).first()
+    if row is not None:
+        return IndexedCopy(row.id, bool(row.metadata_signed), bool(row.deactivated), False)
+    row = conn.execute(
+        sa.select(records.c.id, records.c.metadata_signed, records.c.deactivated)
+        .join(edits, edits.c.record_id == records.c.id)
+        .where(edits.c.identity == identity)
+        .limit(1)
+    ).first()
+    if row is not None:
+        return IndexedCopy(row.id, bool(row.metadata_signed), bool(row.deactivated), True)
+    return None
 
 
 # -- catalog-wide -----------------------------------------------------------------------------
@@ -165,7 +191,7 @@ def summary(conn: sa.Connection) -> Summary:
         records=by["_records"].get("", 0),
         species=by["species"],
         publishers=by["publisher"],
-        total_bytes=by["_bytes"].get("", 0),
+        total_bytes=bytes_total(by["_bytes"]),
     )
 
 

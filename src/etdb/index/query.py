@@ -108,6 +108,12 @@ class Provenance:
     edits: tuple[dict[str, Any], ...] = ()  # {txid, height, time, timestamp, patch}
     deactivated: bool = False
     deactivated_by: str | None = None  # txid of the deactivation
+    # A valid metaSignature covers the current artifact; else only location, address and
+    # time are signed (record/metasign.py).
+    metadata_signed: bool = False
+    # The metadata-signed copy of the same identity that replaced this one (then also
+    # deactivated_by).
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,20 @@ The catalog is derived data (rebuildable from the ledger): a schema change bumps
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+log = logging.getLogger(__name__)
+
 #: Bump on any change to tables, indexes or what ``flatten.py`` produces.
 #: 2: PostgreSQL full text moved from ``records.search`` to ``record_search``.
-SCHEMA_VERSION = 2
+#: 3: records are unique per identity (what their signature covers), not per signature text;
+#: ``metadata_signed``, ``superseded_by``; ``edits.identity``. See ``_v2_reindex``.
+SCHEMA_VERSION = 3
 
 
 class CatalogSchemaError(RuntimeError):
@@ -71,6 +76,14 @@ records = sa.Table(
     sa.Column("file_types", sa.Text, nullable=False),  # comma-joined, for result rows
     sa.Column("signature", sa.Text, nullable=False),
     sa.Column("signature_valid", sa.Boolean, nullable=False),
+    # SHA-256 of the publish preimage (record.metasign.record_identity): copies of one
+    # identity are one record, whatever their signature's spelling.
+    sa.Column("identity", Key, nullable=False),
+    # A valid metaSignature covers the current artifact (re-derived after every edit).
+    sa.Column("metadata_signed", sa.Boolean, nullable=False),
+    # The metadata-signed copy of the same identity that replaced this location-only one
+    # (also marked deactivated at that height, so rollback restores it like a deactivation).
+    sa.Column("superseded_by", sa.Text),
     # provenance
     sa.Column("txids", sa.Text, nullable=False),  # JSON list, part 0 first
     sa.Column("height", Int, nullable=False),
@@ -96,8 +109,14 @@ for _col in ("taxid", "strain", "scope", "lab", "institution", "emdb"):
 for _col in ("tilt_min", "tilt_max", "tilt_step", "defocus", "dosage"):
     sa.Index(f"records_{_col}", records.c[_col])
 sa.Index("records_publisher_published", records.c.publisher, records.c.published)
-# Replay detection: one signature per publisher (find_signature).
-sa.Index("records_signature", records.c.publisher, records.c.signature, unique=True)
+# Replay detection: one record per identity (find_identity); superseded copies step aside.
+sa.Index(
+    "records_identity",
+    records.c.identity,
+    unique=True,
+    sqlite_where=records.c.superseded_by.is_(None),
+    postgresql_where=records.c.superseded_by.is_(None),
+)
 sa.Index("records_height", records.c.height)
 sa.Index("records_deactivated_height", records.c.deactivated_height)
 sa.Index("records_rev", records.c.rev)
@@ -143,6 +162,8 @@ edits = sa.Table(
     sa.Column("timestamp", Int, nullable=False),
     sa.Column("patch", sa.Text, nullable=False),  # JSON
     sa.Column("artifact_after", sa.Text, nullable=False),  # JSON
+    # Identity of artifact_after (an edit re-signs): a publish of that state is a replay too.
+    sa.Column("identity", Key, nullable=False, index=True),
 )
 sa.Index("edits_record", edits.c.record_id, edits.c.height, edits.c.idx)
 
@@ -184,7 +205,8 @@ meta = sa.Table(
 
 # Facet counts of the active (not deactivated) records, kept up to date by every write, so
 # the unfiltered browse page (facets over the whole catalog) is a lookup, not 11 scans.
-# Pseudo-facets: "_records" (count) and "_bytes" (sum of total_bytes), value "".
+# Pseudo-facets: "_records" (count, value "") and "_bytes" (sum of total_bytes, in two parts
+# that cannot overflow: flatten.byte_counts).
 facet_counts = sa.Table(
     "facet_counts",
     metadata,
@@ -344,6 +366,39 @@ def _v1_record_search(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE records DROP COLUMN search")
 
 
+def _v2_reindex(conn: sa.Connection) -> None:
+    """v2 -> v3: empty the catalog, so the indexer builds it again from block 0.
+
+    Why not convert it: a v2 catalog was built under rules that let forged copies in (replays
+    were found by signature *text*, and non-canonical signatures verified), so its records
+    cannot be trusted; computing identities from them would fail on exactly the forged copies
+    (two rows, one identity) or keep whichever came first. Only a re-index under the new rules
+    gives what a v3 rebuild gives. The data tables are dropped and made anew, indexer state
+    (cursor, ledger identity, settings, multipart notes) forgotten; the page-token key stays.
+    ``etdb index`` (or ``etdb serve``) then re-indexes from the ledger; ``etdb index --status``
+    shows the catalog at height -1 until it has."""
+    log.warning("catalog schema v2 -> v3: emptied; it is re-indexed from block 0 (etdb index)")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP TABLE IF EXISTS record_search")
+    else:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS records_fts")
+    for table in reversed(metadata.sorted_tables):
+        if table is not meta:
+            table.drop(conn)
+    conn.execute(sa.delete(meta).where(meta.c.key.not_in(STORE_META)))
+    for table in metadata.sorted_tables:
+        if table is not meta:
+            table.create(conn)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(FTS5_DDL)
+    else:
+        _create_record_search(conn)
+    set_meta(conn, "epoch", secrets.token_hex(8))  # readers' copies are gone
+
+
 #: version -> step upgrading a catalog from that version to the next (in the caller's
 #: transaction: a failed step leaves the catalog as it was, at the old version).
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_record_search}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    1: _v1_record_search,
+    2: _v2_reindex,
+}

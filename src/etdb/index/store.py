@@ -37,6 +37,9 @@ class PublishedRecord:
     signature: str
     signature_valid: bool
     position: Position  # of the transaction that completed it (last part of a multipart)
+    metadata_signed: bool = False  # a valid metaSignature covers the artifact
+    # record.metasign.record_identity(artifact) when None (what the indexer relies on).
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class AppliedEdit:
     patch: list[dict[str, Any]]  # RFC 6902, as applied
     artifact_after: dict[str, Any]  # the record's artifact once this edit is applied
     position: Position
+    metadata_signed: bool = False  # of artifact_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,16 @@ class RecordState:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedCopy:
+    """The record holding an identity (``record.metasign.record_identity``)."""
+
+    id: str
+    metadata_signed: bool
+    deactivated: bool
+    edited: bool  # the identity is that of an edited state, not of the publish itself
+
+
 class CatalogStore(CatalogReader, Protocol):
     """A catalog: the read side (:class:`CatalogReader`) plus what the indexer writes."""
 
@@ -98,8 +112,15 @@ class CatalogStore(CatalogReader, Protocol):
 
     def record_state(self, record_id: str) -> RecordState | None: ...
 
-    def find_signature(self, publisher: str, signature: str) -> str | None:
-        """The id of a record already published with this signature (a replay), if any."""
+    def find_identity(self, identity: str) -> IndexedCopy | None:
+        """The record that holds ``identity`` (its publish, or a state an edit signed), if
+        any: a publish of the same identity is a copy of it. Superseded records hold none."""
+        ...
+
+    def supersede(self, record_id: str, by: str, position: Position) -> None:
+        """Demote ``record_id`` (location only) in favour of ``by``, the metadata-signed copy
+        of its identity added next at ``position``: it is kept, deactivated, with
+        ``superseded_by``; :meth:`rollback` from that height restores it."""
         ...
 
     def apply_edit(self, edit: AppliedEdit) -> None: ...
@@ -120,8 +141,8 @@ class CatalogStore(CatalogReader, Protocol):
 
     def rollback(self, from_height: int) -> None:
         """Forget everything from heights >= ``from_height``: records, edits (the current
-        artifact falls back to the newest remaining edit, or the original), deactivations,
-        rejections and pending parts."""
+        artifact falls back to the newest remaining edit, or the original), deactivations and
+        supersessions, rejections and pending parts."""
         ...
 
     def clear(self) -> None:

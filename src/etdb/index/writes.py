@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from etdb.index.flatten import COLUMNS, Flat, clean, flatten
+from etdb.index.flatten import COLUMNS, Flat, byte_counts, clean, flatten
 from etdb.index.fts import FullText
 from etdb.index.query import Rejection
 from etdb.index.schema import (
@@ -34,6 +34,7 @@ from etdb.index.schema import (
     set_meta,
 )
 from etdb.index.store import AppliedEdit, Deactivation, PublishedRecord
+from etdb.record.metasign import check_meta, record_identity
 
 _CHUNK = 500  # ids per IN list when a rollback touches many records
 
@@ -47,7 +48,8 @@ def dumps(obj: Any) -> str:
 def counts_of(flat: Flat, publisher: str) -> Iterable[tuple[tuple[str, str], int]]:
     """What one active record adds to ``facet_counts``."""
     yield ("_records", ""), 1
-    yield ("_bytes", ""), flat.columns["total_bytes"]
+    for value, n in byte_counts(flat.columns["total_bytes"]):  # in parts: never overflows
+        yield ("_bytes", value), n
     yield ("publisher", publisher), 1
     for pair in flat.facet_values():
         yield pair, 1
@@ -149,6 +151,9 @@ class Writer:
                     **flat.columns,
                     "signature": clean(rec.signature),
                     "signature_valid": rec.signature_valid,
+                    "identity": rec.identity or record_identity(rec.artifact),
+                    "metadata_signed": rec.metadata_signed,
+                    "superseded_by": None,
                     "txids": dumps(list(rec.txids) or [rec.id]),
                     "height": pos.height,
                     "idx": pos.index,
@@ -219,11 +224,14 @@ class Writer:
                 timestamp=edit.timestamp,
                 patch=dumps(edit.patch),
                 artifact_after=dumps(edit.artifact_after),
+                identity=record_identity(edit.artifact_after),
             )
         )
-        self._refresh(row, dumps(edit.artifact_after), pos.height)
+        self._refresh(row, dumps(edit.artifact_after), pos.height, edit.metadata_signed)
 
-    def deactivate(self, d: Deactivation) -> None:
+    def deactivate(self, d: Deactivation, *, superseded: bool = False) -> None:
+        """Deactivate a record; ``superseded``: because ``d.txid`` is a metadata-signed copy
+        of it (``superseded_by``, which also takes it out of the identity's unique index)."""
         self.flush()
         row = self._row(records.c.id == d.record_id)
         if row is None:
@@ -237,6 +245,7 @@ class Writer:
                 deactivated=True,
                 deactivated_by=d.txid,
                 deactivated_height=d.position.height,
+                superseded_by=d.txid if superseded else None,
                 rev=self.rev,
             )
         )
@@ -278,13 +287,22 @@ class Writer:
                 .order_by(edits.c.height.desc(), edits.c.idx.desc())
                 .limit(1)
             ).first()
-            self._refresh(row, last.artifact_after if last else None, last.height if last else None)
+            artifact = last.artifact_after if last else None
+            document = json.loads(artifact if artifact is not None else row.original)
+            signed = check_meta(document, row.publisher).signed  # as when it was indexed
+            self._refresh(row, artifact, last.height if last else None, signed)
         for row in self._rows(records.c.deactivated_height >= height):
             self._count(flatten(current_artifact(row)), row.publisher, +1)
         conn.execute(
             sa.update(records)
             .where(records.c.deactivated_height >= height)
-            .values(deactivated=False, deactivated_by=None, deactivated_height=None, rev=self.rev)
+            .values(
+                deactivated=False,
+                deactivated_by=None,
+                deactivated_height=None,
+                superseded_by=None,
+                rev=self.rev,
+            )
         )
         conn.execute(sa.delete(rejections).where(rejections.c.height >= height))
         conn.execute(sa.delete(pending_parts).where(pending_parts.c.height >= height))
@@ -297,7 +315,9 @@ class Writer:
     def _rows(self, where: Any) -> Sequence[Any]:
         return self.conn.execute(state_query().where(where).order_by(records.c.seq)).all()
 
-    def _refresh(self, row: Any, artifact: str | None, updated_height: int | None) -> None:
+    def _refresh(
+        self, row: Any, artifact: str | None, updated_height: int | None, metadata_signed: bool
+    ) -> None:
         """Make ``artifact`` (JSON; None = the original) current and re-flatten the record."""
         old = flatten(current_artifact(row))
         new = flatten(json.loads(artifact if artifact is not None else row.original))
@@ -308,7 +328,12 @@ class Writer:
         self.conn.execute(
             sa.update(records)
             .where(records.c.seq == row.seq)
-            .values(**new.columns, updated_height=updated_height, rev=self.rev)
+            .values(
+                **new.columns,
+                updated_height=updated_height,
+                metadata_signed=metadata_signed,
+                rev=self.rev,
+            )
         )
         self.conn.execute(
             sa.update(documents).where(documents.c.seq == row.seq).values(artifact=artifact)

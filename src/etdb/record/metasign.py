@@ -1,4 +1,4 @@
-"""Signed metadata: ``metaSignature``, a second signature over the whole artifact (etdb-meta-v1).
+"""Signed metadata (``metaSignature``, etdb-meta-v1) and record identity.
 
 OIP 0.4.2's signature covers only ``location-floAddress-timestamp``: title, details and the
 file list are not signed, so anyone can re-publish a record with other metadata under the
@@ -22,6 +22,7 @@ as above, prefix ``etdb-meta-v1:`` and check the result with any FLO ``verifymes
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,7 @@ from typing import Any, Literal
 from etdb.record.signing import (
     PrivateKey,
     SigningError,
+    publish_preimage,
     sign_message,
     signature_problem,
     verify_message,
@@ -43,6 +45,7 @@ __all__ = [
     "check_meta",
     "meta_message",
     "meta_signature",
+    "record_identity",
 ]
 
 #: The artifact key holding the metadata signature.
@@ -172,3 +175,25 @@ def check_meta(artifact: dict[str, Any], address: str) -> MetaCheck:
             "changed after signing, or another key signed",
         )
     return MetaCheck("signed", f"metadata signed by {address}")
+
+
+# -- identity ---------------------------------------------------------------------------------
+
+
+def record_identity(artifact: dict[str, Any]) -> str:
+    """A published record's identity: SHA-256 (hex) of what its OIP signature covers,
+    ``location-floAddress-timestamp`` (:func:`~etdb.record.signing.publish_preimage`).
+
+    Two publishes with one identity are copies of one record, whatever their signatures'
+    spelling and whatever their (unsigned) metadata says. Hashed so that a catalog can index
+    it whatever the location's length. Never raises: an artifact whose fields have odd types
+    (never one that verified) gets the identity of their canonical JSON instead."""
+    storage = artifact.get("storage")
+    location = (storage.get("location") if isinstance(storage, dict) else None) or ""
+    address = artifact.get("floAddress") or ""
+    timestamp = artifact.get("timestamp")
+    if isinstance(location, str) and isinstance(address, str) and type(timestamp) is int:
+        preimage = publish_preimage(location, address, timestamp)
+    else:
+        preimage = repr((location, address, timestamp))
+    return hashlib.sha256(preimage.encode("utf-8", "surrogatepass")).hexdigest()
