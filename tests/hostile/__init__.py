@@ -1,0 +1,1 @@
+"""Hostile-input suites: payloads, blocks and requests a public ledger or a peer can send."""
