@@ -115,9 +115,10 @@ class BlockServer(ServerProcess):
 
 class EtdbNode:
     """A real ``etdb serve --no-index`` process whose blockstore is ``store``: our own path and
-    trustless gateway, as another lab's node would run it. Use as a context manager."""
+    trustless gateway, as another lab's node would run it. ``settings`` (e.g.
+    ``{"gateway_streams": "4"}``) reach it as ``ETDB_*`` variables. Use as a context manager."""
 
-    def __init__(self, store: Path, home: Path) -> None:
+    def __init__(self, store: Path, home: Path, settings: dict[str, str] | None = None) -> None:
         home.mkdir(parents=True, exist_ok=True)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -125,6 +126,7 @@ class EtdbNode:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETDB_")}
         env.update(ETDB_HOME=str(home), ETDB_BLOCKSTORE=str(store))
+        env.update({f"ETDB_{name.upper()}": value for name, value in (settings or {}).items()})
         self.log = home / "serve.log"
         etdb = (sys.executable, "-c", "from etdb.cli import main; main()")
         with open(self.log, "ab") as log:

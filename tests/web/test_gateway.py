@@ -410,7 +410,8 @@ def test_a_client_that_goes_away_gives_its_slot_back(dataset: Dataset) -> None:
                     raise OSError("connection reset by peer")
 
         async def receive() -> dict[str, Any]:
-            return {"type": "http.disconnect"}
+            await asyncio.Event().wait()  # the failing send is all this server says
+            raise AssertionError("unreachable")
 
         with pytest.raises(OSError):
             asyncio.run(response({"type": "http"}, receive, send))  # type: ignore[arg-type]

@@ -7,8 +7,12 @@ memory stays at one chunk per stream.
 
 Each body being sent holds one of the server's :class:`StreamSlots`; when all are taken the
 request is answered 429 with ``Retry-After`` rather than queueing work the disk cannot serve.
-The slot is taken and given back inside the response itself (``__call__``), so a client that
-goes away mid-transfer, or an error, can never leak one.
+The slot is taken and given back inside the response itself (``__call__``), so an error can
+never leak one. A client that goes away mid-transfer frees it at once: the server's ``send``
+keeps returning quietly after a disconnect (uvicorn drops the bytes), so the response listens
+for ``http.disconnect`` on ``receive`` and then stops the worker thread at its next block read
+(``gateway_budget.py``, which also bounds the work any one response may do). A slow reader
+costs its one slot and no CPU: ``send`` waits while the socket's buffers are full.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 
 import anyio.to_thread
+from anyio import CancelScope
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from etdb.content.blockstore import BlockGetter
 from etdb.content.exporter import Node, iter_file
+from etdb.web.gateway_budget import ResponseBudget, StreamStopped
 
 __all__ = ["CHUNK", "SlotStream", "StreamSlots", "UnixFSStream", "batched", "too_many"]
 
@@ -50,15 +56,24 @@ class StreamSlots:
 
 
 def batched(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
-    """``pieces`` joined into chunks of about :data:`CHUNK` bytes (one worker-thread hop each)."""
+    """``pieces`` joined into chunks of about :data:`CHUNK` bytes (one worker-thread hop each).
+
+    If ``pieces`` raises, what was gathered before is still yielded, then the error is raised:
+    a stream ended mid-way (a spent budget, a damaged block) sends every good byte it had.
+    """
     buffer: list[bytes | memoryview] = []
     held = 0
-    for piece in pieces:
-        buffer.append(piece)
-        held += len(piece)
-        if held >= CHUNK:
+    try:
+        for piece in pieces:
+            buffer.append(piece)
+            held += len(piece)
+            if held >= CHUNK:
+                yield b"".join(buffer)
+                buffer, held = [], 0
+    except Exception:
+        if buffer:
             yield b"".join(buffer)
-            buffer, held = [], 0
+        raise
     if buffer:
         yield b"".join(buffer)
 
@@ -67,9 +82,10 @@ class SlotStream(Response):
     """A response sent as it is produced, holding one of the server's :class:`StreamSlots`.
 
     Subclasses give the body's pieces (:meth:`pieces`, a blocking iterator run in a worker
-    thread). ``head=True`` or an empty body sends the headers only (and takes no slot). Errors
-    while streaming (a block that went missing or fails its hash) abort the connection: the
-    status line is gone, and a truncated body is better than wrong bytes.
+    thread), reading blocks through ``self.budget.guard(store)``. ``head=True`` or an empty body
+    sends the headers only (and takes no slot). Errors while streaming (a block that went
+    missing or fails its hash, a spent budget) abort the connection: the status line is gone,
+    and a truncated body is better than wrong bytes. A disconnect ends it quietly.
     """
 
     def __init__(
@@ -80,9 +96,11 @@ class SlotStream(Response):
         slots: StreamSlots,
         head: bool = False,
         empty: bool = False,
+        budget: ResponseBudget | None = None,
     ) -> None:
         # Response.__init__ is not called: it would render a body and count its length.
         self.background = None
+        self.budget = budget or ResponseBudget()
         self.status_code = status
         self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         self.slots = slots
@@ -105,16 +123,43 @@ class SlotStream(Response):
             await too_many(send, self.slots.limit)
             return
         try:
-            await send(start)
-            chunks = batched(self.pieces())
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None:
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await self._stream(start, receive, send)
         finally:
+            self.budget.stop()  # whatever happened, no thread goes on producing this body
             self.slots.release()
+
+    async def _stream(self, start: dict, receive: Receive, send: Send) -> None:
+        """Send the body while listening for the client's disconnect, which cancels it."""
+        chunks = batched(self.budget.metered(self.pieces()))
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._stop_on_disconnect, receive, group.cancel_scope)
+            try:
+                await send(start)
+                await self._send_chunks(chunks, send)
+            except StreamStopped:
+                pass
+            except Exception as exc:  # re-raised below, not wrapped in an ExceptionGroup
+                error = exc
+            finally:
+                group.cancel_scope.cancel()
+        chunks.close()  # the worker thread is done (run_sync waits for it even when cancelled)
+        if error is not None:
+            raise error
+
+    async def _send_chunks(self, chunks: Iterator[bytes], send: Send) -> None:
+        while not self.budget.stopped:
+            chunk = await anyio.to_thread.run_sync(next, chunks, None)
+            if chunk is None:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def _stop_on_disconnect(self, receive: Receive, body: CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # a request body nobody asked for: drained, dropped
+        self.budget.stop()  # first: the worker thread stops at its next block read...
+        body.cancel()  # ...so the cancelled run_sync returns at once
 
 
 class UnixFSStream(SlotStream):
@@ -138,7 +183,7 @@ class UnixFSStream(SlotStream):
         self.start, self.end = start, end
 
     def pieces(self) -> Iterator[bytes | memoryview]:
-        return iter_file(self.store, self.node, self.start, self.end)
+        return iter_file(self.budget.guard(self.store), self.node, self.start, self.end)
 
 
 async def too_many(send: Send, limit: int) -> None:

@@ -12,7 +12,9 @@ trust the node at all.
   ``dups=y``, every time; first the blocks the path walks through, so the client can verify
   the path, then ``dag-scope`` (``all`` default, ``entity``, ``block``) or the blocks covering
   ``entity-bytes=from:to``. It is streamed from the blockstore (``traversal.car_blocks``),
-  never built in memory, and holds one of the gateway's stream slots while it is sent.
+  never built in memory, and holds one of the gateway's stream slots while it is sent. Its
+  work is bounded (``gateway_budget.py``): a ``dups=y`` CAR repeats blocks only up to a
+  multiple of what it sent once, and a walk that reads without sending is ended.
 
 Status codes follow the spec: a bad CID or parameter 400, a CAR variant we cannot produce 406,
 a root or path not stored 404 (the path is resolved before the 200 is sent), ``Cache-Control:
@@ -37,6 +39,7 @@ from etdb.content.cid import CID, encode_varint
 from etdb.content.errors import PathNotFoundError
 from etdb.content.exporter import Kind, Node, load_node, lookup
 from etdb.content.traversal import SCOPES, car_blocks, entity_range
+from etdb.web.gateway_budget import ResponseBudget, limit_duplicates
 from etdb.web.gateway_http import content_disposition, etag_matches
 from etdb.web.gateway_stream import SlotStream, StreamSlots
 
@@ -295,10 +298,17 @@ def serve_car(
     headers["Content-Disposition"] = content_disposition(filename, attachment=True)
     headers["Content-Type"] = params.content_type
     path = "/".join([str(root), *segments])
+    budget = ResponseBudget()
     blocks = car_blocks(
-        store, path, scope=params.scope, entity_bytes=params.entity_bytes, dups=params.dups
+        budget.guard(store),
+        path,
+        scope=params.scope,
+        entity_bytes=params.entity_bytes,
+        dups=params.dups,
     )
-    return CarStream(root, blocks, headers, slots, head=request.method == "HEAD")
+    if params.dups:
+        blocks = limit_duplicates(blocks)
+    return CarStream(root, blocks, headers, slots, head=request.method == "HEAD", budget=budget)
 
 
 def _car_etag(root: CID, segments: list[str], params: CarParams) -> str:
@@ -324,8 +334,9 @@ class CarStream(SlotStream):
     """A 200 whose body is a CAR, sent as it is read; ``head=True`` sends the headers only.
 
     A :class:`SlotStream`: one stream slot while sending (429 when none is free), and a block
-    that goes missing or fails its hash mid-stream aborts the connection, so the client sees a
-    truncated CAR rather than a complete-looking one.
+    that goes missing or fails its hash mid-stream, or a spent budget, aborts the connection,
+    so the client sees a truncated CAR rather than a complete-looking one. ``blocks`` must read
+    through ``budget.guard`` so that a disconnect stops them.
     """
 
     def __init__(
@@ -336,8 +347,9 @@ class CarStream(SlotStream):
         slots: StreamSlots,
         *,
         head: bool = False,
+        budget: ResponseBudget | None = None,
     ) -> None:
-        super().__init__(status=200, headers=headers.items(), slots=slots, head=head)
+        super().__init__(status=200, headers=headers.items(), slots=slots, head=head, budget=budget)
         self.root = root
         self.blocks = blocks
 
