@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from etdb.record import Artifact, Details, Info, Storage, ValidationError
+from etdb.record.limits import INT64_MAX
 
 #: Words longer than this are not indexed (PostgreSQL drops words over 2047 bytes with a
 #: notice; one shared, smaller limit keeps both backends' answers the same).
@@ -41,7 +42,12 @@ TEXT_FIELDS = (
     "sid",
 )
 
-INT64_MAX = 2**63 - 1
+#: The facet-count values a record's bytes are summed under (facet "_bytes"): the low and the
+#: high 32 bits of its ``total_bytes``. A plain sum overflows a 64-bit count at two records
+#: of 2^62 bytes (and records got in before limits existed); each part is below 2^32, so
+#: either sum stays below 2^63 up to 2^31 records. The low part keeps the value "", which
+#: older catalogs summed whole totals under, so their sums still read right.
+BYTES_LOW, BYTES_HIGH = "", "high"
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -183,6 +189,16 @@ def flatten(wire: dict[str, Any]) -> Flat:
         "sid": d.sid,
     }
     return Flat(columns, tuple(subtypes), {k: _joined(v) for k, v in text.items()})
+
+
+def byte_counts(total: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """What one record's ``total_bytes`` (0 to INT64_MAX) adds to each ``_bytes`` count."""
+    return (BYTES_LOW, total & 0xFFFF_FFFF), (BYTES_HIGH, total >> 32)
+
+
+def bytes_total(counts: Mapping[str, int]) -> int:
+    """The catalog's bytes from its ``_bytes`` counts by value (exact, whatever the size)."""
+    return counts.get(BYTES_LOW, 0) + (counts.get(BYTES_HIGH, 0) << 32)
 
 
 def _int64(value: int | None) -> int | None:

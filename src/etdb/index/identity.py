@@ -1,9 +1,10 @@
 """Which ledger, and which settings, a catalog was built from; and its cursor.
 
-A catalog is one ledger's history seen through one allow-list and one multipart expiry. The
-indexer records all three in the catalog's meta on its first block and refuses to continue
-with another ledger (:class:`LedgerMismatch`) or other such settings (:class:`SettingsChanged`):
-mixing them would leave a catalog no single rebuild reproduces. The ledger is known by the hash
+A catalog is one ledger's history seen through one allow-list, one multipart expiry and one
+set of record limits (``record/limits.py``). The indexer records them all in the catalog's
+meta on its first block and refuses to continue with another ledger (:class:`LedgerMismatch`)
+or other such settings (:class:`SettingsChanged`): mixing them would leave a catalog no single
+rebuild reproduces. The ledger is known by the hash
 of its block 0 (a chain's genesis; the embedded ledger's block 0 hashes its random chain id);
 its URL is kept for messages only, so a moved file or renamed node host is the same ledger.
 """
@@ -15,6 +16,7 @@ import json
 from etdb.index.store import CatalogStore
 from etdb.ledger import Ledger
 from etdb.ledger.follow import Cursor
+from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
 
 META_CURSOR = "cursor"
 META_GENESIS = "ledger_genesis"
@@ -31,17 +33,23 @@ class LedgerMismatch(IndexerError):
 
 
 class SettingsChanged(IndexerError):
-    """The catalog was built with another allow-list or multipart expiry."""
+    """The catalog was built with another allow-list, multipart expiry or record limits."""
 
 
 class CursorMoved(IndexerError):
     """Another indexer wrote the catalog during this run (this run's batch was not written)."""
 
 
-def settings_doc(publishers: frozenset[str] | None, multipart_expiry: int) -> str:
-    """The settings that change what a catalog holds, as stored (canonical JSON)."""
+def settings_doc(
+    publishers: frozenset[str] | None,
+    multipart_expiry: int,
+    limits: RecordLimits = DEFAULT_LIMITS,
+) -> str:
+    """The settings that change what a catalog holds, as stored (canonical JSON). A catalog
+    built before limits existed has none stored: it holds what no limit bounded, so it too
+    must be rebuilt."""
     listed = sorted(publishers) if publishers is not None else "*"
-    doc = {"publishers": listed, "multipart_expiry": multipart_expiry}
+    doc = {"publishers": listed, "multipart_expiry": multipart_expiry, "limits": limits.to_json()}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 

@@ -30,6 +30,7 @@ from etdb.record import (
     verify_publish,
 )
 from etdb.record.decoding import loads
+from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
 from etdb.record.signing import edit_preimage
 
 Kind = Literal["publish", "edit", "deactivate", "multipart", "unknown"]
@@ -73,7 +74,7 @@ def guess_kind(text: str) -> Kind:
     if body.startswith(("json:", "text:")):
         body = body[5:]
     try:
-        obj: Any = loads(body)
+        obj: Any = loads(body, check_text=False)  # only its shape: text it refuses is fine here
     except RecordError:
         return "unknown"
     if isinstance(obj, dict) and isinstance(obj.get("oip042"), dict):
@@ -116,11 +117,23 @@ def published_form(message: Publish) -> dict[str, Any]:
     return message.artifact.to_wire()
 
 
-def check_publish(message: Publish, publishers: frozenset[str] | None) -> Rejected | None:
-    """Allow-list, then signature and mandatory fields (replays are the indexer's to find)."""
+def check_publish(
+    message: Publish,
+    publishers: frozenset[str] | None,
+    limits: RecordLimits = DEFAULT_LIMITS,
+) -> Rejected | None:
+    """Allow-list, limits (on the message and the document stored, :func:`published_form`),
+    then signature and mandatory fields (replays are the indexer's to find)."""
     address = message.artifact.floAddress or ""
     if publishers is not None and address not in publishers:
         return Rejected("publish", f"publisher {address or '(none)'} not in the allow-list")
+    over = limits.payload_problem(message.raw_json) or guarded(
+        "publish", lambda: limits.problem(published_form(message))
+    )
+    if isinstance(over, Rejected):
+        return over
+    if over is not None:
+        return Rejected("publish", f"over the record limits: {over}")
     result = guarded("publish", lambda: verify_publish(message.artifact))
     if isinstance(result, Rejected):
         return result
@@ -152,7 +165,10 @@ def _active(kind: Kind, record_id: str, state: RecordState | None) -> RecordStat
 
 
 def check_edit(
-    edit: Edit, state: RecordState | None, last_edit: int | None
+    edit: Edit,
+    state: RecordState | None,
+    last_edit: int | None,
+    limits: RecordLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any] | Rejected:
     """The record's artifact document after ``edit`` (the stored document, patched), or why
     the edit is refused.
@@ -162,7 +178,8 @@ def check_edit(
     deactivation's. The patched artifact must still be a complete, validly signed record
     (newer oipd's rule): an edit that changes the location or timestamp re-signs the record,
     so a record's signature always vouches for the data it points to. ``floAddress`` may not
-    change (that would be a transfer, which OIP 0.4.2 leaves unimplemented).
+    change (that would be a transfer, which OIP 0.4.2 leaves unimplemented). The edit message
+    and the patched document must keep ``limits``, as a publish must.
     """
     state = _active("edit", edit.txid, state)
     if isinstance(state, Rejected):
@@ -170,6 +187,11 @@ def check_edit(
     late = _moves_forward("edit", edit.txid, edit.timestamp, last_edit)
     if late is not None:
         return late
+    over = limits.payload_problem(edit.raw_json) or limits.integer_problem(
+        "the edit's timestamp", edit.timestamp
+    )
+    if over is not None:
+        return Rejected("edit", f"over the record limits: {over}")
     signed = guarded("edit", lambda: verify_edit(edit, state.publisher))
     if isinstance(signed, Rejected):
         return signed
@@ -187,6 +209,11 @@ def check_edit(
     patched = guarded("edit", lambda: Artifact.from_wire(document))
     if isinstance(patched, Rejected):
         return Rejected("edit", f"the patched artifact is invalid: {patched.reason}")
+    over = guarded("edit", lambda: limits.problem(document))
+    if isinstance(over, Rejected):
+        return over
+    if over is not None:
+        return Rejected("edit", f"the edited record is over the record limits: {over}")
     if patched.floAddress != state.publisher:
         return Rejected(
             "edit",

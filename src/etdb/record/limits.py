@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from etdb.record.decoding import MAX_DEPTH
+from etdb.record.decoding import MAX_DEPTH, text_problem
 from etdb.record.model import Artifact, Details, File, Info, Storage
 
 __all__ = [
@@ -100,8 +100,9 @@ class RecordLimits:
     # -- checks -------------------------------------------------------------------------------
 
     def problem(self, document: Mapping[str, Any], *, draft: bool = False) -> str | None:
-        """Why the artifact ``document`` (wire form) breaks a limit, or None. A ``draft`` is
-        not signed yet: it must leave room for what signing adds (:data:`SIGNING_ALLOWANCE`)."""
+        """Why the artifact ``document`` (wire form) breaks a limit or the text rule
+        (``decoding.UNSAFE_TEXT``), or None. A ``draft`` is not signed yet: it must leave
+        room for what signing adds (:data:`SIGNING_ALLOWANCE`)."""
         for check in (self._shape_problem, self._files_problem):
             found = check(document)
             if found is not None:
@@ -135,7 +136,7 @@ class RecordLimits:
 
     def _shape_problem(self, document: Mapping[str, Any]) -> str | None:
         for path, depth, value in _walk(document):
-            where = path or "the artifact"
+            where = (path if len(path) <= 120 else f"{path[:117]}...") or "the artifact"
             if depth > self.max_depth:
                 return f"{where}: nested deeper than {self.max_depth} levels (record_max_depth)"
             if isinstance(value, str):
@@ -144,6 +145,8 @@ class RecordLimits:
                     return (
                         f"{where}: {len(value):,} characters, over the limit of {limit:,} ({key})"
                     )
+                if (unsafe := text_problem(value)) is not None:
+                    return f"{where}: {unsafe}"
             elif isinstance(value, int) and not isinstance(value, bool):
                 found = self.integer_problem(where, value)
                 if found is not None:
@@ -152,6 +155,8 @@ class RecordLimits:
                 for k in value:
                     if len(k) > self.max_text:
                         return f"{where}: a key of {len(k):,} characters (record_max_text)"
+                    if (unsafe := text_problem(k)) is not None:
+                        return f"{where}: a key with {unsafe}"
         return None
 
     def _text_limit(self, path: str) -> tuple[int, str]:
