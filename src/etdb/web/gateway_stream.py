@@ -18,6 +18,7 @@ costs its one slot and no CPU: ``send`` waits while the socket's buffers are ful
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 import anyio.to_thread
@@ -27,9 +28,11 @@ from starlette.types import Receive, Scope, Send
 
 from etdb.content.blockstore import BlockGetter
 from etdb.content.exporter import Node, iter_file
-from etdb.web.gateway_budget import ResponseBudget, StreamStopped
+from etdb.web.gateway_budget import BudgetSpent, ResponseBudget, StreamStopped
 
 __all__ = ["CHUNK", "SlotStream", "StreamSlots", "UnixFSStream", "batched", "too_many"]
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes gathered per worker-thread hop: a few leaves
 DEFAULT_STREAMS = 64
@@ -124,6 +127,10 @@ class SlotStream(Response):
             return
         try:
             await self._stream(start, receive, send)
+        except BudgetSpent as exc:
+            # A hostile DAG, not a bug: one line, no traceback. Returning without the last body
+            # message makes the server abort the connection (a truncated body).
+            log.warning("gateway stream %s: %s", scope.get("path"), exc)
         finally:
             self.budget.stop()  # whatever happened, no thread goes on producing this body
             self.slots.release()
