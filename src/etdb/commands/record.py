@@ -150,7 +150,7 @@ def sign(
         fail(f"only a publish can be signed here, this is an {msg.kind}")
     private_key = _load_key(key)
     try:
-        signed = sign_artifact(msg.artifact, private_key, timestamp=timestamp)
+        signed = sign_artifact(msg.artifact, private_key, timestamp=timestamp, meta=True)
         flo_data = encode_publish(signed)
     except RecordError as exc:
         fail(str(exc))

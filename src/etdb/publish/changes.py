@@ -8,8 +8,8 @@ that nothing changed. Two fingerprints, both kept in the publishing journal, ans
   media overlaid on it, and the CID profile, since another profile gives other CIDs). Equal
   fingerprints mean the stored CID still describes the folder; the bytes are not read.
 - the *record* fingerprint hashes the canonical unsigned artifact (the record without
-  ``floAddress``, ``timestamp`` and ``signature``, which change with every signing). Equal
-  fingerprints mean the record on the ledger already says what the source says.
+  ``floAddress``, ``timestamp``, ``signature`` and ``metaSignature``, which change with every
+  signing). Equal fingerprints mean the record on the ledger already says what the source says.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Artifact keys that change with every signing and so never count as a change of the record.
-SIGNING_KEYS = ("floAddress", "timestamp", "signature")
+SIGNING_KEYS = ("floAddress", "timestamp", "signature", "metaSignature")
 
 
 def _listing(folder: Path) -> Iterable[tuple[str, str, int, int]]:

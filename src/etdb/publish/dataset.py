@@ -35,6 +35,7 @@ from etdb.ledger.base import Ledger, TxRef
 from etdb.ledger.messages import publish_message
 from etdb.publish.source import SUBTYPES, ClassifyRule, SourceFile
 from etdb.record import Artifact, Details, PrivateKey, RecordError, encode_publish, sign_artifact
+from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
 from etdb.record.wire import verify_publish
 
 __all__ = [
@@ -246,7 +247,11 @@ def _tags(value: Any) -> str:
 
 
 def build_artifact(
-    metadata: Mapping[str, Any], location: str, files: Sequence[Mapping[str, Any]]
+    metadata: Mapping[str, Any],
+    location: str,
+    files: Sequence[Mapping[str, Any]],
+    *,
+    limits: RecordLimits = DEFAULT_LIMITS,
 ) -> Artifact:
     """An unsigned Research-Tomogram artifact in go-etdb's shape.
 
@@ -255,7 +260,9 @@ def build_artifact(
     ``scopeNotes``/``speciesNotes``/``tiltSeriesNotes`` (joined into ``artNotes`` as go-etdb
     did), ``swAcquisition``/``swReconstruction`` (per-file ``software`` where the file has
     none) and ``fileNotes`` ({fname: note} -> ``fNotes``). Unknown keys are refused: a typo
-    must not silently drop a field from a permanent record.
+    must not silently drop a field from a permanent record. A record over ``limits`` (with
+    room for the signature) is refused here, before anything is signed or sent: indexers
+    would reject it.
     """
     unknown = sorted(set(metadata) - set(_DETAILS) - set(_OTHER_KEYS))
     if unknown:
@@ -303,9 +310,13 @@ def build_artifact(
         "storage": {"network": "ipfs", "location": location, "files": entries},
     }
     try:
-        return Artifact.from_wire(wire).require_complete(draft=True)
+        artifact = Artifact.from_wire(wire).require_complete(draft=True)
     except RecordError as exc:
         raise DatasetError(f"invalid record: {exc}") from exc
+    over = limits.problem(artifact.to_wire(), draft=True)
+    if over is not None:
+        raise DatasetError(f"the record is over the record limits: {over}")
+    return artifact
 
 
 # -- publishing -------------------------------------------------------------------------------
@@ -335,7 +346,7 @@ def publish_dataset(
     blockstore.sync()  # durable BEFORE anything on the ledger points at it
 
     artifact = build_artifact(metadata, str(added.cid), files)
-    signed = sign_artifact(artifact, key, timestamp=timestamp or int(time.time()))
+    signed = sign_artifact(artifact, key, timestamp=timestamp or int(time.time()), meta=True)
     flo_data = encode_publish(signed)
     check = verify_publish(signed)
     if not check.valid:  # cannot happen unless signing is broken; never publish it if so

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from etdb.index.query import MAX_LIMIT, CatalogReader, SearchQuery
+from etdb.index.query import MAX_LIMIT, CatalogReader, RecordDetail, SearchQuery
 from etdb.publish.changes import record_fingerprint
 from etdb.publish.journal import Journal, JournalEntry
+from etdb.publish.journal_file import JournalError
 
-__all__ = ["Known", "adopt", "catalog_records", "from_journal"]
+__all__ = ["AdoptionConflict", "Known", "adopt", "catalog_records", "from_journal"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Known:
     artifact: dict[str, Any] | None  # current (after edits), wire form
     last_timestamp: int  # of the newest publish/edit: the next one must come after it
     from_catalog: bool = False  # not in the journal yet: adopt before acting on it
+    metadata_signed: bool = False  # the catalog's record carries a valid metaSignature
 
 
 def from_journal(entry: JournalEntry) -> Known:
@@ -49,37 +51,69 @@ def from_journal(entry: JournalEntry) -> Known:
     )
 
 
+class AdoptionConflict(JournalError):
+    """Several catalog records of this publisher claim one dataset: the lab must decide."""
+
+
 def catalog_records(catalog: CatalogReader, address: str) -> dict[str, Known]:
-    """sid -> the active record ``address`` has for it in the catalog (the first found)."""
-    found: dict[str, Known] = {}
+    """sid -> the active record ``address`` has for it in the catalog.
+
+    Only records filed under ``address`` whose signature verified count, and the catalog keeps
+    one record per identity (what the signature covers), preferring the metadata-signed copy
+    (``index/copies.py``): a forged copy of one of our records is never a candidate. Several
+    records claiming one sid (different identities: published twice, or edited elsewhere) are
+    not resolved by picking one: :class:`AdoptionConflict` names every sid and txid."""
+    found: dict[str, list[Known]] = {}
     after = None
     while True:
         page = catalog.search(
             SearchQuery(publisher=(address,), sort="published", limit=MAX_LIMIT, after=after)
         )
         for item in page.items:
-            if not item.sid or item.sid in found or item.deactivated:
-                continue
-            detail = catalog.get(item.id)
-            if detail is None:
-                continue
-            artifact = detail.artifact
-            stamps = [int(e["timestamp"]) for e in detail.provenance.edits]
-            stamps.append(int(artifact.get("timestamp") or 0))
-            found[item.sid] = Known(
-                "published",
-                item.id,
-                detail.provenance.txids,
-                item.location,
-                None,
-                record_fingerprint(artifact),
-                artifact,
-                max(stamps),
-                from_catalog=True,
-            )
+            detail = catalog.get(item.id) if item.sid and not item.deactivated else None
+            if item.sid and detail is not None and detail.artifact.get("floAddress") == address:
+                found.setdefault(item.sid, []).append(_known(item.id, item.location, detail))
         if not page.next:
-            return found
+            break
         after = page.next
+    conflicts = {sid: copies for sid, copies in found.items() if len(copies) > 1}
+    if conflicts:
+        raise AdoptionConflict(_conflict_message(conflicts))
+    return {sid: copies[0] for sid, copies in found.items()}
+
+
+def _known(record_id: str, location: str | None, detail: RecordDetail) -> Known:
+    artifact = detail.artifact
+    stamps = [int(e["timestamp"]) for e in detail.provenance.edits]
+    stamps.append(int(artifact.get("timestamp") or 0))
+    return Known(
+        "published",
+        record_id,
+        detail.provenance.txids,
+        location,
+        None,
+        record_fingerprint(artifact),
+        artifact,
+        max(stamps),
+        from_catalog=True,
+        metadata_signed=detail.provenance.metadata_signed,
+    )
+
+
+def _conflict_message(conflicts: dict[str, list[Known]]) -> str:
+    lines = []
+    for sid, copies in sorted(conflicts.items()):
+        each = ", ".join(
+            f"{k.record_txid} ({'metadata signed' if k.metadata_signed else 'location only'})"
+            for k in copies
+        )
+        lines.append(f"dataset {sid}: {len(copies)} records in the catalog claim it: {each}")
+    return (
+        "refusing to adopt records from the catalog: "
+        + "; ".join(lines)
+        + ". Check each (etdb record check TXID), deactivate the ones that are not this "
+        "dataset's, then run again"
+    )
 
 
 def adopt(

@@ -203,10 +203,10 @@ class DatasetPlanner:
         if action is Action.EDIT:
             assert known is not None and known.artifact is not None
             old = Artifact.from_wire(known.artifact)
-            edit, signed = make_edit(known.record_txid, old, artifact, key, timestamp=ts)
+            edit, signed = make_edit(known.record_txid, old, artifact, key, timestamp=ts, meta=True)
             payload, kind = encode_edit(edit), "edit"
         else:
-            signed = sign_artifact(artifact, key, timestamp=ts)
+            signed = sign_artifact(artifact, key, timestamp=ts, meta=True)
             payload, kind = encode_publish(signed), "publish"
         signed.require_complete()
         check = verify_publish(signed)
