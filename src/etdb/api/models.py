@@ -84,6 +84,8 @@ class ProvenanceOut(BaseModel):
     edits: list[dict[str, Any]] = Field(description="{txid, height, time, timestamp, patch}")
     deactivated: bool
     deactivated_by: str | None
+    metadata_signed: bool = False  # a valid metaSignature covers title, details, files
+    superseded_by: str | None = None  # the metadata-signed copy that replaced this record
 
 
 class RecordLinks(BaseModel):
@@ -195,6 +197,8 @@ def provenance_json(publisher: str, p: Provenance) -> dict[str, Any]:
         "edits": [dict(e) for e in p.edits],
         "deactivated": p.deactivated,
         "deactivated_by": p.deactivated_by,
+        "metadata_signed": p.metadata_signed,
+        "superseded_by": p.superseded_by,
     }
 
 

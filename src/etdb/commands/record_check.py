@@ -1,10 +1,12 @@
 """`etdb record check TXID`: verify a dataset from the ledger alone.
 
 No catalog is trusted: the record is read from the configured ledger by its txid (multipart
-parts found and joined), decoded, its signature checked; with ``--content``, every block of the
-dataset's DAG (``storage.location``) is read from the local blockstore and re-hashed against
-its CID, and every file the record lists must be there at its stated size. This is the one-line
-command the portal's provenance box shows.
+parts found and joined), decoded, its signature checked (canonical form required) and its
+metadata status said: "metadata signed" (a valid ``metaSignature``) or "location only"
+(title, details and file list not covered; an invalid ``metaSignature`` makes it INVALID);
+with ``--content``, every block of the dataset's DAG (``storage.location``) is read from the
+local blockstore and re-hashed against its CID, and every file the record lists must be there
+at its stated size. This is the one-line command the portal's provenance box shows.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import typer
 
 from etdb.commands._common import JSON_OPTION, console, emit, errors_as_exit, fail, settings
 from etdb.content.errors import ContentError
+from etdb.index.validate import published_form
 from etdb.ledger import LedgerError, open_ledger
 from etdb.ledger.reading import read_message
 from etdb.record import Publish, RecordError, decode, verify_publish
+from etdb.record.metasign import check_meta
 
 TXID_ARG = typer.Argument(..., metavar="TXID", help="The record's txid (part 0 of a multipart).")
 CONTENT_OPTION = typer.Option(
@@ -41,20 +45,23 @@ def check(
             fail(f"transaction {txid} is an {decoded.kind}, not a published record")
         artifact = decoded.artifact
         result = verify_publish(artifact)
+        meta = check_meta(published_form(decoded), artifact.floAddress or "")
         data: dict[str, Any] = {
             "txid": message.txids[0],
             "txids": list(message.txids),
             "height": message.height,
             "block_hash": message.block_hash,
-            "valid": result.valid,
+            "valid": result.valid and meta.status != "invalid",
+            "metadata": meta.status,
+            "metadata_reason": meta.reason,
             "address": result.address,
-            "reason": result.reason,
+            "reason": result.reason if not result.valid else meta.reason,
             "title": artifact.info.title if artifact.info else None,
             "location": artifact.location,
         }
-        if content and result.valid:
+        if content and data["valid"]:
             data["content"] = _check_content(cfg.blockstore_path, artifact)
-    ok = result.valid and (not content or data["content"]["valid"])
+    ok = data["valid"] and (not content or data["content"]["valid"])
     emit(data, as_json, lambda: _print(data))
     if not ok:
         raise typer.Exit(1)
@@ -97,6 +104,10 @@ def _print(data: dict[str, Any]) -> None:
     console.print(
         f"[bold green]valid[/] record {data['txid']}{parts} at height {data['height']}, "
         f"signed by {data['address']}: {data['title']}",
+        highlight=False,
+    )
+    console.print(
+        "metadata signed" if data["metadata"] == "signed" else data["metadata_reason"],
         highlight=False,
     )
     content = data.get("content")

@@ -20,9 +20,17 @@ from typing import Any
 
 from etdb.index.query import Provenance, RecordDetail
 from etdb.record import Artifact, RecordError, verify_publish
+from etdb.record.metasign import LOCATION_ONLY
 from etdb.web.render import utc_date
 
-__all__ = ["SignatureCheck", "check_signature", "edit_history", "provenance_json", "verify_command"]
+__all__ = [
+    "SignatureCheck",
+    "check_signature",
+    "edit_history",
+    "metadata_text",
+    "provenance_json",
+    "verify_command",
+]
 
 _TIME = "%Y-%m-%d %H:%M UTC"
 
@@ -106,4 +114,12 @@ def provenance_json(detail: RecordDetail) -> dict[str, Any]:
         "edits": [{k: v for k, v in e.items() if k != "time_text"} for e in edit_history(prov)],
         "deactivated": prov.deactivated,
         "deactivated_by": prov.deactivated_by,
+        "metadata_signed": prov.metadata_signed,
+        "metadata": metadata_text(prov),
+        "superseded_by": prov.superseded_by,
     }
+
+
+def metadata_text(prov: Provenance) -> str:
+    """What the publisher's signatures cover, as the provenance panel says it."""
+    return "metadata signed" if prov.metadata_signed else LOCATION_ONLY
