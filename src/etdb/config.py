@@ -24,6 +24,7 @@ from pathlib import Path
 
 import platformdirs
 
+from etdb.record.limits import RecordLimits
 from etdb.record.signing import NETWORKS, is_valid_address
 
 CONFIG_FILE_NAME = "config.toml"
@@ -120,6 +121,16 @@ class Settings:
     portal_featured: str = ""
     # The portal's site text (contact, challenges): "" = the packaged etdb/web/site.toml.
     portal_site: str = ""
+    # Record limits (etdb.record.limits.RecordLimits, whose defaults apply where these are
+    # ""): what one record may hold. The indexer rejects a record over them, `etdb publish`
+    # refuses to build one; changing them asks for `etdb index --rebuild`.
+    record_max_text: str = ""
+    record_max_notes: str = ""
+    record_max_files: str = ""
+    record_max_file_size: str = ""
+    record_max_total_size: str = ""
+    record_max_payload_bytes: str = ""
+    record_max_depth: str = ""
     # Settings other layers read by name (EXTRA_SETTINGS), e.g. the gateway's.
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -131,6 +142,7 @@ class Settings:
             self.multipart_expiry_seconds,
             self.publisher_allow_list,
             self.portal_publisher_list,
+            self.record_limits,
         )
 
     @property
@@ -172,6 +184,19 @@ class Settings:
         """The publishers the portal shows; () means all."""
         items = _addresses("portal_publishers", self.portal_publishers)
         return () if not items or "*" in items else tuple(dict.fromkeys(items))
+
+    @property
+    def record_limits(self) -> RecordLimits:
+        """The ``record_max_*`` settings over RecordLimits' defaults (one setting a limit)."""
+        given = {
+            name: _integer(f"record_{name}", value, 1, None, "a positive whole number")
+            for name in (f.name for f in fields(RecordLimits))
+            if (value := getattr(self, f"record_{name}"))
+        }
+        try:
+            return RecordLimits(**given)
+        except ValueError as exc:
+            raise ConfigError(f"record limits: {exc}") from None
 
     def resolve(self, value: str) -> Path:
         """A path setting's value as a path: ``~`` expanded, relative to the data folder."""

@@ -174,6 +174,7 @@ class IndexerThread(threading.Thread):
                 store,
                 publishers=s.publisher_allow_list,
                 multipart_expiry=s.multipart_expiry_seconds,
+                limits=s.record_limits,
             )
             # the first pass runs before "running" is claimed after a failure, so that /health
             # does not flip to ok for a cause that is still there

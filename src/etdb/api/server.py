@@ -169,7 +169,11 @@ def _check_indexable(settings: Settings, catalog: SqlCatalog, ledger: Ledger) ->
     try:
         ledger.tip()
         check_ledger(catalog, ledger)
-        doc = settings_doc(settings.publisher_allow_list, settings.multipart_expiry_seconds)
+        doc = settings_doc(
+            settings.publisher_allow_list,
+            settings.multipart_expiry_seconds,
+            settings.record_limits,
+        )
         check_settings(catalog, doc)
     except IndexerError as exc:
         raise StartupError(str(exc)) from None

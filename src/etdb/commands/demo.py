@@ -196,7 +196,11 @@ def _publish_and_index(
     journal = None
     try:
         indexer = Indexer(
-            ledger, catalog, publishers=allowed, multipart_expiry=int(cfg.multipart_expiry)
+            ledger,
+            catalog,
+            publishers=allowed,
+            multipart_expiry=int(cfg.multipart_expiry),
+            limits=cfg.record_limits,
         )
         indexer.run()  # catch up first: the catalog guards against a lost demo journal
         journal = _open_journal(root / JOURNAL, ledger, key)

@@ -2,8 +2,10 @@
 
 ``etdb index`` follows the ledger (the ``ledger`` setting, or ``--ledger``) from where the catalog
 (``catalog_url``, or ``--catalog``) left off and prints what it did; ``--rebuild`` starts over,
-``--check`` rebuilds into a temporary catalog and compares. The allow-list and multipart expiry
-come from the ``publishers`` and ``multipart_expiry`` settings. Errors are one line, exit 1.
+``--check`` rebuilds into a temporary catalog and compares, then indexes on to the ledger's tip
+(a ledger the catalog cannot be built from fails the check). The allow-list, multipart expiry
+and record limits come from the ``publishers``, ``multipart_expiry`` and ``record_max_*``
+settings. Errors are one line, exit 1.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ class _Opened:
         if expiry < 0:
             fail(f"setting multipart_expiry={s.multipart_expiry!r} is not a number of seconds")
         return Indexer(
-            self.ledger, self.store, publishers=s.publisher_allow_list, multipart_expiry=expiry
+            self.ledger,
+            self.store,
+            publishers=s.publisher_allow_list,
+            multipart_expiry=expiry,
+            limits=s.record_limits,
         )
 
 
@@ -151,7 +157,10 @@ def index(
     ctx: typer.Context,
     rebuild: bool = typer.Option(False, "--rebuild", help="Empty the catalog and index anew."),
     check: bool = typer.Option(
-        False, "--check", help="Compare the catalog with a fresh rebuild (exit 1 if they differ)."
+        False,
+        "--check",
+        help="Compare the catalog with a fresh rebuild, then index on to the ledger's tip "
+        "(exit 1 if they differ or the catalog cannot be built).",
     ),
     limit_blocks: int | None = typer.Option(
         None, "--limit-blocks", min=1, metavar="N", help="Index at most N blocks."

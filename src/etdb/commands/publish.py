@@ -238,7 +238,11 @@ def _catch_up(cfg: Settings, ledger: Ledger, catalog: CatalogReader, key: Privat
             "does not index this key's records, so it cannot guard against a lost journal"
         )
     indexer = Indexer(
-        ledger, catalog, publishers=allowed, multipart_expiry=int(cfg.multipart_expiry)
+        ledger,
+        catalog,
+        publishers=allowed,
+        multipart_expiry=int(cfg.multipart_expiry),
+        limits=cfg.record_limits,
     )
     indexer.run()
 

@@ -6,6 +6,10 @@ reader sees (:class:`CatalogSnapshot`): record ids, each record's current artifa
 deactivation, the rejections (txid, kind, reason) and the waiting multipart parts. Everything
 is read through the :class:`~etdb.index.query.CatalogReader` interface, so a catalog altered
 behind the indexer's back (by SQL, a bad restore, a bug) shows up as differences.
+
+The rebuild then goes on to the ledger's tip: a catalog that cannot be built (an indexer that
+fails at some block, every run, on every new node) is a difference too, with the error, even
+when everything indexed so far agrees.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from etdb.index.identity import IndexerError
 from etdb.index.query import MAX_LIMIT, CatalogReader, Rejection, SearchQuery
+from etdb.ledger import LedgerUnavailable
 
 if TYPE_CHECKING:
     from etdb.index.indexer import Indexer
@@ -113,6 +119,25 @@ def compare(catalog: CatalogSnapshot, rebuilt: CatalogSnapshot) -> list[str]:
     return out
 
 
+def _build_to_tip(twin: Indexer) -> str | None:
+    """Index the rest of the ledger into ``twin``: why it fails, or None."""
+    try:
+        twin.run()
+    except (LedgerUnavailable, IndexerError):
+        raise  # the ledger or the setup, not the catalog: the caller reports these
+    except Exception as exc:  # what stops every indexer of this ledger, whatever it is
+        return (
+            f"the catalog cannot be built: indexing fails after block "
+            f"{twin.indexed_cursor().height} "
+            f"({type(exc).__name__}: {_first_line(exc)}); etdb index stops there on every run"
+        )
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).strip().splitlines()[0][:300]
+
+
 @dataclass
 class CheckReport:
     """The outcome of :func:`check`: equal, or the differences (at most ``MAX_LISTED`` lines,
@@ -153,9 +178,12 @@ def check(indexer: Indexer) -> CheckReport:
                 twin.run(limit_blocks=cursor.height + 1)
             reached = twin.indexed_cursor()
             ours, theirs = snapshot(indexer.store), snapshot(fresh)
+            unbuildable = _build_to_tip(twin)
         finally:
             fresh.close()
     differences = compare(ours, theirs)
+    if unbuildable is not None:
+        differences.insert(0, unbuildable)
     if (reached.height, reached.block_hash) != (cursor.height, cursor.block_hash):
         differences.insert(
             0,
