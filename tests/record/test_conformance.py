@@ -18,6 +18,7 @@ from etdb.record import (
     verify_part,
     verify_publish,
 )
+from etdb.record.signing import signature_problem
 
 JENSEN = "FTSTq8xx8yWUKJA5E3bgXLzZqqG9V6dvnr"
 EARLY = "FEj2PunT8h5AkLuMn2f1PVU7mGgmRLbXy8"
@@ -231,3 +232,28 @@ def test_fragment_header_parses_and_its_signature_verifies(conformance_dir):
     # so this is the complete part 0 of that 52-part record and its signature holds.
     assert len(part.data) == 328
     assert verify_part(part).valid
+
+
+def _real_signatures(conformance_dir) -> dict[str, str]:
+    record = load(conformance_dir, RECORD)
+    return {
+        RECORD: record["artifact"]["signature"],
+        PART0: parse_part(load(conformance_dir, PART0)["floData"]).signature,
+        FRAGMENT: parse_part(
+            load(conformance_dir, FRAGMENT)["floData_fragment"], verify=False
+        ).signature,
+    }
+
+
+def test_historical_signatures_are_canonical_and_keep_verifying(conformance_dir):
+    """Canonical form (exact base64, low S) is required of every signature now: each of the
+    three historical records is canonical, so each still verifies."""
+    signatures = _real_signatures(conformance_dir)
+    assert set(signatures) == {RECORD, PART0, FRAGMENT}
+    for name, signature in signatures.items():
+        assert signature_problem(signature) is None, name
+    record = load(conformance_dir, RECORD)
+    assert verify_publish(Artifact.from_wire(record["artifact"])).valid
+    assert verify_part(parse_part(load(conformance_dir, PART0)["floData"])).valid
+    fragment = load(conformance_dir, FRAGMENT)["floData_fragment"]
+    assert verify_part(parse_part(fragment, verify=False)).valid
