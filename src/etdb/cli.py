@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
 from etdb import __version__
+from etdb.commands._common import fail
 
 app = typer.Typer(
     name="etdb",
@@ -69,5 +71,23 @@ def _root(
 _mount()
 
 
+def check_arguments(argv: list[str]) -> str | None:
+    """Why ``argv`` cannot be taken, if it cannot: an argument that is not UTF-8 (Python hands
+    it over with lone surrogates, which no file, URL or query can carry further)."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return f"argument {shown!r} is not valid UTF-8"
+    return None
+
+
 def main() -> None:
+    problem = check_arguments(sys.argv[1:])
+    if problem is not None:
+        try:
+            fail(problem, 2)
+        except typer.Exit as stop:  # outside click's main loop: exit ourselves
+            sys.exit(stop.exit_code)
     app()

@@ -194,3 +194,118 @@ def test_failed_indexer_is_reported_retried_and_recovers(serving: tuple[str, Pat
         assert http.get("/api/v1/health").status_code == 200
         publish(ledger_file, SPECIES[2], 3)
         wait_for(lambda: http.get("/api/v1/status").json()["records"] == 2, "a new block")
+
+
+# -- no traceback from any command line ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with one key ``k``, and hostile files beside it."""
+    from typer.testing import CliRunner
+
+    from etdb.cli import app
+
+    root = tmp_path_factory.mktemp("cli")
+    (root / "home").mkdir()
+    (root / "dir").mkdir()
+    (root / "binary").write_bytes(b"\xff\xfe\x00garbage\x00" * 50)
+    (root / "nul.txt").write_bytes(b'json:{"a":\x00}')
+    (root / "big.txt").write_text("x" * 5_000_000)  # more multipart parts than oipd assembles
+    env = {"ETDB_HOME": str(root / "home"), "ETDB_KEY_PASSPHRASE": "pw"}
+    assert CliRunner().invoke(app, ["key", "new", "k"], env=env).exit_code == 0
+    return root
+
+
+HUGE = str(10**25)
+#: (arguments, what the one-line error must say); {root} is the folder of hostile files.
+HOSTILE_INVOCATIONS: list[tuple[list[str], str]] = [
+    # the three known tracebacks
+    (["ledger", "publish", "{root}/big.txt", "--key", "k"], "oipd assembles at most 1000"),
+    (["ledger", "cost", "--records", HUGE, "--bytes", HUGE], "cannot be published"),
+    (["ledger", "cost", "--records", "1", "--bytes", str(10**8)], "cannot be published"),
+    (["download", "--peer", "notaurl", "--id", "abcdef", "--yes"], "--peer: peer 'notaurl'"),
+    # bad URLs
+    (["download", "--server", "notaurl", "--id", "abcdef"], "--server: "),
+    (["download", "--peer", "http://h:99999/", "--id", "abcdef"], "is not an http"),
+    (["mirror", "--peer", "notaurl", "--once"], "--server: "),  # the first peer lists
+    (["mirror", "--server", "", "--peer", "http://[::1", "--once"], "--"),
+    (["verify", "--repair", "--peer", "ftp://x"], "--peer: "),
+    (["ledger", "info", "--ledger", "http://[::1"], "is not a URL"),
+    (["ledger", "info", "--ledger", "flo+http://u:pw@h:99999/"], "port"),
+    (["ledger", "read", "--ledger", "http://h:99999/"], "ledger"),
+    (["index", "status", "--ledger", "http://[::1"], "is not a URL"),
+    # files that are missing, folders, binary, NUL bytes
+    (["record", "verify", "/nonexistent/x"], "error"),
+    (["record", "verify", "{root}/dir"], "error"),
+    (["record", "verify", "{root}/binary"], "error"),
+    (["record", "verify", "{root}/nul.txt"], "error"),
+    (["ledger", "publish", "{root}/dir"], "error"),
+    (["ledger", "publish", "{root}/binary"], "error"),
+    (["ledger", "import", "{root}/dir"], "error"),
+    (["ledger", "import", "{root}/binary"], "error"),
+    (["car", "import", "{root}/binary"], "error"),
+    (["car", "import", "{root}/dir"], "error"),
+    (["add", "/nonexistent/x"], "error"),
+    (["key", "import", "k2", "--wif-file", "{root}/binary"], "error"),
+    (["key", "import", "k2", "--wif-file", "{root}/dir"], "is a directory"),
+    # empty strings, huge and negative numbers
+    (["cat", ""], "error"),
+    (["get", "notacid", "-o", "{root}/out"], "error"),
+    (["cat", "bafkqaaa", "--offset", "-1"], ""),
+    (["car", "export", "bafkqaaa", "-o", "{root}/x.car", "--entity-bytes", HUGE], ""),
+    (["key", "show", ""], "error"),
+    (["key", "new", ""], "error"),
+    (["key", "delete", "nosuchkey", "--yes"], "error"),
+    (["record", "sign", "{root}/nul.txt", "--key", "k"], "error"),
+    (["index", "rejections", "--limit", "-1"], ""),
+    (["serve", "--port", "-1"], "out of range"),
+    (["serve", "--workers", HUGE], ""),
+    (["demo", "--datasets", "-5"], ""),
+    (["publish", "{root}/binary", "--dry-run"], "error"),
+    (["publish", "/nonexistent/x", "--dry-run"], "error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    HOSTILE_INVOCATIONS,
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_no_traceback_from_hostile_arguments(cli_home: Path, args: list[str], message: str) -> None:
+    """In process (CliRunner over the real app, real files): fast enough for a big table."""
+    from typer.testing import CliRunner
+
+    from etdb.cli import app
+
+    argv = [a.replace("{root}", str(cli_home)) for a in args]
+    env = {"ETDB_HOME": str(cli_home / "home"), "ETDB_KEY_PASSPHRASE": "pw"}
+    result = CliRunner().invoke(app, argv, env=env, input="")
+    crash = result.exception if not isinstance(result.exception, SystemExit) else None
+    assert crash is None, f"{type(crash).__name__}: {crash}"
+    output = result.output
+    assert result.exit_code in (1, 2), (result.exit_code, output)
+    assert "Traceback" not in output and output.strip(), output
+    assert message in output, output
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([b"download", b"--species", b"\xff\xfe"], {}, b"is not valid UTF-8"),
+        ([b"add", b"/tmp/caf\xe9-missing"], {}, b"is not valid UTF-8"),
+        ([b"key", b"list"], {"ETDB_HOME": ""}, b"ETDB_HOME is set but empty"),
+        ([b"key", b"list"], {"ETDB_LEDGR": "x"}, b"did you mean 'ledger'?"),
+        ([b"ledger", b"cost", b"--records", b"1", b"--bytes", HUGE.encode()], {}, b"cannot be"),
+    ],
+)
+def test_no_traceback_through_the_entry_point(
+    tmp_path: Path, argv: list[bytes], env: dict[str, str], message: bytes
+) -> None:
+    """As a shell runs it: argv bytes that are not UTF-8, the environment, exit status."""
+    script = [sys.executable.encode(), b"-c", b"from etdb.cli import main; main()"]
+    done = subprocess.run(
+        [*script, *argv], env=clean_env(tmp_path) | env, capture_output=True, timeout=60
+    )
+    assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+    assert done.returncode in (1, 2) and message in done.stderr, done.stderr

@@ -92,6 +92,8 @@ class ApiClient:
             response = self._http.get(path, params=list(params))
         except httpx.HTTPError as exc:
             raise ClientError(f"{self.base_url}: {exc or type(exc).__name__}") from None
+        except (httpx.InvalidURL, UnicodeError) as exc:  # a NUL or lone surrogate in a value
+            raise ClientError(f"{self.base_url}{path}: cannot ask for it: {exc}") from None
         if response.status_code != 200:
             raise _error(self.base_url, response)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -48,3 +48,14 @@ def errors_as_exit(*types: type[BaseException]) -> Iterator[None]:
         yield
     except types as exc:
         fail(str(exc) or type(exc).__name__)
+
+
+def check_urls(flag: str, urls: Iterable[str]) -> None:
+    """Exit 2 naming ``flag`` unless each of ``urls`` can name a peer or server (http[s])."""
+    from etdb.content.peers import check_peer_url
+
+    for url in urls:
+        try:
+            check_peer_url(url)
+        except ValueError as exc:
+            fail(f"{flag}: {exc}", 2)

@@ -21,7 +21,15 @@ from rich import box
 from rich.filesize import decimal as human_bytes
 from rich.table import Table
 
-from etdb.commands._common import JSON_OPTION, console, emit, err_console, fail, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    check_urls,
+    console,
+    emit,
+    err_console,
+    fail,
+    settings,
+)
 from etdb.commands._download_view import DownloadView, print_summary
 
 if TYPE_CHECKING:
@@ -121,6 +129,8 @@ def download(
     values = dict(locals())
     params = api_params(values)
     base = (server or f"http://127.0.0.1:{settings().port}").rstrip("/")
+    check_urls("--server", [base])
+    check_urls("--peer", peers or ())
     try:
         types = parse_file_types(file_type)
         template = Layout(layout or DEFAULT_LAYOUT)

@@ -26,6 +26,7 @@ from etdb.ledger.costs import FEE_RATE_OPTIONS, estimate_records_cost, with_fee_
 from etdb.ledger.local import ExportReport, LocalLedger
 from etdb.ledger.messages import needs_multipart, publish_message
 from etdb.publish.keystore import Keystore, KeystoreError, resolve_passphrase
+from etdb.record.errors import MultipartError
 from etdb.record.signing import PrivateKey, SigningError
 
 app = typer.Typer(
@@ -41,7 +42,10 @@ _PREVIEW = 72  # payload characters shown by `read` without --json
 
 def _scrub(text: str, url: str) -> str:
     """``text`` with the URL's password (as typed or percent-decoded) masked."""
-    password = urlsplit(url).password
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # unparsable: the ledger layer showed it redacted, as its scheme only
+        return text
     for secret in {password, quote(password or "", safe="")} - {None, ""}:
         text = text.replace(secret, "***")
     return text
@@ -53,7 +57,7 @@ def _opened(url: str | None, fee_rate: Decimal | None = None) -> Iterator[Ledger
     s = settings()
     raw = url or s.ledger
     try:
-        if fee_rate is not None and urlsplit(raw).scheme.lower() != "local":
+        if fee_rate is not None and raw.partition(":")[0].lower() != "local":
             raw = with_fee_rate(raw, fee_rate)
         ledger = open_ledger(raw, s.home)
         try:
@@ -284,7 +288,10 @@ def publish(
                     f"the payload is {size} bytes, over this ledger's max_payload of "
                     f"{ledger.max_payload}: give --key NAME to send it as signed multipart parts"
                 )
-            refs = publish_message(ledger, payload, _load_key(key))
+            try:
+                refs = publish_message(ledger, payload, _load_key(key))
+            except MultipartError as exc:  # e.g. more parts than oipd assembles
+                fail(f"{source}: {exc}")
         else:
             refs = [ledger.publish(payload)]
     data = {"txids": [r.txid for r in refs], "heights": [r.height for r in refs]}
@@ -373,7 +380,10 @@ def cost(
     with _opened(ledger_url, rate) as ledger:
         if rate is not None and isinstance(ledger, LocalLedger):
             err_console.print("note: --fee-rate ignored: the embedded ledger has no fees")
-        report = estimate_records_cost(ledger, records, record_bytes)
+        try:
+            report = estimate_records_cost(ledger, records, record_bytes)
+        except ValueError as exc:
+            fail(str(exc), 2)
     fee = report.fee
 
     def human() -> None:

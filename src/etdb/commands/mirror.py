@@ -14,7 +14,14 @@ from typing import Any
 
 import typer
 
-from etdb.commands._common import JSON_OPTION, console, err_console, fail, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    check_urls,
+    console,
+    err_console,
+    fail,
+    settings,
+)
 
 PUBLISHER = typer.Option(None, "--publisher", metavar="ADDR", help="Publisher address; repeat.")
 SPECIES = typer.Option(None, "--species", metavar="NAME", help="Species name; repeat for any of.")
@@ -75,6 +82,8 @@ def mirror_command(
         fail("give --server URL (the node listing the records) or at least one --peer URL")
     server = server or (peer or [""])[0]
     peers = list(peer or [server])
+    check_urls("--server", [server])
+    check_urls("--peer", peers)
     filters: dict[str, Any] = {
         "publisher": publisher,
         "species": species,

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import typer
 
-from etdb.commands._common import JSON_OPTION, console, emit, errors_as_exit, fail, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    check_urls,
+    console,
+    emit,
+    errors_as_exit,
+    fail,
+    settings,
+)
 
 REPAIR = typer.Option(False, "--repair", help="Re-fetch corrupt blocks from --peer sources.")
 PEERS = typer.Option(
@@ -30,6 +38,7 @@ def verify_command(
 
     if repair and not peer:
         fail("--repair needs at least one --peer URL to fetch good copies from")
+    check_urls("--peer", peer or ())
     s = settings()
     with errors_as_exit(ContentError):
         store = FSBlockstore(s.blockstore_path, create=False)

@@ -61,6 +61,20 @@ class PeerStats:
     reason: str | None = None
 
 
+def check_peer_url(url: str) -> str:
+    """``url`` if it can name a peer (http:// or https:// with a host and a valid port), else
+    ValueError saying so: the one rule for every peer URL a user or a setting gives."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # ValueError for a port that is not a number or out of range
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() or c == "\0" for c in url):
+        raise ValueError(f"peer {url!r} is not an http:// or https:// URL")
+    return url
+
+
 class Connections:
     """Keep-alive HTTP/1.1 connections to one peer, one per worker thread.
 
@@ -71,9 +85,7 @@ class Connections:
     """
 
     def __init__(self, url: str, timeout: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"peer {url!r} is not an http:// or https:// URL")
+        parts = urlsplit(check_peer_url(url))
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port

@@ -52,8 +52,12 @@ BACKENDS: dict[str, str] = {
 
 
 def open_ledger(url: str, home: Path | None = None) -> Ledger:
-    """Open the ledger a URL names; ``home`` resolves relative local paths."""
-    scheme = urlsplit(url).scheme.lower()
+    """Open the ledger a URL names; ``home`` resolves relative local paths. A URL that cannot
+    be parsed (a bad port, a broken IPv6 host, a NUL) is a :class:`LedgerConfigError`."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise LedgerConfigError(f"ledger URL {redact(url)!r} is not a URL: {exc}") from None
     target = BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(sorted({s.split("+")[0] for s in BACKENDS}))
@@ -62,7 +66,12 @@ def open_ledger(url: str, home: Path | None = None) -> Ledger:
         )
     module_name, factory = target.split(":")
     module = importlib.import_module(module_name)
-    return getattr(module, factory)(url, home)
+    try:
+        return getattr(module, factory)(url, home)
+    except LedgerError:
+        raise
+    except ValueError as exc:  # urllib's, on a port or host it cannot read
+        raise LedgerConfigError(f"ledger URL {redact(url)!r}: {exc}") from None
 
 
 __all__ = [

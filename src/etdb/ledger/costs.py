@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from etdb.ledger.base import FeeEstimate, Ledger, LedgerConfigError, payload_size
 from etdb.ledger.messages import plan
+from etdb.record.errors import MultipartError
+from etdb.record.multipart import MAX_INDEX
 from etdb.record.signing import PrivateKey
 
 # Only the sizes of the signed parts matter, and signatures have a fixed size: any key will do.
@@ -67,10 +69,23 @@ def sample_record(record_bytes: int) -> str:
 
 
 def estimate_records_cost(ledger: Ledger, records: int, record_bytes: int) -> CostReport:
-    """Transactions, payload bytes and fee to publish ``records`` records of ``record_bytes``."""
+    """Transactions, payload bytes and fee to publish ``records`` records of ``record_bytes``.
+
+    ValueError for a size no ledger message can carry (more than the most multipart parts
+    of ``max_payload`` bytes), checked before the sample record is built.
+    """
     if records < 0:
         raise ValueError("the number of records cannot be negative")
-    texts = plan(ledger, sample_record(record_bytes), _THROWAWAY_KEY)
+    most = ledger.max_payload * (MAX_INDEX + 1)
+    if record_bytes > most:
+        raise ValueError(
+            f"a record of {record_bytes} bytes cannot be published on this ledger: at most "
+            f"{MAX_INDEX + 1} parts of {ledger.max_payload} bytes"
+        )
+    try:
+        texts = plan(ledger, sample_record(record_bytes), _THROWAWAY_KEY)
+    except MultipartError as exc:  # just under the bound, the parts' headers tip it over
+        raise ValueError(f"a record of {record_bytes} bytes cannot be published: {exc}") from None
     transactions = len(texts) * records
     payload_bytes = sum(payload_size(t) for t in texts) * records
     fee = ledger.estimate_fee(payload_bytes, transactions)
