@@ -135,33 +135,34 @@ class RecordLimits:
         return None
 
     def _shape_problem(self, document: Mapping[str, Any]) -> str | None:
-        for path, depth, value in _walk(document):
-            where = (path if len(path) <= 120 else f"{path[:117]}...") or "the artifact"
+        for parent, name, depth, value in _walk(document):
             if depth > self.max_depth:
+                where = _where(parent, name)
                 return f"{where}: nested deeper than {self.max_depth} levels (record_max_depth)"
             if isinstance(value, str):
-                limit, key = self._text_limit(path)
+                limit, key = self._text_limit(parent, name)
                 if len(value) > limit:
+                    where = _where(parent, name)
                     return (
                         f"{where}: {len(value):,} characters, over the limit of {limit:,} ({key})"
                     )
                 if (unsafe := text_problem(value)) is not None:
-                    return f"{where}: {unsafe}"
+                    return f"{_where(parent, name)}: {unsafe}"
             elif isinstance(value, int) and not isinstance(value, bool):
-                found = self.integer_problem(where, value)
-                if found is not None:
-                    return found
+                if not -INT64_MAX <= value <= INT64_MAX:
+                    return self.integer_problem(_where(parent, name), value)
             elif isinstance(value, Mapping):
                 for k in value:
                     if len(k) > self.max_text:
+                        where = _where(parent, name)
                         return f"{where}: a key of {len(k):,} characters (record_max_text)"
                     if (unsafe := text_problem(k)) is not None:
-                        return f"{where}: a key with {unsafe}"
+                        return f"{_where(parent, name)}: a key with {unsafe}"
         return None
 
-    def _text_limit(self, path: str) -> tuple[int, str]:
-        parent, _, name = path.rpartition(".")
-        if path in NOTES_FIELDS or name not in _KNOWN_KEYS.get(parent, ()):
+    def _text_limit(self, parent: str, name: str) -> tuple[int, str]:
+        known = _KNOWN_KEYS.get(parent)
+        if known is None or name not in known or f"{parent}.{name}" in NOTES_FIELDS:
             return self.max_notes, "record_max_notes"
         return self.max_text, "record_max_text"
 
@@ -203,13 +204,22 @@ def record_bytes(document: Mapping[str, Any]) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _walk(document: Mapping[str, Any]) -> Iterator[tuple[str, int, Any]]:
-    """(dotted path without list indexes, depth, value) of every node; the root is level 1."""
-    stack: list[tuple[str, int, Any]] = [("", 1, document)]
+def _walk(document: Mapping[str, Any]) -> Iterator[tuple[str, str, int, Any]]:
+    """(parent's dotted path, key, depth, value) of every node, list items under their list's
+    path and key; the root ("", "") is level 1. Paths are joined once per object, not per
+    leaf: this runs for every record indexed."""
+    stack: list[tuple[str, str, int, Any]] = [("", "", 1, document)]
     while stack:
-        path, depth, node = stack.pop()
-        yield path, depth, node
+        parent, name, depth, node = stack.pop()
+        yield parent, name, depth, node
         if isinstance(node, Mapping):
-            stack.extend((f"{path}.{k}" if path else str(k), depth + 1, v) for k, v in node.items())
+            path = f"{parent}.{name}" if parent else name
+            stack.extend((path, str(k), depth + 1, v) for k, v in node.items())
         elif isinstance(node, list):
-            stack.extend((path, depth + 1, v) for v in node)
+            stack.extend((parent, name, depth + 1, v) for v in node)
+
+
+def _where(parent: str, name: str) -> str:
+    """A node's dotted path for a reason, cut short (keys are as long as a sender likes)."""
+    path = f"{parent}.{name}" if parent else name
+    return (path if len(path) <= 120 else f"{path[:117]}...") or "the artifact"
