@@ -309,3 +309,81 @@ def test_no_traceback_through_the_entry_point(
     )
     assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
     assert done.returncode in (1, 2) and message in done.stderr, done.stderr
+
+
+# -- key files edited or damaged -------------------------------------------------------------
+
+
+def _key_cli(home: Path, *args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from etdb.cli import app
+
+    env = {"ETDB_HOME": str(home), "ETDB_KEY_PASSPHRASE": "pw"}
+    result = CliRunner().invoke(app, ["key", *args], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result.exit_code, result.output
+
+
+def test_key_show_reports_an_edited_address(tmp_path: Path) -> None:
+    import json
+
+    from etdb.record import PrivateKey
+
+    assert _key_cli(tmp_path, "new", "lab")[0] == 0
+    assert _key_cli(tmp_path, "show", "lab")[0] == 0
+    path = tmp_path / "keys" / "lab.key.json"
+    doc = json.loads(path.read_text())
+    doc["address"] = PrivateKey(bytes(31) + b"\x09").address  # a valid address, not this key's
+    path.write_text(json.dumps(doc))
+    code, out = _key_cli(tmp_path, "show", "lab")
+    assert code == 1 and "its file was modified" in out
+    code, out = _key_cli(tmp_path, "show", "lab", "--no-verify", "--json")
+    assert code == 0 and json.loads(out)["verified"] is False
+
+
+def test_key_list_survives_a_corrupt_key_file(tmp_path: Path) -> None:
+    import json
+
+    assert _key_cli(tmp_path, "new", "good")[0] == 0
+    assert _key_cli(tmp_path, "new", "worse")[0] == 0
+    (tmp_path / "keys" / "bad.key.json").write_bytes(b"\xff[not json")
+    worse = tmp_path / "keys" / "worse.key.json"
+    worse.write_text(worse.read_text().replace('"address": "F', '"address": "X'))
+    code, out = _key_cli(tmp_path, "list", "--json")
+    assert code == 0, out
+    entries = {e["name"]: e for e in json.loads(out)}
+    assert entries["good"]["address"].startswith("F")
+    assert "corrupt key file" in entries["bad"]["error"]
+    assert "is not a mainnet address" in entries["worse"]["error"]
+    code, out = _key_cli(tmp_path, "list")
+    assert code == 0 and "unreadable" in out and "good" in out
+
+
+# -- API docs load nothing from elsewhere ----------------------------------------------------
+
+
+def test_api_docs_pages_use_only_local_assets(tmp_path: Path) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from etdb.api import create_app
+    from etdb.config import Settings
+    from etdb.index.catalog import open_catalog
+
+    catalog = open_catalog("sqlite://")
+    client = TestClient(create_app(catalog, settings=Settings(home=tmp_path)))
+    for page in ("/api/docs", "/api/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", r.text)
+        urls += re.findall(r"""url\(\s*["']?([^"')]+)""", r.text)
+        urls += re.findall(r"""@import\s+["']([^"']+)""", r.text)
+        assert urls, page
+        remote = [u for u in urls if re.match(r"(?i)^(https?:)?//", u)]
+        assert not remote, (page, remote)
+        for url in urls:
+            if url.startswith("/"):
+                assert client.get(url).status_code == 200, url
+    catalog.close()

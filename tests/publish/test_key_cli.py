@@ -45,7 +45,7 @@ def test_new_show_list(home):
     assert set(created) == {"name", "address", "network", "created"}
     assert created["name"] == "alice" and created["network"] == "mainnet"
     assert address_network(created["address"]) is MAINNET
-    assert json.loads(ok("show", "alice", "--json").stdout) == created
+    assert json.loads(ok("show", "alice", "--json").stdout) == created | {"verified": True}
     assert json.loads(ok("list", "--json").stdout) == [created]
     human = ok("show", "alice").stdout
     assert created["address"] in human and "mainnet" in human
@@ -195,14 +195,14 @@ def test_bad_names(home, name):
 def test_new_refuses_existing_name(home):
     first = json.loads(ok("new", "alice", "--json").stdout)
     assert "exists already" in err("new", "alice")
-    assert json.loads(ok("show", "alice", "--json").stdout) == first
+    assert json.loads(ok("show", "alice", "--json").stdout) == first | {"verified": True}
 
 
 def test_corrupt_file_is_a_clear_error(home):
     ok("new", "alice")
     (home / "keys" / "alice.key.json").write_text("{not json")
     assert "corrupt key file" in err("show", "alice")
-    assert "corrupt key file" in err("list")
+    assert "corrupt key file" in ok("list").stdout  # listed as unreadable, with the reason
     ok("delete", "alice", "--yes")  # ...and can be removed
 
 

@@ -268,9 +268,9 @@ def test_swapped_network_fails(store):
     _write_doc(store, "alice", doc)
     with pytest.raises(KeystoreError, match="wrong passphrase"):
         store.load("alice", PASS)
-    doc["address"] = info.address  # mainnet address, testnet label
+    doc["address"] = info.address  # mainnet address, testnet label: no testnet address
     _write_doc(store, "alice", doc)
-    with pytest.raises(KeystoreError, match="wrong passphrase"):
+    with pytest.raises(KeystoreError, match="is not a testnet address"):
         store.load("alice", PASS)
 
 

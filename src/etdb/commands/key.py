@@ -13,9 +13,16 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from etdb.commands._common import JSON_OPTION, console, emit, errors_as_exit, fail, settings
-from etdb.publish.keystore import KeyInfo, Keystore, KeystoreError, resolve_passphrase
+from etdb.publish.keystore import (
+    KeyInfo,
+    Keystore,
+    KeystoreError,
+    UnreadableKey,
+    resolve_passphrase,
+)
 from etdb.record.signing import MAINNET, TESTNET, PrivateKey, SigningError
 
 app = typer.Typer(
@@ -103,31 +110,50 @@ def import_(
 
 
 @app.command("show")
-def show(name: str = NAME_ARG, as_json: bool = JSON_OPTION) -> None:
-    """Show a key's address and network (no passphrase needed)."""
+def show(
+    name: str = NAME_ARG,
+    verify: bool = typer.Option(
+        True,
+        "--verify/--no-verify",
+        help="Unlock the key (passphrase) to check that the stored address is this key's; "
+        "--no-verify shows the stored address unchecked.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a key's address and network, checked against the key itself."""
     with errors_as_exit(*_ERRORS):
-        info = _store().info(name)
-    emit(info.to_dict(), as_json, lambda: _print_info(info))
+        store = _store()
+        if verify:
+            passphrase = resolve_passphrase(prompt=f"Passphrase for key {name!r}: ")
+            info = store.verified_info(name, passphrase)
+        else:
+            info = store.info(name)
+    data = info.to_dict() | {"verified": verify}
+    emit(data, as_json, lambda: _print_info(info, None if verify else "(not verified)"))
 
 
 @app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
-    """List stored keys."""
+    """List stored keys (addresses as stored; a file that cannot be read is listed with why)."""
     with errors_as_exit(*_ERRORS):
         store = _store()
-        infos = store.list()
+        entries = store.list()
 
     def human() -> None:
-        if not infos:
+        if not entries:
             console.print(
                 f"No keys in {store.path}. Create one with: etdb key new NAME", highlight=False
             )
-        for i in infos:
+        for i in entries:
+            if isinstance(i, UnreadableKey):
+                why = escape(i.reason)  # the reason quotes the file: no markup from it
+                console.print(f"{i.name:<20} [red]unreadable:[/] {why}", soft_wrap=True)
+                continue
             console.print(
                 f"{i.name:<20} {i.address}  {i.network.name:<8} {i.created}", highlight=False
             )
 
-    emit([i.to_dict() for i in infos], as_json, human)
+    emit([i.to_dict() for i in entries], as_json, human)
 
 
 @app.command("export")

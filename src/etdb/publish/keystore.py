@@ -34,7 +34,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from etdb.record.signing import MAINNET, Network, PrivateKey, SigningError, network_by_name
+from etdb.record.signing import (
+    MAINNET,
+    Network,
+    PrivateKey,
+    SigningError,
+    is_valid_address,
+    network_by_name,
+)
 
 __all__ = [
     "DEFAULT_SCRYPT_N",
@@ -42,6 +49,7 @@ __all__ = [
     "KeyInfo",
     "Keystore",
     "KeystoreError",
+    "UnreadableKey",
     "resolve_passphrase",
 ]
 
@@ -85,6 +93,17 @@ class KeyInfo:
         }
 
 
+@dataclass(frozen=True)
+class UnreadableKey:
+    """A key file in the folder that cannot be read; ``reason`` says why (no secret in it)."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "error": self.reason}
+
+
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise KeystoreError(
@@ -113,11 +132,25 @@ class Keystore:
     def info(self, name: str) -> KeyInfo:
         return self._read(name)[0]
 
-    def list(self) -> list[KeyInfo]:
+    def list(self) -> list[KeyInfo | UnreadableKey]:
+        """Every key file, by name; one that cannot be read is listed with the reason (one
+        corrupt file must not hide the others)."""
         if not self.path.is_dir():
             return []
         names = sorted(p.name[: -len(_SUFFIX)] for p in self.path.glob(f"*{_SUFFIX}"))
-        return [self.info(n) for n in names if _NAME_RE.fullmatch(n)]
+        return [self._entry(n) for n in names if _NAME_RE.fullmatch(n)]
+
+    def _entry(self, name: str) -> KeyInfo | UnreadableKey:
+        try:
+            return self.info(name)
+        except KeystoreError as exc:
+            return UnreadableKey(name, str(exc))
+
+    def verified_info(self, name: str, passphrase: str) -> KeyInfo:
+        """``info``, after decrypting the secret and checking that it is the key of the stored
+        address and network (an edited address fails here, not silently later)."""
+        self.load(name, passphrase)
+        return self.info(name)
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -164,7 +197,8 @@ class Keystore:
             secret = AESGCM(sealing_key).decrypt(cipher["nonce"], doc["ciphertext"], _aad(info))
         except InvalidTag:
             raise KeystoreError(
-                f"wrong passphrase for key {name!r} (or its file was modified)"
+                f"wrong passphrase for key {name!r}, or its file was modified (the stored "
+                "address and network are sealed with the secret)"
             ) from None
         try:
             key = PrivateKey(secret, info.network)
@@ -259,8 +293,11 @@ def _parse(text: str, name: str) -> dict[str, Any]:
     nonce = _unb64(cipher, "nonce")
     if len(nonce) != _NONCE_BYTES:
         raise _FormatError("nonce must be 12 bytes")
+    address = _field(doc, "address", str)
+    if not is_valid_address(address, (network,)):
+        raise _FormatError(f"address {address[:64]!r} is not a {network.name} address")
     return {
-        "address": _field(doc, "address", str),
+        "address": address,
         "network": network,
         "created": _field(doc, "created", str),
         "kdf": {"n": n, "r": r, "p": p, "salt": _unb64(kdf, "salt")},
