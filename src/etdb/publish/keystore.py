@@ -5,9 +5,9 @@ go-etdb left keys inside the flod wallet; etdb signs locally, so keys need safe 
 * ``<folder>/<name>.key.json``, mode 0600, in a 0700 folder; written atomically (temp file,
   fsync, then a no-clobber hard link or ``os.replace``) so a crash never leaves half a key.
 * The 32-byte secret is sealed with AES-256-GCM under a scrypt-derived key. The address and
-  network are stored in clear, so ``key list/show`` need no passphrase, and are bound to the
+  network are stored in clear, so ``key list`` needs no passphrase, and are bound to the
   ciphertext as associated data: editing them makes decryption fail instead of silently
-  signing for another address or chain.
+  signing for another address or chain (``key show`` decrypts to check exactly that).
 
 Secrets (WIF, raw key, passphrase) never appear in exceptions, reprs or logs.
 """
@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from etdb.content.fsutil import fsync_dir
 from etdb.record.signing import (
     MAINNET,
     Network,
@@ -218,7 +219,7 @@ class Keystore:
             self._file(name).unlink()
         except FileNotFoundError:
             raise self._unknown(name) from None
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -374,21 +375,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the new directory entry durable; not possible (nor needed) on Windows.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 # ------------------------------------------------------------------------------------------
