@@ -37,6 +37,7 @@ OPERATIONS = {
     "/api/v1/publishers": False,
     "/api/v1/summary": False,
     "/api/v1/status": False,
+    "/api/v1/health": False,
     "/api/v1/rejections": True,
     "/api/v2/artifact/get/type": True,
     "/api/v2/artifact/get": True,
