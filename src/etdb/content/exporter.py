@@ -5,29 +5,21 @@ shards; files are read through their DAG using ``blocksizes`` to skip every subt
 requested range, so a seek into a 5 GB file reads only the few blocks on the way to one leaf.
 Every block comes from ``store.get``, which re-hashes it; the structure is checked too (a
 parent's ``blocksizes`` must match what its children hold), so a lying DAG raises
-``InvalidNodeError`` instead of returning wrong bytes. Writing trees to disk is in ``export_tree``.
+``InvalidNodeError`` instead of returning wrong bytes. Writing trees to disk is in ``export_tree``;
+the node model (``Node``, ``load_node``, kept importable from here) is in ``nodes``.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple
 
 from etdb.content import hamt
 from etdb.content.blockstore import BlockGetter
-from etdb.content.cid import CID, DAG_PB, RAW, CIDError
-from etdb.content.dagpb import (
-    DagPBError,
-    PBLink,
-    PBNode,
-    UnixFSData,
-    UnixFSType,
-    decode_node,
-    decode_unixfs,
-)
+from etdb.content.cid import CID, RAW, CIDError
+from etdb.content.dagpb import DagPBError, PBLink
 from etdb.content.errors import (
     ContentError,
     InvalidNodeError,
@@ -36,47 +28,7 @@ from etdb.content.errors import (
     NotAFileError,
     PathNotFoundError,
 )
-
-# Deeper than any balanced DAG (174^8 leaves of 256 KiB is far past any file) or HAMT
-# (64-bit hash, 8 bits per level): a deeper chain is hostile, and Python recursion is finite.
-MAX_DEPTH = 64
-
-
-class Kind(StrEnum):
-    FILE = "file"  # a dag-pb UnixFS file
-    RAW = "raw"  # a raw-codec block: a file whose bytes are the block
-    DIRECTORY = "directory"  # plain or HAMT-sharded
-    SYMLINK = "symlink"
-
-
-@dataclass(frozen=True)
-class Node:
-    """A decoded block. ``pb``/``unixfs`` are None for raw blocks."""
-
-    cid: CID
-    kind: Kind
-    block: bytes
-    pb: PBNode | None = None
-    unixfs: UnixFSData | None = None
-
-    @property
-    def sharded(self) -> bool:
-        return self.unixfs is not None and self.unixfs.type == UnixFSType.HAMT_SHARD
-
-    @property
-    def is_file(self) -> bool:
-        return self.kind in (Kind.FILE, Kind.RAW)
-
-    @property
-    def size(self) -> int | None:
-        """File size in bytes, symlink target length, None for a directory."""
-        if self.kind == Kind.RAW:
-            return len(self.block)
-        if self.kind == Kind.FILE:
-            return _file_size(self)
-        if self.kind == Kind.SYMLINK:
-            return len(self.unixfs.data or b"") if self.unixfs else 0
-        return None
+from etdb.content.nodes import MAX_DEPTH, Kind, Node, load_node
 
 
 class Stat(NamedTuple):
@@ -91,49 +43,6 @@ class DirEntry(NamedTuple):
     cid: CID
     kind: Kind | None  # None when listed with resolve_kinds=False
     size: int | None  # file size; None for directories (and unresolved entries)
-
-
-_KINDS = {
-    UnixFSType.FILE: Kind.FILE,
-    UnixFSType.RAW: Kind.FILE,  # old go-ipfs leaves: file bytes in a dag-pb node
-    UnixFSType.DIRECTORY: Kind.DIRECTORY,
-    UnixFSType.HAMT_SHARD: Kind.DIRECTORY,
-    UnixFSType.SYMLINK: Kind.SYMLINK,
-}
-
-
-def load_node(store: BlockGetter, cid: CID) -> Node:
-    """Fetch (verified) and decode one block as a UnixFS node."""
-    block = store.get(cid)
-    if cid.codec == RAW:
-        return Node(cid, Kind.RAW, block)
-    if cid.codec != DAG_PB:
-        raise InvalidNodeError(cid, f"unsupported codec {cid.codec_name}")
-    try:
-        pb = decode_node(block)
-        if pb.data is None:
-            raise InvalidNodeError(cid, "dag-pb node without UnixFS data")
-        fs = decode_unixfs(pb.data)
-    except DagPBError as exc:
-        raise InvalidNodeError(cid, str(exc)) from None
-    kind = _KINDS.get(fs.type)
-    if kind is None:
-        raise InvalidNodeError(cid, f"unsupported UnixFS type {fs.type.name}")
-    return Node(cid, kind, block, pb, fs)
-
-
-def _file_size(node: Node) -> int:
-    """Size of a dag-pb file node, checking that ``filesize`` agrees with its parts."""
-    assert node.unixfs is not None and node.pb is not None
-    fs = node.unixfs
-    if len(fs.blocksizes) != len(node.pb.links):
-        raise InvalidNodeError(
-            node.cid, f"{len(node.pb.links)} links but {len(fs.blocksizes)} blocksizes"
-        )
-    size = len(fs.data or b"") + sum(fs.blocksizes)
-    if fs.filesize is not None and fs.filesize != size:
-        raise InvalidNodeError(node.cid, f"filesize {fs.filesize} != sum of parts {size}")
-    return size
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -243,49 +152,87 @@ def list_dir(store: BlockGetter, path: str | CID, *, resolve_kinds: bool = True)
 
 
 def walk_file(
-    store: BlockGetter, root: Node, start: int = 0, end: int | None = None
+    store: BlockGetter,
+    root: Node,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    done: dict[CID, int] | None = None,
 ) -> Iterator[tuple[Node, memoryview]]:
     """Visit, in DFS pre-order, each block of a file needed for bytes ``[start, end)``.
 
     Yields (node, piece): ``piece`` is the part of the file's bytes held by that block itself
     within the range (empty for internal nodes). With the full range every block is visited,
     including zero-length ones; the CAR writer uses this for ``dag-scope=entity``.
+
+    ``done`` (a ``dups=n`` CAR's, which sends a block once) maps each subtree whose every block
+    was visited to its size: a subtree met again is not read (its size is checked against the
+    parent's ``blocksizes``, its pieces are not yielded), so a run of repeated chunks costs one
+    read. A subtree visited only in part, at the edge of the range, is not entered in it.
     """
     if not root.is_file:
         raise NotAFileError(f"{root.cid} is a {root.kind}, not a file")
     size = root.size or 0
     full = start <= 0 and (end is None or end >= size)
     stop = size if end is None else min(end, size)
-    yield from _walk(store, root, 0, max(start, 0), stop, full, 0)
+    yield from _walk(store, root, 0, _Want(max(start, 0), stop, full, done), 0)
+
+
+@dataclass(frozen=True)
+class _Want:
+    """What a file walk visits: bytes ``[start, end)``, or every block if ``full``."""
+
+    start: int
+    end: int
+    full: bool
+    done: dict[CID, int] | None  # see walk_file
 
 
 def _walk(
-    store: BlockGetter, node: Node, offset: int, start: int, end: int, full: bool, depth: int
-) -> Iterator[tuple[Node, memoryview]]:
+    store: BlockGetter, node: Node, offset: int, want: _Want, depth: int
+) -> Generator[tuple[Node, memoryview], None, bool]:
+    """``walk_file`` below ``node``; returns whether every block under it was visited."""
     if depth > MAX_DEPTH:
         raise InvalidNodeError(node.cid, f"file DAG deeper than {MAX_DEPTH}")
     own = memoryview(node.block) if node.kind == Kind.RAW else memoryview(node.unixfs.data or b"")
-    lo, hi = max(start - offset, 0), max(min(end - offset, len(own)), 0)
+    lo, hi = max(want.start - offset, 0), max(min(want.end - offset, len(own)), 0)
     yield node, own[lo:hi] if lo < hi else own[:0]
-    if node.kind == Kind.RAW:
-        return
+    whole = True
+    if node.kind != Kind.RAW:
+        whole = yield from _walk_children(store, node, offset + len(own), want, depth)
+    if whole and want.done is not None:
+        want.done[node.cid] = node.size or 0
+    return whole
+
+
+def _walk_children(
+    store: BlockGetter, node: Node, child_offset: int, want: _Want, depth: int
+) -> Generator[tuple[Node, memoryview], None, bool]:
     assert node.pb is not None and node.unixfs is not None
-    child_offset = offset + len(own)
+    whole = True
     for link, child_size in zip(node.pb.links, node.unixfs.blocksizes, strict=True):
         child_end = child_offset + child_size
-        if full or (child_offset < end and child_end > start):
+        if want.done is not None and link.cid in want.done:  # all visited before: not read
+            _check_child_size(node, link.cid, want.done[link.cid], child_size)
+        elif want.full or (child_offset < want.end and child_end > want.start):
             child = load_node(store, link.cid)
             if not child.is_file:
                 raise InvalidNodeError(node.cid, f"file links to a {child.kind} ({child.cid})")
-            if child.size != child_size:
-                raise InvalidNodeError(
-                    node.cid,
-                    f"child {child.cid} holds {child.size} bytes, blocksizes say {child_size}",
-                )
-            yield from _walk(store, child, child_offset, start, end, full, depth + 1)
-        elif child_offset >= end:
-            break
+            _check_child_size(node, child.cid, child.size, child_size)
+            whole &= yield from _walk(store, child, child_offset, want, depth + 1)
+        else:
+            whole = False
+            if child_offset >= want.end:
+                break
         child_offset = child_end
+    return whole
+
+
+def _check_child_size(parent: Node, child: CID, size: int | None, claimed: int) -> None:
+    if size != claimed:
+        raise InvalidNodeError(
+            parent.cid, f"child {child} holds {size} bytes, blocksizes say {claimed}"
+        )
 
 
 def open_node(store: BlockGetter, path: str | CID) -> Node:

@@ -103,7 +103,9 @@ def _scope_blocks(
         start, end = 0, None
         if entity_bytes is not None:
             start, end = entity_range(target.size or 0, *entity_bytes)
-        for node, _piece in walk_file(store, target, start, end):
+        # dups=n: a subtree sent whole is not walked again (a run of zero chunks is one read)
+        done: dict[CID, int] | None = None if dups else {}
+        for node, _piece in walk_file(store, target, start, end, done=done):
             yield node.cid, node.block
     elif target.sharded:
         yield from _hamt_shard_blocks(store, target)
