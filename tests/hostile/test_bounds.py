@@ -331,3 +331,18 @@ def test_the_property_test_reaches_the_largest_accepted_sizes(shared_catalog):
             assert widest.problem(art) is None
             shared_catalog.add_record(published(art, id=txid(("widest", n)), height=n))
     assert shared_catalog.summary().total_bytes == before + 1_100 * JS_SAFE_MAX > INT64_MAX
+
+
+def test_etdb_publish_applies_the_limit_settings(etdb_home, tmp_path, monkeypatch):
+    from tests.publish.test_publish_cli import PASS, add_key, ledger_entries, write_dataset
+
+    monkeypatch.setenv("ETDB_KEY_PASSPHRASE", PASS)
+    add_key(etdb_home, "lab")
+    write_dataset(tmp_path / "lab", "ab2020-01-01-1", 1)  # names over 10 characters
+    result = runner.invoke(
+        app,
+        ["publish", str(tmp_path / "lab"), "--no-media", "--yes", "--json"],
+        env={"ETDB_RECORD_MAX_TEXT": "10"},
+    )
+    assert "characters, over the limit of 10 (record_max_text)" in result.stdout
+    assert ledger_entries(etdb_home) == 0  # nothing signed or sent

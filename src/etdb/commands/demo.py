@@ -213,6 +213,7 @@ def _publish_and_index(
             media_dir=root / "media",
             make_media=False,  # the demo makes its media itself, inside the dataset folders
             catalog=catalog,
+            limits=cfg.record_limits,
         )
         published: set[str] = set()
 

@@ -268,6 +268,7 @@ class Stores:
             make_media=not no_media,
             fill_from_files=not no_file_metadata,
             catalog=self.catalog,
+            limits=cfg.record_limits,
         )
 
 

@@ -258,7 +258,7 @@ class Publisher:
         else:
             assert known.cid is not None
             cid = known.cid
-        artifact = build_artifact(work.metadata, cid, files)
+        artifact = build_artifact(work.metadata, cid, files, limits=cfg.limits)
         if known is not None and known.from_catalog:
             same = cid == known.cid
             entry = adopt(cfg.journal, ds.sid, known, fingerprint if same else None)

@@ -40,6 +40,7 @@ from etdb.record import (
     sign_deactivate,
     verify_publish,
 )
+from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
 
 __all__ = ["DatasetPlanner", "Message", "Prepared", "PublishConfig", "problem"]
 
@@ -55,6 +56,7 @@ class PublishConfig:
     make_media: bool = True
     fill_from_files: bool = True
     catalog: CatalogReader | None = None  # if given, guards against a lost journal
+    limits: RecordLimits = DEFAULT_LIMITS  # a record over them is refused before signing
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class DatasetPlanner:
             elif must_add:
                 notes.append("the folder changed on disk: its content is added again")
         location = self._placeholder if must_add else str(known.cid if known else "")
-        artifact = build_artifact(metadata, location, files)
+        artifact = build_artifact(metadata, location, files, limits=self.config.limits)
         changes: tuple[str, ...] = ()
         if action is Action.EDIT:
             assert known is not None
