@@ -314,10 +314,14 @@ def test_a_dups_car_of_a_dag_bomb_ends_within_its_budget(
 
 
 def test_reading_without_sending_is_ended(node: EtdbNode, content: tuple[Path, Content]) -> None:
-    """The hollow file, as a file and as an entity CAR (dups=n re-reads what it will not
-    resend): each stream is ended after its idle-read budget, a truncated body, not a hang."""
+    """The hollow file, as a file (idle reads) and as a dups=y entity CAR (repeats): each
+    stream is ended after its budget, a truncated body, not a hang. Its dups=n entity CAR is
+    complete: a subtree sent whole is not walked again, so the 2^40 paths are 42 blocks."""
     _, c = content
-    for query in ("", "?format=car&dag-scope=entity"):
+    for query in ("", "?format=car&dag-scope=entity&car-dups=y"):
         with pytest.raises(httpx.RemoteProtocolError):  # before the fix: ReadTimeout
             httpx.get(f"{node.url}/ipfs/{c.hollow}{query}", timeout=WAIT)
+    r = httpx.get(f"{node.url}/ipfs/{c.hollow}?format=car&dag-scope=entity", timeout=WAIT)
+    cids = _car_blocks(r.content)
+    assert r.status_code == 200 and len(cids) == len(set(cids)) == FOLDER_LEVELS + 2
     _eventually(lambda: _all_limit_downloads_succeed(node, c), "LIMIT downloads all 200")
