@@ -8,8 +8,8 @@ enforced, so no walk (path gateway file, CAR of any scope) can run unbounded:
 
 * **idle work**: at most :data:`MAX_IDLE_READS` block reads, or :data:`MAX_IDLE_BYTES` bytes
   read and re-hashed, in a row without a byte of body produced. An honest file walk reads its
-  internal nodes (at most the DAG depth) before each leaf it sends; a ``dups=n`` range walk
-  re-reads a repeated leaf it will not resend (a run of identical chunks, e.g. zero padding).
+  internal nodes (at most the DAG depth) before each leaf it sends; a ``dups=n`` CAR does not
+  walk again a subtree it sent whole (``walk_file(done=)``), so repeated chunks cost no reads.
 * **duplicates** (``dups=y`` CARs, :func:`limit_duplicates`): the spec makes a gateway repeat a
   block every time the DFS walk meets it, so a tiny DAG can name an unbounded CAR. The repeats
   a response may send are bounded by the DAG's real size, what it sent once: at most
@@ -46,8 +46,8 @@ __all__ = [
 
 #: Block reads in a row that add no byte to the body (an honest walk: at most its depth, 64).
 MAX_IDLE_READS = 4096
-#: Bytes read and re-hashed in a row that add no byte to the body (a run of repeated chunks
-#: a ``dups=n`` range walk skips: 32 MiB for the downloader's ``entity-bytes`` runs).
+#: Bytes read and re-hashed in a row that add no byte to the body (the same bound for DAGs
+#: of few, large blocks: an honest walk reads a few small internal nodes before each leaf).
 MAX_IDLE_BYTES = 256 << 20
 #: A ``dups=y`` CAR may repeat up to this many times what it sent once, plus the spares.
 DUP_RATIO = 4
