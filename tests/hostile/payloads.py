@@ -16,6 +16,7 @@ spliced in as raw text: a value ``raw(text)`` is replaced after dumping (:func:`
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import re
@@ -23,9 +24,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from etdb.record.metasign import META_KEY, meta_signature
 from etdb.record.signing import (
     CURVE_ORDER,
     PrivateKey,
+    SigningError,
     deactivate_preimage,
     edit_preimage,
     publish_preimage,
@@ -211,10 +214,21 @@ def sign_publish(art: dict[str, Any], key: PrivateKey, signed: tuple[str, str, i
     art["signature"] = sign_message(key, publish_preimage(*signed))
 
 
-def draw_publish(data: Any, key: PrivateKey, n: int) -> tuple[str, dict[str, Any]]:
-    """A validly signed publish of record ``n`` with 0-4 hostile changes; (text, artifact)."""
+def add_meta_signature(art: dict[str, Any], key: PrivateKey) -> None:
+    """Sign the metadata too (etdb's own records), where the artifact as sent is what the
+    dict holds: not with spliced raw JSON, not with text no signature can cover."""
+    if "@raw" in repr(art) or "@dup" in repr(art):
+        return
+    with contextlib.suppress(SigningError, TypeError, ValueError):
+        art[META_KEY] = meta_signature(art, key)
+
+
+def draw_publish(data: Any, key: PrivateKey, n: int) -> tuple[str, bool]:
+    """A validly signed publish of record ``n`` with 0-4 hostile changes; (text, whether it
+    has none: edits and deactivations aim at those most, to reach what follows them)."""
     art = base_artifact(key, n)
-    for _ in range(data.draw(st.integers(0, 4), label="mutations")):
+    changes = data.draw(st.integers(0, 4), label="mutations")
+    for _ in range(changes):
         mutate(data, art)
     storage = art.get("storage")
     location = storage.get("location") if isinstance(storage, dict) else ""
@@ -223,12 +237,14 @@ def draw_publish(data: Any, key: PrivateKey, n: int) -> tuple[str, dict[str, Any
         # Unsignable as it stands: sign what record n said (the signature will not check).
         location, stamp, publisher = f"bafyhostile{n:08d}", T0 + n, address(key)
     sign_publish(art, key, (location, publisher, stamp))
+    if data.draw(st.integers(0, 2), label="metaSignature") == 0:
+        add_meta_signature(art, key)
     envelope = {"oip042": {"publish": {"artifact": art}}}
     if data.draw(st.booleans(), label="signature beside"):
         envelope = {"oip042": {"publish": {"artifact": art, "signature": art.pop("signature")}}}
     prefix = data.draw(st.sampled_from(("json:", "json:", "", " json:")), label="prefix")
     text = prefix + _fix_duplicates(dumps(envelope, ascii_only=data.draw(st.booleans())))
-    return text, art
+    return text, changes == 0
 
 
 # -- edits and deactivations ------------------------------------------------------------------
@@ -272,13 +288,18 @@ def resign_ops(key: PrivateKey, location: str, stamp: int) -> list[dict[str, Any
 
 def draw_edit(data: Any, record_id: str, key: PrivateKey, stamp: int) -> str:
     """An edit of ``record_id`` signed by ``key`` at ``stamp`` (valid or hostile patch)."""
-    ops: Any = [hostile_op(data) for _ in range(data.draw(st.integers(0, 3), label="ops"))]
-    if data.draw(st.booleans(), label="moves"):
+    # Half the edits are what a lab sends (a new title, odd as it may be; a move, re-signed),
+    # the other half add hostile operations to that.
+    hostile = data.draw(st.integers(0, 3), label="hostile ops") - 1
+    ops: Any = [hostile_op(data) for _ in range(max(hostile, 0))]
+    if data.draw(st.booleans(), label="retitle"):
+        ops.insert(0, {"op": "replace", "path": "/info/title", "value": hostile_text(data)})
+    if not ops or data.draw(st.booleans(), label="moves"):
         ops += resign_ops(key, f"bafymoved{stamp}", stamp)
-    if data.draw(st.integers(0, 9), label="patch shape") == 0:
+    if data.draw(st.integers(0, 9), label="patch shape") == 9:
         ops = data.draw(st.sampled_from(({"add": ops}, "[", ops and ops[0], 5)), label="odd")
-    target = record_id.upper() if data.draw(st.integers(0, 9), label="case") == 0 else record_id
-    legacy = data.draw(st.integers(0, 5), label="legacy") == 0
+    target = record_id.upper() if data.draw(st.integers(0, 9), label="case") == 9 else record_id
+    legacy = data.draw(st.integers(0, 5), label="legacy") == 5
     preimage = (
         deactivate_preimage(target, address(key), stamp) if legacy else edit_preimage(target, stamp)
     )
@@ -293,10 +314,10 @@ def draw_edit(data: Any, record_id: str, key: PrivateKey, stamp: int) -> str:
 
 
 def draw_deactivate(data: Any, record_id: str, key: PrivateKey, stamp: int) -> str:
-    target = record_id.upper() if data.draw(st.integers(0, 9), label="case") == 0 else record_id
+    target = record_id.upper() if data.draw(st.integers(0, 9), label="case") == 9 else record_id
     signature = sign_message(key, deactivate_preimage(target, address(key), stamp))
     body: dict[str, Any] = {"artifactID": target, "timestamp": stamp, "signature": signature}
-    if data.draw(st.integers(0, 9), label="odd stamp") == 0:
+    if data.draw(st.integers(0, 9), label="odd stamp") == 9:
         body["timestamp"] = data.draw(st.sampled_from(NUMBERS), label="stamp")
     return "json:" + dumps({"oip042": {"deactivate": {"artifact": body}}}, ascii_only=True)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from etdb.api import create_app
 from etdb.config import Settings
 from etdb.index.catalog import SqlCatalog, open_catalog
 from etdb.index.check import snapshot
-from etdb.index.indexer import DEFAULT_EXPIRY, Indexer
+from etdb.index.indexer import DEFAULT_EXPIRY, Indexer, IndexReport
 from etdb.index.query import FACETS, SearchQuery
 from etdb.ledger.local_schema import compute_txid
 from etdb.record import MultipartError, PrivateKey, split
@@ -52,13 +53,19 @@ TOTAL = 10_000
 assert EXAMPLES * MIN_PAYLOADS >= TOTAL
 BLOCK_SECONDS = 600
 MAX_SPLIT = 12_000  # longest text sent as a multipart (bytes)
+MAX_PARTS = 12  # about the most parts a multipart gets (parts take a block's room)
 JUNK = ("", "json:", "json:{}", "hello etdb", "oip-mp(", "oip-mp(0,1,x,,y):z",
         '{"oip042":{"transfer":{}}}', "json:" + "[" * 5000, "text:\ud800".encode(
             "utf-8", "replace").decode())  # fmt: skip
-KINDS = ("publish",) * 4 + ("edit",) * 3 + ("deactivate", "multipart", "multipart") + (
-    "parts", "parts", "replay", "malleate", "malleate", "junk")  # fmt: skip
+KINDS = ("publish",) * 5 + ("edit",) * 5 + ("deactivate",) * 2 + ("multipart", "multipart") + (
+    "parts", "parts", "replay", "malleate", "malleate", "copy", "junk")  # fmt: skip
 
 fed: list[int] = []  # payloads written per example (every example, shrinking included)
+outcomes: Counter[str] = Counter()  # what the indexer made of them, over all examples
+#: Each outcome at least this often over the whole run, so the generators cannot silently
+#: degrade into payloads the indexer rejects at the first check.
+MIN_OUTCOMES = {"records": 500, "edits": 50, "deactivations": 50, "rejections": 2_000,
+                "rollbacks": 20, "multipart records": 50, "edited records": 50}  # fmt: skip
 
 
 @dataclass
@@ -68,6 +75,7 @@ class Multipart:
     text: str
     key: PrivateKey
     size: int
+    clean: bool
     parts: list[str] = field(default_factory=list)
     here: int = 0  # parts 1..here go in part 0's block
 
@@ -84,11 +92,12 @@ class Scenario:
             publishers=data.draw(
                 st.sampled_from((None, frozenset(k.address for k in p.KEYS[:2]))), label="allow"
             ),
-            multipart_expiry=data.draw(st.sampled_from((DEFAULT_EXPIRY, 3_000, 600))),
+            multipart_expiry=data.draw(st.sampled_from((DEFAULT_EXPIRY, 6_000, 1_800))),
             commit_blocks=data.draw(st.sampled_from((1, 3, 200)), label="commit blocks"),
         )
         self.indexer = Indexer(self.chain.ledger, self.catalog, **self.options)
         self.records: list[tuple[str, PrivateKey]] = []  # (txid, signer) of publishes sent
+        self.clean: list[tuple[str, PrivateKey]] = []  # those without hostile changes
         self.sent: list[str] = []
         self.waiting: list[str] = []  # multipart parts still to send
         self.made = 0  # records drawn (their timestamps and locations are unique)
@@ -106,16 +115,20 @@ class Scenario:
         return p.KEYS[max(0, self.data.draw(st.integers(-3, 2), label="signer"))]
 
     def next_stamp(self) -> int:
-        if self.data.draw(st.integers(0, 9), label="stale stamp") == 0:
+        if self.data.draw(st.integers(0, 9), label="stale stamp") == 9:
             return self.stamp - self.data.draw(st.integers(0, 5))
         self.stamp += 1
         return self.stamp
 
     def target(self) -> tuple[str, PrivateKey]:
-        if not self.records or self.data.draw(st.integers(0, 9), label="unknown") == 0:
+        """A record to edit or deactivate, mostly one that was published clean."""
+        pick = self.data.draw(st.integers(0, 9), label="target kind")
+        pool = self.clean if pick < 7 and self.clean else self.records
+        if not pool or pick == 9:
             return compute_txid("00" * 32, self.made, None, "nothing"), p.KEYS[0]
-        rid, owner = self.data.draw(st.sampled_from(self.records), label="target")
-        return rid, owner if self.data.draw(st.integers(0, 4), label="foreign") else self.key()
+        rid, owner = self.data.draw(st.sampled_from(pool), label="target")
+        foreign = self.data.draw(st.integers(0, 4), label="foreign") == 4
+        return rid, self.key() if foreign else owner
 
     def slot(self, kind: str) -> list[Any]:
         """The entries one drawn action adds to the block being laid out."""
@@ -123,7 +136,10 @@ class Scenario:
         if kind == "publish":
             self.made += 1
             key = self.key()
-            return [("publish", p.draw_publish(data, key, self.made)[0], key)]
+            return [("publish", *p.draw_publish(data, key, self.made), key)]
+        if kind == "copy" and self.made:  # record n again (same identity), other metadata
+            n = data.draw(st.integers(1, self.made), label="copy of")
+            return [("publish", *p.draw_publish(data, p.KEYS[0], n), p.KEYS[0])]
         if kind in ("edit", "deactivate"):
             rid, key = self.target()
             draw = p.draw_edit if kind == "edit" else p.draw_deactivate
@@ -131,12 +147,14 @@ class Scenario:
         if kind == "multipart":
             self.made += 1
             key = self.key()
-            text, _ = p.draw_publish(data, key, self.made)
+            text, clean = p.draw_publish(data, key, self.made)
             length = len(text.encode())
             if length > MAX_SPLIT:  # splitting is slow for long non-ASCII text: send it whole
-                return [("publish", text, key)]
-            size = min(max(data.draw(st.sampled_from((150, 400, 900))), length // 40), length // 2)
-            mp = Multipart(text, self.key(), max(size, 4))
+                return [("publish", text, clean, key)]
+            size = min(
+                max(data.draw(st.sampled_from((150, 400, 900))), length // MAX_PARTS), length // 2
+            )
+            mp = Multipart(text, key, max(size, 4), clean)
             try:
                 mp.parts = split(text, mp.key, part0_txid="0" * 64, part0_size=size, part_size=size)
             except MultipartError:
@@ -144,7 +162,7 @@ class Scenario:
             mp.here = data.draw(st.integers(0, min(3, len(mp.parts) - 1)), label="parts here")
             return [mp] + [(mp, i) for i in range(1, 1 + mp.here)]
         if kind == "parts":
-            count = data.draw(st.integers(1, 6), label="parts")
+            count = data.draw(st.integers(1, 40), label="parts")
             out, self.waiting = self.waiting[:count], self.waiting[count:]
             return out
         if kind == "replay" and self.sent:
@@ -166,12 +184,19 @@ class Scenario:
         for t, slot in zip(txids, slots, strict=True):
             if isinstance(slot, Multipart) or (isinstance(slot, tuple) and slot[0] == "publish"):
                 self.records.append((t, self._signer(slot)))
+                if isinstance(slot, tuple) and slot[2] and self.fits(slot):
+                    self.clean.append(self.records[-1])
         self.sent += texts
         self.when += BLOCK_SECONDS * self.data.draw(st.sampled_from((1, 1, 1, 3, 12)))
         return len(texts)
 
     def _signer(self, slot: Any) -> PrivateKey:
-        return slot.key if isinstance(slot, Multipart) else slot[2]
+        return slot.key if isinstance(slot, Multipart) else slot[3]
+
+    def fits(self, slot: Any) -> bool:
+        """Whether the allow-list lets the slot's signer publish."""
+        allowed = self.options["publishers"]
+        return allowed is None or p.address(self._signer(slot)) in allowed
 
     def _fill(self, slots: list[Any]) -> list[str]:
         """Texts in block order: part 0s first get their txids (which commit to the parent
@@ -201,12 +226,12 @@ class Scenario:
         """The parts not sent with part 0: some dropped, doubled, or signed by another key."""
         data = self.data
         for i, text in list(enumerate(mp.parts))[1 + mp.here :]:
-            fate = data.draw(st.integers(0, 19), label="part fate")
-            if fate == 0:
+            fate = data.draw(st.integers(0, 39), label="part fate")
+            if fate == 39:
                 continue  # never sent: the set stays incomplete
-            if fate == 1:
+            if fate == 38:
                 self.waiting.append(text)  # the same index twice
-            if fate == 2:
+            if fate == 37:
                 other = p.KEYS[(p.KEYS.index(mp.key) + 1) % len(p.KEYS)]
                 chunk = text.partition("):")[2]
                 text = sign_part(other, i, len(mp.parts) - 1, txid, chunk or "x", limit=10**6)
@@ -234,17 +259,23 @@ class Scenario:
 
     def index_some(self) -> None:
         action = self.data.draw(st.integers(0, 3), label="index")
-        if self.unindexable or action == 0:
+        if self.unindexable or action == 3:
             return
-        if action == 3:  # as another `etdb index` run would: a new handle, a new indexer
+        if action == 2:  # as another `etdb index` run would: a new handle, a new indexer
             self.catalog.close()
             self.catalog = open_catalog(self.url)
             self.indexer = Indexer(self.chain.ledger, self.catalog, **self.options)
-        self.indexer.run(limit_blocks=self.data.draw(st.integers(1, 4), label="limit"))
+        self.run(self.data.draw(st.integers(1, 4), label="limit"))
 
     def index_all(self) -> None:
-        while self.indexer.run(limit_blocks=5).blocks:
+        while self.run(5).blocks:
             pass
+
+    def run(self, limit: int) -> IndexReport:
+        report = self.indexer.run(limit_blocks=limit)
+        for name in ("records", "edits", "deactivations", "rejections", "rollbacks"):
+            outcomes[name] += getattr(report, name)
+        return report
 
 
 # -- property 3: every stored record reads back and renders -----------------------------------
@@ -270,6 +301,8 @@ def check_reads(scenario: Scenario) -> None:
         for rid in ids:
             detail = store.get(rid)
             assert detail is not None, rid
+            outcomes["multipart records"] += len(detail.provenance.txids) > 1
+            outcomes["edited records"] += bool(detail.provenance.edits)
             words = " ".join(str(detail.summary.title).split()[:3])
             found = store.search(SearchQuery(q=words or None, facets=tuple(FACETS), limit=5))
             assert found.total >= 0
@@ -294,7 +327,7 @@ def run_scenario(data: Any) -> None:
             while written < target or scenario.unindexable:
                 written += scenario.write_block()
                 scenario.unindexable = max(0, scenario.unindexable - 1)
-                if not scenario.unindexable and data.draw(st.integers(0, 9), label="reorg") == 9:
+                if not scenario.unindexable and data.draw(st.integers(0, 5), label="reorg") == 5:
                     scenario.reorg()
                 scenario.index_some()
             fed.append(written)
@@ -309,6 +342,7 @@ def run_scenario(data: Any) -> None:
 @pytest.mark.slow
 def test_signed_hostile_payloads_never_crash_and_rebuild_the_same():
     fed.clear()
+    outcomes.clear()
     # deadline: one example writes a ledger, indexes it twice and renders every record;
     # too_slow / data_too_large: each example draws a few thousand choices on purpose
     # (50+ payloads, each built from its own draws).
@@ -321,3 +355,7 @@ def test_signed_hostile_payloads_never_crash_and_rebuild_the_same():
     )(given(st.data())(run_scenario))
     exercise()
     assert sum(fed) >= TOTAL, f"only {sum(fed)} payloads in {len(fed)} examples"
+    scarce = {
+        name: outcomes[name] for name, least in MIN_OUTCOMES.items() if outcomes[name] < least
+    }
+    assert not scarce, f"outcomes rarer than {MIN_OUTCOMES}: {scarce}"
