@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -308,8 +309,20 @@ def check_reads(scenario: Scenario) -> None:
             words = " ".join(str(detail.summary.title).split()[:3])
             found = store.search(SearchQuery(q=words or None, facets=tuple(FACETS), limit=5))
             assert found.total >= 0
-            for url in (f"/api/v1/records/{rid}", f"/tomogram/{rid}", f"/tomogram/{rid}.json"):
+            text = urlencode({"q": sendable(words)})
+            for url in (
+                f"/api/v1/records/{rid}",
+                f"/tomogram/{rid}",
+                f"/tomogram/{rid}.json",
+                f"/api/v1/records?{text}&facets={','.join(FACETS)}",
+                f"/browse?{text}",
+            ):
                 answered(client, url)
+
+
+def sendable(text: str) -> str:
+    """``text`` as a URL can carry it (a lone surrogate cannot be percent-encoded)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def answered(client: TestClient, url: str) -> None:
