@@ -3,11 +3,17 @@
 Every failure a client can cause is answered with that body and a 4xx status, never a 500:
 FastAPI's own validation errors (a non-integer ``limit``...) are rewritten into it so that a
 client handles one format, and the offending query parameter is always named.
+
+Messages echo what the request sent (a parameter's name, a bad value), so they are made safe
+here, in one place: :func:`safe_text` writes text that breaks the text rule (NUL and other C0
+controls, lone surrogates: ``record.decoding.UNSAFE_TEXT``) as visible escapes. The portal's
+pages use the same function for everything they render (``web/render.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import Request
@@ -15,6 +21,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from etdb.record.decoding import UNSAFE_TEXT
 
 log = logging.getLogger("etdb.api")
 
@@ -49,8 +57,33 @@ class BadParameter(ApiError):
         super().__init__(400, message, parameter, **extra)
 
 
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """``text`` with each unsafe character (:data:`UNSAFE_TEXT`) written as its escape
+    (``"a\\x00b"``, ``"\\ud800"``), so no answer carries a NUL or a lone surrogate a
+    request sent; other text is returned as it is (the same object)."""
+    if UNSAFE_TEXT.search(text) is None:
+        return text
+    return UNSAFE_TEXT.sub(_escape, text)
+
+
+def safe_json(value: Any) -> Any:
+    """``value`` (plain JSON values) with :func:`safe_text` applied to every string, keys too."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_text(k) if isinstance(k, str) else k: safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [safe_json(v) for v in value]
+    return value
+
+
 def error_body(message: str, parameter: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"parameter": parameter, "message": message, **extra}}
+    return safe_json({"error": {"parameter": parameter, "message": message, **extra}})
 
 
 def error_response(

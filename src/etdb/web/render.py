@@ -9,6 +9,10 @@ use everything else in the context, such as helper objects).
 Record fields are untrusted public data. Templates are autoescaped (every ``{{ }}`` is HTML-
 escaped), undefined names are errors, and nothing from a record ever reaches a ``<script>``:
 the Content-Security-Policy (``security.py``) allows scripts from our own ``/static`` only.
+Pages echo the request (the search box, filter chips, error messages, the JSON twin's query),
+so every rendered value goes through ``api.errors.safe_text`` (the template's ``finalize``),
+and a JSON twin through ``safe_json`` when the request carries such text: no page carries a
+NUL, another C0 control or a lone surrogate (record text cannot have them: the text rule).
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from etdb import __version__
+from etdb.api.errors import safe_json, safe_text
+from etdb.record.decoding import UNSAFE_TEXT
 
 __all__ = ["TEMPLATES", "env", "human_bytes", "page", "twin", "wants_json"]
 
@@ -53,9 +61,17 @@ def utc_date(ts: int | None, fmt: str = "%Y-%m-%d") -> str:
         return ""
 
 
+def _safe_value(value: Any) -> Any:
+    """Every ``{{ }}`` value: text made safe (:func:`safe_text`) before it is escaped."""
+    if isinstance(value, Markup):
+        return Markup(safe_text(str(value)))
+    return safe_text(value) if isinstance(value, str) else value
+
+
 def _make_env() -> Environment:
     environment = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
+        finalize=_safe_value,
         autoescape=select_autoescape(["html", "xml"], default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -94,9 +110,17 @@ def page(
     on it."""
     merged = {"Vary": "Accept", **(headers or {})}
     if wants_json(request):
-        return JSONResponse(context.get("data", {}), status_code=status, headers=merged)
+        data = context.get("data", {})
+        if _unsafe_request(request):  # the data may echo it (the query, the path)
+            data = safe_json(data)
+        return JSONResponse(data, status_code=status, headers=merged)
     html = env.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status, headers=merged)
+
+
+def _unsafe_request(request: Request) -> bool:
+    texts = [request.url.path, *(t for item in request.query_params.multi_items() for t in item)]
+    return any(UNSAFE_TEXT.search(text) for text in texts)
 
 
 def json_href(request: Request) -> str:
@@ -105,7 +129,8 @@ def json_href(request: Request) -> str:
     path = url.path.rstrip("/") or "/index"
     if not path.endswith(JSON_SUFFIX):
         path += JSON_SUFFIX
-    return str(url.replace(path=path))
+    # url.path is decoded: quote it again, or a "%3F" in it would end the link's path.
+    return str(url.replace(path=quote(path, safe="/!$&'()*+,;=:@~")))
 
 
 env.globals["json_href"] = json_href
