@@ -82,11 +82,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 UNKNOWN_KEYS = ("zzUnknown", "", "__proto__", "constructor", "a" * 300, "\u202ekey", "k\x00")
 
 
-class Raw(str):
-    """A value to be written as this JSON text itself (see :func:`dumps`)."""
-
-
 def raw(text: str) -> dict[str, str]:
+    """A value to be written as this JSON text itself (see :func:`dumps`)."""
     return {"@raw": text}
 
 
@@ -105,11 +102,12 @@ def dumps(value: Any, *, ascii_only: bool) -> str:
             return [swap(v) for v in node]
         return node
 
-    text = json.dumps(swap(value), ensure_ascii=ascii_only)
+    swapped = swap(value)
+    text = json.dumps(swapped, ensure_ascii=ascii_only)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(swap(value), ensure_ascii=True)
+        text = json.dumps(swapped, ensure_ascii=True)
     for i, piece in enumerate(spliced):
         text = text.replace(f'"@@RAW{i}@@"', piece)
     return text
