@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import click
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
@@ -63,7 +64,20 @@ class _Opened:
 
 @contextmanager
 def _opened(ledger_url: str | None, catalog_url: str | None) -> Iterator[_Opened]:
-    """Ledger and catalog, closed afterwards; their errors become one line and exit 1."""
+    """Ledger and catalog, closed afterwards; their errors become one line and exit 1, and so
+    does any other error (a bug, or data no check foresaw): never a traceback. The indexer
+    commits whole blocks only, so the catalog keeps its last committed state either way."""
+    try:
+        with _opened_or_failed(ledger_url, catalog_url) as opened:
+            yield opened
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+        raise
+    except Exception as exc:
+        fail(f"unexpected {type(exc).__name__}: {_first_line(exc)}")
+
+
+@contextmanager
+def _opened_or_failed(ledger_url: str | None, catalog_url: str | None) -> Iterator[_Opened]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from etdb.index.catalog import CatalogSchemaError, open_catalog  # SQL only when needed

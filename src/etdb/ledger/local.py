@@ -3,8 +3,9 @@
 It needs no node and costs nothing, so it is the default (``local://``): a lab can publish and
 index on one machine, then share the chain as a verifiable export, and a test suite can run
 the full publish/index cycle in milliseconds. Modules: hashing rules and schema in
-``local_schema``, file handling (creation, concurrency, durability) in ``local_file``, verify,
-export and import in ``local_export``.
+``local_schema``, file handling (creation, concurrency, durability) in ``local_file``, the
+types a read trusts (a payload that is not text is handed on, not raised) in ``local_rows``,
+verify, export and import in ``local_export``.
 
 Publishing appends one block per :meth:`LocalLedger.publish` (mining is instant:
 1 confirmation at once) or one block for a whole :meth:`LocalLedger.publish_many` batch.
@@ -23,7 +24,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from etdb.ledger.base import (
     Block,
-    Entry,
     FeeEstimate,
     LedgerConfigError,
     LedgerError,
@@ -44,6 +44,7 @@ from etdb.ledger.local_export import (
     verify_chain,
 )
 from etdb.ledger.local_file import LedgerFile
+from etdb.ledger.local_rows import check_int, check_text, group_blocks
 from etdb.ledger.local_schema import (
     PAYLOAD_INDEX_SQL,
     PAYLOAD_PREFIX_CHARS,
@@ -77,8 +78,11 @@ _FIND_SQL = f"""
 SELECT height, idx, txid, sender FROM entries
 WHERE substr(payload, 1, {PAYLOAD_PREFIX_CHARS}) = ? AND +payload = ? AND +height >= ?
 """
+# Payloads are read as bytes and decoded here (local_rows.payload_text): a TEXT value that is
+# not UTF-8 would otherwise fail the whole query, and stop the indexer on one transaction.
 _RANGE_SQL = """
-SELECT b.height, b.hash, b.parent_hash, b.time, e.txid, e.idx, e.sender, e.payload
+SELECT b.height, b.hash, b.parent_hash, b.time, e.txid, e.idx, e.sender,
+       CAST(e.payload AS BLOB)
 FROM blocks AS b LEFT JOIN entries AS e ON e.height = b.height
 WHERE b.height BETWEEN ? AND ?
 ORDER BY b.height, e.idx
@@ -196,13 +200,16 @@ class LocalLedger:
         rows = self._file.query(
             "read", "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1"
         )
-        return Tip(rows[0][0], rows[0][1]) if rows else Tip(-1, "")
+        if not rows:
+            return Tip(-1, "")
+        height = check_int(rows[0][0], "height", rows[0][0])
+        return Tip(height, check_text(height, "hash", rows[0][1]))
 
     def block_hash(self, height: int) -> str | None:
         if height < 0:
             return None
         rows = self._file.query("read", "SELECT hash FROM blocks WHERE height = ?", (height,))
-        return rows[0][0] if rows else None
+        return check_text(height, "hash", rows[0][0]) if rows else None
 
     def block(self, height: int) -> Block:
         for block in self.blocks(height, height):
@@ -216,7 +223,7 @@ class LocalLedger:
             rows = self._file.query("read", _RANGE_SQL, (start, hi))
             if not rows:
                 return
-            yield from _group(rows)
+            yield from group_blocks(rows)
             if rows[-1][0] < hi:
                 return  # reached the tip
             start = hi + 1
@@ -234,7 +241,9 @@ class LocalLedger:
         if not rows:
             return None
         height, block_hash, tip = rows[0]
-        return TxStatus(txid, tip - height + 1, height, block_hash)
+        height = check_int(height, "height", height)
+        tip = check_int(tip, "height", tip)
+        return TxStatus(txid, tip - height + 1, height, check_text(height, "hash", block_hash))
 
     def find_payload(
         self, payload: str, *, since_height: int = 0, sender: str | None = None
@@ -370,18 +379,3 @@ def _append(conn: sqlite3.Connection, payloads: list[str]) -> BuiltBlock:
         [(height, i, t, s, p) for i, (t, s, p) in enumerate(built.entries)],
     )
     return built
-
-
-def _group(rows: list[tuple]) -> Iterator[Block]:
-    """Rows of the block/entry join (ordered by height, idx) as Blocks."""
-    current: tuple | None = None
-    entries: list[Entry] = []
-    for height, bhash, parent, btime, txid, idx, sender, payload in rows:
-        if current is None or current[0] != height:
-            if current is not None:
-                yield Block(*current, tuple(entries))
-            current, entries = (height, bhash, parent, btime), []
-        if txid is not None:
-            entries.append(Entry(height, bhash, parent, btime, txid, idx, sender, payload))
-    if current is not None:
-        yield Block(*current, tuple(entries))
