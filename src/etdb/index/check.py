@@ -2,8 +2,9 @@
 
 The catalog is derived data, so the question has an exact answer: index the same ledger, with
 the same settings, up to the same height into a temporary SQLite catalog, then compare what a
-reader sees (:class:`CatalogSnapshot`): record ids, each record's current artifact and
-deactivation, the rejections (txid, kind, reason) and the waiting multipart parts. Everything
+reader sees (:class:`CatalogSnapshot`): record ids, each record's current artifact,
+deactivation and copy state (``metadata_signed``, ``superseded_by``: ``copies.py``), the
+rejections (txid, kind, reason) and the waiting multipart parts. Everything
 is read through the :class:`~etdb.index.query.CatalogReader` interface, so a catalog altered
 behind the indexer's back (by SQL, a bad restore, a bug) shows up as differences.
 
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from etdb.index.identity import IndexerError
 from etdb.index.query import MAX_LIMIT, CatalogReader, Rejection, SearchQuery
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
 #: Differences listed in a report (the counts are always complete).
 MAX_LISTED = 50
 _PAGE = 1000
+#: How a difference in ``metadata_signed`` reads (the portal's and record check's words).
+_SIGNED = {True: "metadata signed", False: "location only"}
+
+
+class CopyState(NamedTuple):
+    """A record's state as one copy of its identity (``index/copies.py``)."""
+
+    metadata_signed: bool
+    superseded_by: str | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class CatalogSnapshot:
     records: dict[str, tuple[str, bool]]  # id -> (current artifact as canonical JSON, deactivated)
     rejections: Counter[tuple[str, str, str]]  # (txid, kind, reason) -> times
     pending_multiparts: int
+    copies: dict[str, CopyState] = field(default_factory=dict)  # id -> its copy state
 
 
 def _canonical(artifact: dict[str, Any]) -> str:
@@ -61,6 +72,7 @@ def all_rejections(store: CatalogReader) -> Iterator[Rejection]:
 def snapshot(store: CatalogReader) -> CatalogSnapshot:
     """Every record (deactivated included) with its current artifact, and every rejection."""
     records: dict[str, tuple[str, bool]] = {}
+    copies: dict[str, CopyState] = {}
     after: str | None = None
     while True:
         page = store.search(
@@ -69,12 +81,14 @@ def snapshot(store: CatalogReader) -> CatalogSnapshot:
         for item in page.items:
             detail = store.get(item.id)
             if detail is not None:
-                records[item.id] = (_canonical(detail.artifact), detail.provenance.deactivated)
+                seen = detail.provenance
+                records[item.id] = (_canonical(detail.artifact), seen.deactivated)
+                copies[item.id] = CopyState(seen.metadata_signed, seen.superseded_by)
         if page.next is None or not page.items:
             break
         after = page.next
     rejections = Counter((r.txid, r.kind, r.reason) for r in all_rejections(store))
-    return CatalogSnapshot(records, rejections, store.pending_multiparts())
+    return CatalogSnapshot(records, rejections, store.pending_multiparts(), copies)
 
 
 def _artifact_difference(mine: str, theirs: str) -> str:
@@ -100,6 +114,7 @@ def compare(catalog: CatalogSnapshot, rebuilt: CatalogSnapshot) -> list[str]:
         if off != off2:
             state, other = ("deactivated", "active") if off else ("active", "deactivated")
             out.append(f"record {rid}: {state} in the catalog, {other} in a rebuild")
+        out += _copy_differences(rid, catalog.copies.get(rid), rebuilt.copies.get(rid))
     extra = catalog.rejections - rebuilt.rejections
     missing = rebuilt.rejections - catalog.rejections
     if extra or missing:
@@ -117,6 +132,27 @@ def compare(catalog: CatalogSnapshot, rebuilt: CatalogSnapshot) -> list[str]:
             f"{rebuilt.pending_multiparts} in a rebuild"
         )
     return out
+
+
+def _copy_differences(rid: str, mine: CopyState | None, theirs: CopyState | None) -> list[str]:
+    if mine is None or theirs is None:
+        return []  # a snapshot made without copy states (compare's callers may build them)
+    out = []
+    if mine.metadata_signed != theirs.metadata_signed:
+        out.append(
+            f"record {rid}: {_SIGNED[mine.metadata_signed]} in the catalog, "
+            f"{_SIGNED[theirs.metadata_signed]} in a rebuild"
+        )
+    if mine.superseded_by != theirs.superseded_by:
+        out.append(
+            f"record {rid}: {_superseded(mine.superseded_by)} in the catalog, "
+            f"{_superseded(theirs.superseded_by)} in a rebuild"
+        )
+    return out
+
+
+def _superseded(by: str | None) -> str:
+    return f"superseded by {by}" if by else "not superseded"
 
 
 def _build_to_tip(twin: Indexer) -> str | None:
