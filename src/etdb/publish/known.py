@@ -3,7 +3,9 @@
 The journal is the publisher's own memory. If it is lost (a new machine, a restored backup
 without it), the catalog still knows every record this publisher has on the ledger; a dataset
 found there by its ``details.sid`` is *adopted*: journaled as the publish it already is, so
-the pipeline edits it instead of publishing it a second time.
+the pipeline edits it instead of publishing it a second time. A dataset several catalog
+records claim is not adopted: it is that dataset's problem (:class:`CatalogRecords`
+``conflicts``), reported with the txids, and the other datasets go on.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from typing import Any
 from etdb.index.query import MAX_LIMIT, CatalogReader, RecordDetail, SearchQuery
 from etdb.publish.changes import record_fingerprint
 from etdb.publish.journal import Journal, JournalEntry
-from etdb.publish.journal_file import JournalError
 
-__all__ = ["AdoptionConflict", "Known", "adopt", "catalog_records", "from_journal"]
+__all__ = ["CatalogRecords", "Known", "adopt", "catalog_records", "from_journal"]
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,24 @@ def from_journal(entry: JournalEntry) -> Known:
     )
 
 
-class AdoptionConflict(JournalError):
-    """Several catalog records of this publisher claim one dataset: the lab must decide."""
+@dataclass(frozen=True)
+class CatalogRecords:
+    """What the catalog holds of a publisher's datasets, by sid."""
+
+    adoptable: dict[str, Known]  # sid -> its one active record
+    # sid -> why it is not adopted: several records claim it (the reason names every txid).
+    conflicts: dict[str, str]
 
 
-def catalog_records(catalog: CatalogReader, address: str) -> dict[str, Known]:
-    """sid -> the active record ``address`` has for it in the catalog.
+def catalog_records(catalog: CatalogReader, address: str) -> CatalogRecords:
+    """The active records ``address`` has in the catalog, by sid.
 
     Only records filed under ``address`` whose signature verified count, and the catalog keeps
     one record per identity (what the signature covers), preferring the metadata-signed copy
     (``index/copies.py``): a forged copy of one of our records is never a candidate. Several
     records claiming one sid (different identities: published twice, or edited elsewhere) are
-    not resolved by picking one: :class:`AdoptionConflict` names every sid and txid."""
+    not resolved by picking one: that sid is a conflict whose reason names every txid, for the
+    lab to decide; other sids are not held up by it."""
     found: dict[str, list[Known]] = {}
     after = None
     while True:
@@ -76,10 +83,10 @@ def catalog_records(catalog: CatalogReader, address: str) -> dict[str, Known]:
         if not page.next:
             break
         after = page.next
-    conflicts = {sid: copies for sid, copies in found.items() if len(copies) > 1}
-    if conflicts:
-        raise AdoptionConflict(_conflict_message(conflicts))
-    return {sid: copies[0] for sid, copies in found.items()}
+    return CatalogRecords(
+        {sid: copies[0] for sid, copies in found.items() if len(copies) == 1},
+        {sid: _conflict(copies) for sid, copies in found.items() if len(copies) > 1},
+    )
 
 
 def _known(record_id: str, location: str | None, detail: RecordDetail) -> Known:
@@ -100,18 +107,14 @@ def _known(record_id: str, location: str | None, detail: RecordDetail) -> Known:
     )
 
 
-def _conflict_message(conflicts: dict[str, list[Known]]) -> str:
-    lines = []
-    for sid, copies in sorted(conflicts.items()):
-        each = ", ".join(
-            f"{k.record_txid} ({'metadata signed' if k.metadata_signed else 'location only'})"
-            for k in copies
-        )
-        lines.append(f"dataset {sid}: {len(copies)} records in the catalog claim it: {each}")
+def _conflict(copies: list[Known]) -> str:
+    each = ", ".join(
+        f"{k.record_txid} ({'metadata signed' if k.metadata_signed else 'location only'})"
+        for k in copies
+    )
     return (
-        "refusing to adopt records from the catalog: "
-        + "; ".join(lines)
-        + ". Check each (etdb record check TXID), deactivate the ones that are not this "
+        f"not adopted from the catalog: {len(copies)} records there claim this dataset: "
+        f"{each}. Check each (etdb record check TXID), deactivate the ones that are not this "
         "dataset's, then run again"
     )
 

@@ -18,9 +18,10 @@ reading their data (``changes.py``).
 
 A lost journal is guarded against only when a catalog is configured: a dataset the journal does
 not know but the catalog holds as an active record of this publisher (same ``details.sid``) is
-adopted into the journal, not published again. **Without a catalog, a lost or replaced journal
-makes every dataset NEW again, and a run would publish duplicates.** Keep the journal with the
-lab's backups, or configure the catalog.
+adopted into the journal, not published again; a dataset several such records claim is not
+adopted but reported as that dataset's problem, naming them (the others go on). **Without a
+catalog, a lost or replaced journal makes every dataset NEW again, and a run would publish
+duplicates.** Keep the journal with the lab's backups, or configure the catalog.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from etdb.publish.events import (
     Recovered,
 )
 from etdb.publish.journal import JournalError
-from etdb.publish.known import Known, adopt, catalog_records, from_journal
+from etdb.publish.known import CatalogRecords, Known, adopt, catalog_records, from_journal
 from etdb.publish.media import MediaError
 from etdb.publish.overlay import make_media
 from etdb.publish.planner import DatasetPlanner, Message, Prepared, PublishConfig, problem
@@ -59,6 +60,9 @@ __all__ = [
     "Publisher",
     "Summary",
 ]
+
+
+_NO_CLAIMS = CatalogRecords({}, {})
 
 
 class PublishError(Exception):
@@ -108,7 +112,7 @@ class Publisher:
         cfg = self.config
         wanted = set(only) if only is not None else None
         known = {e.sid: from_journal(e) for e in cfg.journal.entries()}
-        adoptable = catalog_records(cfg.catalog, cfg.key.address) if cfg.catalog else {}
+        claims = catalog_records(cfg.catalog, cfg.key.address) if cfg.catalog else _NO_CLAIMS
         prepared: list[Prepared] = []
         listed: set[str] = set()
         actionable = 0
@@ -119,9 +123,13 @@ class Publisher:
                 prepared.append(problem(sid, item.origin, None, item.reason))
                 continue
             listed.add(item.sid)
+            conflict = None if item.sid in known else claims.conflicts.get(item.sid)
+            if conflict is not None:
+                prepared.append(problem(item.sid, item.origin, item.folder, conflict, item))
+                continue
             if limit is not None and actionable >= limit:
                 continue
-            work = self.planner.prepare(item, known.get(item.sid) or adoptable.get(item.sid))
+            work = self.planner.prepare(item, known.get(item.sid) or claims.adoptable.get(item.sid))
             actionable += work.planned.actionable
             prepared.append(work)
         for sid, k in known.items():
