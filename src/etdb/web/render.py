@@ -13,6 +13,9 @@ Pages echo the request (the search box, filter chips, error messages, the JSON t
 so every rendered value goes through ``api.errors.safe_text`` (the template's ``finalize``),
 and a JSON twin through ``safe_json`` when the request carries such text: no page carries a
 NUL, another C0 control or a lone surrogate (record text cannot have them: the text rule).
+Record text may carry bidi overrides and isolates (U+202A-U+202E, U+2066-U+2069): it is
+accepted as published, and templates show it with the ``bdi`` filter (``<bdi>…</bdi>``), so it
+cannot reorder the page's own text around it (``evil\u202egpj.exe`` beside its size or link).
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ def _safe_value(value: Any) -> Any:
     return safe_text(value) if isinstance(value, str) else value
 
 
+def bdi(value: Any) -> Markup:
+    """Record text in its own bidi isolate (``<bdi>``, escaped): its overrides and isolates
+    end with it. Text content only: not for attributes or ``<title>``."""
+    return Markup("<bdi>%s</bdi>") % ("" if value is None else value)
+
+
 def _make_env() -> Environment:
     environment = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
@@ -79,6 +88,7 @@ def _make_env() -> Environment:
     )
     environment.filters["bytes"] = human_bytes
     environment.filters["date"] = utc_date
+    environment.filters["bdi"] = bdi
     environment.globals["version"] = __version__
     return environment
 
