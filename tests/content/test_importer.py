@@ -490,7 +490,7 @@ def test_overlay_refuses_collisions_and_bad_names(tmp_path: Path) -> None:
     importer = Importer(V1)
     with pytest.raises(ImporterError, match="collides"):
         importer.add_path(data, overlay={"a.mrc": extra})
-    for bad in ("sub/x.jpg", "", "..", ".hidden.jpg"):
+    for bad in ("sub/../x.jpg", "", "..", ".hidden.jpg", "sub/.h.jpg", "a.mrc/x.jpg"):
         with pytest.raises(ImporterError, match="overlay name"):
             importer.add_path(data, overlay={bad: extra})
     with pytest.raises(ImporterError, match="not a regular file"):
@@ -499,3 +499,35 @@ def test_overlay_refuses_collisions_and_bad_names(tmp_path: Path) -> None:
         importer.add_path(data, overlay={"x.jpg": tmp_path / "missing.jpg"})
     with pytest.raises(ImporterError, match="not a folder"):
         importer.add_path(data / "a.mrc", overlay={"x.jpg": extra})
+
+
+def test_overlay_paths_with_folders_equal_a_real_tree(tmp_path: Path) -> None:
+    """Overlay names with "/" make folders of overlay files only (files kept outside the
+    dataset folder, e.g. a lab's Caps/ snapshots published under AutoCaps/)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.jpg").write_bytes(b"a" * 3000)
+    (elsewhere / "b.txt").write_bytes(b"b")
+    real = tmp_path / "real"
+    (real / "AutoCaps" / "deep").mkdir(parents=True)
+    (real / "AutoCaps" / "deep" / "a.jpg").write_bytes(b"a" * 3000)
+    (real / "AutoCaps" / "b.txt").write_bytes(b"b")
+    (real / "top.txt").write_bytes(b"t")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "top.txt").write_bytes(b"t")
+    overlay = {"AutoCaps/deep/a.jpg": elsewhere / "a.jpg", "AutoCaps/b.txt": elsewhere / "b.txt"}
+    seen: list[str] = []
+    got = Importer("unixfs-v0-2015", on_entry=lambda rel, _r: seen.append(rel)).add_path(
+        base, overlay=overlay
+    )
+    assert got.cid == add_path(real, "unixfs-v0-2015").cid
+    dirs = ["AutoCaps/deep", "AutoCaps"]
+    assert seen == ["AutoCaps/b.txt", "AutoCaps/deep/a.jpg", *dirs, "top.txt", ""]
+    for bad in ("AutoCaps/../x", "/abs", "a//b", "top.txt/x"):
+        with pytest.raises(ImporterError):
+            Importer("unixfs-v0-2015").add_path(base, overlay={bad: elsewhere / "b.txt"})
+    with pytest.raises(ImporterError, match="folder"):
+        Importer("unixfs-v0-2015").add_path(
+            base, overlay={"d": elsewhere / "b.txt", "d/x": elsewhere / "b.txt"}
+        )

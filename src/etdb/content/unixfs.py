@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from etdb.content.chunker import Leaf, LeafHasher, iter_file_leaves, iter_leaves, two_cpus
 from etdb.content.cid import CID, DAG_PB
@@ -82,7 +82,21 @@ class _OverlayEntry:
         return os.stat(self.path)  # the file itself, even if the overlay path is a symlink
 
 
-_Entry = os.DirEntry[str] | _OverlayEntry
+class _OverlayDir:
+    """A folder made only of overlay files (overlay names with "/", e.g. ``AutoCaps/a.jpg``)."""
+
+    __slots__ = ("entries", "name", "path")
+
+    def __init__(self, name: str, path: str, entries: list[_Entry]) -> None:
+        self.name = name
+        self.path = path  # for messages only: nothing is read at it
+        self.entries = sorted(entries, key=lambda e: e.name, reverse=True)
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return True
+
+
+_Entry = os.DirEntry[str] | _OverlayEntry | _OverlayDir
 
 
 @dataclass
@@ -227,21 +241,38 @@ class Importer:
 
     def _overlay_entries(
         self, root: str, overlay: Mapping[str, Path], taken: set[str]
-    ) -> list[_OverlayEntry]:
+    ) -> list[_Entry]:
         """Check the overlay before anything is imported: a bad entry must not leave a
-        half-added folder behind it."""
-        found: list[_OverlayEntry] = []
+        half-added folder behind it. A name with "/" lands in folders made of overlay files
+        only; their top-level name must not be a real entry either."""
+        tree: dict[str, Any] = {}
         for name, source in overlay.items():
-            if not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise ImporterError(f"overlay name {name!r} is not a plain file name")
-            if name.startswith(".") and not self.hidden:
+            parts = name.split("/")
+            if any(not p or p in (".", "..") or "\0" in p for p in parts):
+                raise ImporterError(f"overlay name {name!r} is not a relative file path")
+            if any(p.startswith(".") for p in parts) and not self.hidden:
                 raise ImporterError(f"overlay name {name!r} is hidden and would be skipped")
-            if name in taken:
-                raise ImporterError(f"overlay name {name!r} collides with {root}/{name}")
+            if parts[0] in taken:
+                raise ImporterError(f"overlay name {name!r} collides with {root}/{parts[0]}")
             if not stat.S_ISREG(os.stat(source).st_mode):
                 raise ImporterError(f"overlay {name!r}: {source} is not a regular file")
-            found.append(_OverlayEntry(name, os.fspath(source)))
-        return found
+            node = tree
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ImporterError(f"overlay name {name!r} needs {part!r} as a folder")
+            if parts[-1] in node:
+                raise ImporterError(f"overlay name {name!r} is given twice")
+            node[parts[-1]] = os.fspath(source)
+        return self._overlay_tree(root, tree)
+
+    def _overlay_tree(self, path: str, tree: dict[str, Any]) -> list[_Entry]:
+        return [
+            _OverlayDir(name, f"{path}/{name}", self._overlay_tree(f"{path}/{name}", sub))
+            if isinstance(sub, dict)
+            else _OverlayEntry(name, sub)
+            for name, sub in tree.items()
+        ]
 
     @staticmethod
     def _name_bytes(entry_path: str, name: str) -> bytes:
@@ -261,7 +292,12 @@ class Importer:
                 name_bytes = self._name_bytes(entry.path, entry.name)
                 rel = f"{top.rel}/{entry.name}" if top.rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(_Dir(entry.path, entry.name, rel, self._entries(entry.path), []))
+                    children = (
+                        entry.entries
+                        if isinstance(entry, _OverlayDir)
+                        else self._entries(entry.path)
+                    )
+                    stack.append(_Dir(entry.path, entry.name, rel, children, []))
                     continue
                 mode = entry.stat(follow_symlinks=False).st_mode
                 res = self._leaf_entry(entry.path, mode)
@@ -291,10 +327,11 @@ class Importer:
         The path itself is always imported, even if its name is hidden; inside a folder,
         names starting with "." are skipped unless ``hidden=True`` (kubo ``--hidden``).
 
-        ``overlay`` ({name: file}) adds extra top-level files to a folder as if they were in
-        it (same CIDs as a real folder holding them), so generated files (key images, movies)
-        need not be written into a lab's data folders. A name must not collide with a real
-        entry; each file must be a regular file (a symlink to one is followed).
+        ``overlay`` ({name: file}) adds extra files to a folder as if they were in it (same
+        CIDs as a real folder holding them), so generated files (key images, movies) need not
+        be written into a lab's data folders. A name is a "/"-separated relative path (no
+        "..", no empty parts); its first part must not collide with a real entry; each file
+        must be a regular file (a symlink to one is followed).
         """
         path = os.fspath(path)
         try:
