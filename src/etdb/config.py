@@ -111,6 +111,9 @@ class Settings:
     publish_journal: str = "publish/journal.sqlite3"
     # Generated key images, thumbnails and movies: never written into the lab's folders.
     publish_media: str = "publish/media"
+    # Seconds `etdb publish` waits for a block when the node takes no more unconfirmed
+    # transactions in a row (Bitcoin-family chain limit, 25 by default) before it stops.
+    publish_chain_wait: str = "3600"
     # The web portal (etdb.web). Which publishers it shows: "" = every publisher the catalog
     # holds (the `publishers` setting already limits what is indexed), else comma-separated
     # addresses; a fixed filter every portal page applies, as API query parameters (e.g.
@@ -140,6 +143,7 @@ class Settings:
         _ = (
             self.port_number,
             self.multipart_expiry_seconds,
+            self.publish_chain_wait_seconds,
             self.publisher_allow_list,
             self.portal_publisher_list,
             self.record_limits,
@@ -152,6 +156,11 @@ class Settings:
     @property
     def multipart_expiry_seconds(self) -> int:
         return _integer("multipart_expiry", self.multipart_expiry, 0, None, "a number of seconds")
+
+    @property
+    def publish_chain_wait_seconds(self) -> int:
+        wait = self.publish_chain_wait
+        return _integer("publish_chain_wait", wait, 0, None, "a number of seconds")
 
     @property
     def blockstore_path(self) -> Path:

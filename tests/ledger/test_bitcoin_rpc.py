@@ -32,6 +32,7 @@ from etdb.ledger.rpc import (
     parse_retry_policy,
     split_url,
 )
+from etdb.ledger.rpc_errors import ChainTooLong
 from tests.ledger.rpcserver import Fault, Raw, RpcServer
 
 SECRET = "s3cr3t-p@ss"
@@ -160,9 +161,10 @@ def test_jsonrpc_2_error_with_http_200():
         (
             -26,
             "too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]",
-            LedgerError,
+            ChainTooLong,
             "wait for a block",
         ),
+        (-4, "Transaction has too long of a mempool chain", ChainTooLong, "wait for a block"),
         (-25, "bad-txns-inputs-missingorspent", LedgerError, "bad-txns-inputs-missingorspent"),
         (-5, "No such mempool or blockchain transaction", RpcError, "sendtoaddress"),
     ],

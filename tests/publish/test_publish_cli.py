@@ -217,7 +217,8 @@ def test_json_schema(home, lab):
         "changes", "reason", "disagreements", "media",
     }  # fmt: skip
     run = publish(str(lab))
-    assert set(run) == {"dry_run", "source", "publisher", "ledger", "plan", "summary"}
+    assert set(run) == {"dry_run", "source", "publisher", "ledger", "plan", "summary", "chain_waits"}
+    assert run["chain_waits"] == []  # the embedded ledger never refuses a chain
     assert set(run["summary"]) == {
         "counts", "failed", "recovered", "bytes_added", "transactions", "seconds",
         "disagreements",

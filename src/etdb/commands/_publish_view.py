@@ -68,6 +68,8 @@ class RunView:
         self.planned: dict[str, int] = {}
         self.added: dict[str, int] = {}
         self.tasks: dict[str, TaskID] = {}
+        #: Each wait for confirmations (the node's chain limit), for ``--json``'s ``chain_waits``.
+        self.waits: list[dict[str, Any]] = []
 
     @contextmanager
     def running(self, plan: Plan) -> Iterator[None]:
@@ -108,6 +110,11 @@ class RunView:
             self._log(event)
         elif isinstance(event, pl.Recovered):
             self._log(event)
+        elif isinstance(event, pl.WaitingForConfirmations):
+            self.waits.append({"sid": event.sid, "unconfirmed": event.unconfirmed,
+                               "timeout": event.timeout})  # fmt: skip
+            p.update(self.tasks["current"], description=event.text, visible=True)
+            self._log(event)
 
     def _log(self, event: Event) -> None:
         from etdb.publish import events as pl
@@ -119,6 +126,8 @@ class RunView:
             line = f"[red]failed[/] {event.sid}: {event.reason}"
         elif isinstance(event, pl.Recovered):
             line = f"recovered {event.kind} {event.sid}: {len(event.txids)} tx"
+        elif isinstance(event, pl.WaitingForConfirmations):
+            line = f"{event.sid}: {event.text} (at most {event.timeout:g} s)"
         else:
             return
         err_console.print(f"[dim]publish:[/] {line}", highlight=False, soft_wrap=True)

@@ -28,6 +28,7 @@ from etdb.commands._publish_view import RunView, fee_text, human_bytes, print_pl
 from etdb.config import Settings
 from etdb.ledger import LedgerError
 from etdb.publish.keystore import Keystore, KeystoreError, resolve_passphrase
+from etdb.publish.stand_in import StandInKey
 from etdb.record.signing import PrivateKey
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from etdb.publish.source import Source
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+#: What a dry run without any key shows as its publisher.
+NEW_PUBLISHER = "(no key yet: planned as a new publisher)"
 
 SOURCE_ARG = typer.Argument(
     None,
@@ -55,7 +58,12 @@ KEY_OPTION = typer.Option(
     metavar="NAME",
     help="Keystore key to sign with. Default: the `publish_key` setting, else the only key.",
 )
-DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Show the plan; change nothing.")
+DRY_RUN_OPTION = typer.Option(
+    False,
+    "--dry-run",
+    help="Show the plan; change nothing. Needs no passphrase: the key's stored address is "
+    "used, or, with no key yet, the plan of a new publisher.",
+)
 LIMIT_OPTION = typer.Option(
     None, "--limit", min=1, metavar="N", help="Publish at most N datasets that need a change."
 )
@@ -114,7 +122,13 @@ def publish(
         )
         with opened as (src, stores):
             config = stores.config(cfg, no_media=no_media, no_file_metadata=no_file_metadata)
-            publisher = Publisher(src, config, on_event=view.handle)
+            publisher = Publisher(
+                src,
+                config,
+                on_event=view.handle,
+                chain_wait=cfg.publish_chain_wait_seconds,
+                publisher=stores.publisher,
+            )
             plan = publisher.plan(only=only or None, limit=limit)
             # A typo must not look like "nothing to do" (with --limit, the plan stops early).
             unknown = sorted(set(only or ()) - {d.sid for d in plan.datasets})
@@ -122,7 +136,7 @@ def publish(
                 fail(f"--only: the source lists no dataset {', '.join(unknown)}")
             about = {
                 "source": src.name,
-                "publisher": config.key.address,
+                "publisher": publisher.publisher if stores.has_key else NEW_PUBLISHER,
                 "ledger": config.ledger.url,  # printable: no password
             }
             if dry_run:
@@ -146,7 +160,8 @@ def publish(
         fail(str(exc))
     except LedgerError as exc:
         fail(f"ledger: {exc or type(exc).__name__}; what was sent is journaled: re-run to resume")
-    result = {"dry_run": False, **about, "plan": plan.to_json(), "summary": summary.to_json()}
+    result = {"dry_run": False, **about, "plan": plan.to_json(), "summary": summary.to_json(),
+              "chain_waits": view.waits}  # fmt: skip
     emit(result, as_json, lambda: print_summary(summary))
     if summary.failed:
         raise typer.Exit(1)
@@ -197,7 +212,9 @@ def _opened(
             fail(f"source {spec}: {exc.strerror or exc}")
         stack.callback(src.close)
         try:
-            key = _load_key(cfg, key_name)
+            choose = _dry_run_key if dry_run else _signing_key
+            key, publisher = choose(cfg, key_name)
+            has_key = not dry_run or publisher is not None
             ledger = open_ledger(cfg.ledger, cfg.home)
             stack.callback(ledger.close)
             blocks_path = cfg.blockstore_path
@@ -208,7 +225,8 @@ def _opened(
             journal_path = cfg.publish_journal_path
             if dry_run and not journal_path.exists():
                 journal_path = Path(stack.enter_context(TemporaryDirectory())) / "journal.sqlite3"
-            journal = Journal.open(journal_path, ledger_url=ledger.url, publisher=key.address)
+            address = publisher or key.address
+            journal = Journal.open(journal_path, ledger_url=ledger.url, publisher=address)
             stack.callback(journal.close)
             catalog = None
             if not (dry_run and _missing_sqlite(cfg.catalog_url)):
@@ -223,7 +241,7 @@ def _opened(
         except (CatalogSchemaError, SQLAlchemyError) as exc:
             fail(f"catalog {_printable(cfg.catalog_url)}: {str(exc).splitlines()[0]}")
         try:
-            yield src, Stores(key, ledger, blockstore, journal, catalog)
+            yield src, Stores(key, ledger, blockstore, journal, catalog, publisher, has_key)
         except SourceError as exc:  # the source failed as a whole, mid-plan or mid-run
             fail(f"source: {exc}")
 
@@ -254,6 +272,8 @@ class Stores:
     blockstore: Blockstore
     journal: Journal
     catalog: CatalogReader | None
+    publisher: str | None = None  # the address a dry run's stand-in key plans for
+    has_key: bool = True  # False: a dry run with no key in the keystore at all
 
     def config(self, cfg: Settings, *, no_media: bool, no_file_metadata: bool) -> PublishConfig:
         from etdb.publish.pipeline import PublishConfig
@@ -287,17 +307,37 @@ def _missing_sqlite(url: str) -> bool:
     )
 
 
-def _load_key(cfg: Settings, name: str | None) -> PrivateKey:
+def _signing_key(cfg: Settings, name: str | None) -> tuple[PrivateKey, None]:
     """The named key (option, then setting), else the keystore's only key; never a guess."""
     store = Keystore(cfg.keys_path)
+    name = _key_name(store, cfg, name)
+    if name is None:
+        raise KeystoreError(
+            f"no key in {store.path}: create one (etdb key new NAME) or import the lab's "
+            "(etdb key import NAME)"
+        )
+    return store.load(name, resolve_passphrase(prompt=f"Passphrase for key {name!r}: ")), None
+
+
+def _dry_run_key(cfg: Settings, name: str | None) -> tuple[PrivateKey, str | None]:
+    """The key a dry run signs with, and the address it plans for: the chosen key's stored
+    address (read without its passphrase; see StandInKey), or None when the keystore has no
+    key (planned as a new publisher, with a throw-away key)."""
+    store = Keystore(cfg.keys_path)
+    chosen = _key_name(store, cfg, name)
+    if chosen is None:
+        return PrivateKey.generate(), None
+    info = store.info(chosen)
+    return StandInKey(info.address, info.network), info.address
+
+
+def _key_name(store: Keystore, cfg: Settings, name: str | None) -> str | None:
+    """The key to use: the option, the setting, else the only key (None: there is none)."""
     name = name or cfg.publish_key
     if not name:
         names = [info.name for info in store.list()]
         if not names:
-            raise KeystoreError(
-                f"no key in {store.path}: create one (etdb key new NAME) or import the lab's "
-                "(etdb key import NAME)"
-            )
+            return None
         if len(names) > 1:
             raise KeystoreError(
                 f"{len(names)} keys in {store.path} ({', '.join(names)}): choose one with "
@@ -306,7 +346,7 @@ def _load_key(cfg: Settings, name: str | None) -> PrivateKey:
         name = names[0]
     if not store.exists(name):
         raise KeystoreError(f"no key named {name!r} in {store.path} (see: etdb key list)")
-    return store.load(name, resolve_passphrase(prompt=f"Passphrase for key {name!r}: "))
+    return name
 
 
 def _interactive() -> bool:

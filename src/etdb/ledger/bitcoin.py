@@ -19,6 +19,9 @@ Options (query string):
 ``datacarriersize``(btc) the node's ``-datacarriersize`` (script bytes); default 83
 ``retries``, ``timeout``, ``backoff``, ``retry_for``, ``cookie``: see :mod:`etdb.ledger.rpc`
 ``batch``          0 to never send JSON-RPC batches
+``chain_limit``    the node's ``-limitancestorcount`` (default 25): with every wallet coin at the
+                   end of that many unconfirmed transactions, ``publish`` raises ChainTooLong
+                   before sending (0: leave it to the node's refusal, the same error)
 =================  ========================================================================
 
 Blocks are read from the node's current best chain with ``getblock <hash> 2``; detecting
@@ -32,8 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +55,18 @@ from etdb.ledger.base import (
     WalletError,
     payload_size,
 )
+from etdb.ledger.bitcoin_options import DEFAULTS, BitcoinOptions, parse_options
 from etdb.ledger.carriers import (
-    DEFAULT_DATACARRIER_SIZE,
     Carrier,
     FloDataCarrier,
     OpReturnCarrier,
     check_multipart_capable,
 )
+from etdb.ledger.chain_limit import check_room
 from etdb.ledger.messages import scan_blocks
 from etdb.ledger.rpc import BatchUnsupported, RpcClient, parse_retry_policy, split_url
 from etdb.ledger.rpc_errors import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RpcError
 
-DEFAULT_CONFIRMATIONS = 6
-DEFAULT_FLO_AMOUNT = Decimal("0.001")
 #: Coin per kvB when the node cannot estimate (Bitcoin Core's -fallbackfee before 0.21).
 FALLBACK_FEE_RATE = Decimal("0.0002")
 #: estimatesmartfee's confirmation target for estimates (blocks).
@@ -74,75 +75,13 @@ _HASHES_PER_BATCH = 100
 _READ_ATTEMPTS = 3
 _SATOSHI = Decimal("0.00000001")
 
-_RPC_OPTIONS = {"retries", "timeout", "backoff", "retry_for", "cookie"}
-_COMMON = {"wallet", "confirmations", "coin", "fee_rate", "batch"} | _RPC_OPTIONS
-_KNOWN = {
-    "flo": _COMMON | {"address", "amount", "flodata_arg"},
-    "btc": _COMMON | {"datacarriersize"},
-}
-_DEFAULTS = {"flo": ("FLO", 7313), "btc": ("BTC", 8332)}
-
-
-@dataclass(frozen=True, slots=True)
-class BitcoinOptions:
-    family: str  # "flo" or "btc"
-    coin: str
-    confirmations: int
-    fee_rate: Decimal | None
-    batch: bool
-    address: str | None = None
-    amount: Decimal = DEFAULT_FLO_AMOUNT
-    flodata_arg: int = 5
-    datacarriersize: int = DEFAULT_DATACARRIER_SIZE
-
-
-def parse_options(family: str, options: Mapping[str, str]) -> BitcoinOptions:
-    unknown = sorted(set(options) - _KNOWN[family])
-    if unknown:
-        raise LedgerConfigError(
-            f"unknown option(s) {', '.join(unknown)} for {family}+ ledgers "
-            f"(known: {', '.join(sorted(_KNOWN[family]))})"
-        )
-
-    def integer(key: str, default: int, minimum: int) -> int:
-        try:
-            value = int(options.get(key, default))
-        except ValueError:
-            raise LedgerConfigError(f"option {key}={options[key]!r} is not an integer") from None
-        if value < minimum:
-            raise LedgerConfigError(f"option {key} must be at least {minimum}")
-        return value
-
-    def amount(key: str) -> Decimal | None:
-        if key not in options:
-            return None
-        try:
-            value = Decimal(options[key])
-        except InvalidOperation:
-            raise LedgerConfigError(f"option {key}={options[key]!r} is not a number") from None
-        if not value.is_finite() or value <= 0:
-            raise LedgerConfigError(f"option {key} must be a positive amount")
-        return value
-
-    return BitcoinOptions(
-        family=family,
-        coin=(options.get("coin") or _DEFAULTS[family][0]).upper(),
-        confirmations=integer("confirmations", DEFAULT_CONFIRMATIONS, 1),
-        fee_rate=amount("fee_rate"),
-        batch=options.get("batch", "1") not in ("0", "false", "no"),
-        address=options.get("address") or None,
-        amount=amount("amount") or DEFAULT_FLO_AMOUNT,
-        flodata_arg=integer("flodata_arg", 5, 5),
-        datacarriersize=integer("datacarriersize", DEFAULT_DATACARRIER_SIZE, 3),
-    )
-
 
 def open_bitcoin(url: str, home: Path | None = None) -> BitcoinLedger:
     """The ledger a ``flo+http(s)://`` or ``btc+http(s)://`` URL names (``home`` is unused)."""
     family = url.split(":", 1)[0].lower().split("+", 1)[0]
-    if family not in _DEFAULTS:
+    if family not in DEFAULTS:
         raise LedgerConfigError(f"not a Bitcoin-family ledger URL: {family}+...")
-    endpoint, safe_url, raw = split_url(url, default_port=_DEFAULTS[family][1])
+    endpoint, safe_url, raw = split_url(url, default_port=DEFAULTS[family][1])
     options = parse_options(family, raw)
     rpc = RpcClient(
         endpoint,
@@ -363,6 +302,7 @@ class BitcoinLedger:
                 f"most {self.max_payload} per transaction -- send larger messages multipart"
                 + (f"; {hint}" if hint else "")
             )
+        check_room(self._rpc, self.options.chain_limit)  # before the wallet builds anything
         return TxRef(self.carrier.publish(payload))
 
     def estimate_fee(self, payload_bytes: int, transactions: int = 1) -> FeeEstimate:

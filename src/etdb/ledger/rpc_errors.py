@@ -6,6 +6,8 @@ messages matched below are the nodes' own (checked against litecoind 0.21).
 
 from __future__ import annotations
 
+import re
+
 from etdb.ledger.base import (
     InsufficientFunds,
     LedgerError,
@@ -31,6 +33,33 @@ RPC_METHOD_NOT_FOUND = -32601
 
 # Policy rejections that mean "this payload is too big for the node's relay rules".
 _TOO_LARGE_HINTS = ("scriptpubkey", "datacarrier", "tx-size", "flo-data", "flodata", "oversize")
+
+
+# "too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]" (mempool policy), and the
+# wallet's own check under -walletrejectlongchains ("Transaction has too long of a mempool chain").
+_CHAIN_HINTS = ("too-long-mempool-chain", "too long of a mempool chain")
+_LIMIT = re.compile(r"\[limit: (\d{1,9})\]")
+
+
+class ChainTooLong(LedgerError):
+    """Nothing was sent: the node takes no more unconfirmed transactions in a row (its
+    ``-limitancestorcount``/``-limitdescendantcount``, default 25) until a block confirms some.
+
+    ``unconfirmed`` is how many are waiting in the chain we would extend, where known."""
+
+    def __init__(self, message: str, *, unconfirmed: int | None = None) -> None:
+        super().__init__(message)
+        self.unconfirmed = unconfirmed
+
+
+def chain_too_long(method: str, message: str) -> ChainTooLong:
+    """The node's refusal of a too-long unconfirmed chain (the limit it names, if any)."""
+    found = _LIMIT.search(message)
+    return ChainTooLong(
+        f"{method} refused: {message[:200]}; too many unconfirmed transactions in a row -- "
+        "wait for a block before publishing more",
+        unconfirmed=int(found.group(1)) if found else None,
+    )
 
 
 class RpcError(LedgerError):
@@ -63,6 +92,8 @@ def map_rpc_error(
         return WalletError(f"wallet {name!r} on {url} is locked: unlock it (walletpassphrase)")
     if code in (RPC_WALLET_PASSPHRASE_INCORRECT, RPC_WALLET_WRONG_ENC_STATE):
         return WalletError(f"wallet {name!r} on {url}: {message}")
+    if code == RPC_WALLET_ERROR and any(hint in lowered for hint in _CHAIN_HINTS):
+        return chain_too_long(method, message)
     if code == RPC_WALLET_INSUFFICIENT_FUNDS or (
         code == RPC_WALLET_ERROR and "insufficient funds" in lowered
     ):
@@ -77,10 +108,7 @@ def map_rpc_error(
                 "larger than the node's data-carrier limit (-datacarriersize); lower max_payload "
                 "or raise the node's limit"
             )
-        if "too-long-mempool-chain" in lowered:
-            return LedgerError(
-                f"{method} refused: {message}; too many unconfirmed transactions in a row -- "
-                "wait for a block before publishing more"
-            )
+        if any(hint in lowered for hint in _CHAIN_HINTS):
+            return chain_too_long(method, message)
         return LedgerError(f"{method} refused by the node's policy: {message} (RPC error {code})")
     return RpcError(method, code, message)

@@ -14,6 +14,7 @@ __all__ = [
     "DatasetStarted",
     "Event",
     "Recovered",
+    "WaitingForConfirmations",
 ]
 
 
@@ -53,4 +54,26 @@ class Recovered:
     txids: tuple[str, ...]
 
 
-Event = DatasetStarted | BytesAdded | DatasetFinished | DatasetFailed | Recovered
+@dataclass(frozen=True, slots=True)
+class WaitingForConfirmations:
+    """The node takes no more unconfirmed transactions in a row (its chain limit): the run
+    waits for a block to confirm some, at most ``timeout`` seconds, then sends ``sid``'s."""
+
+    sid: str
+    unconfirmed: int | None  # transactions waiting in the chain, where the node says
+    timeout: float
+
+    @property
+    def text(self) -> str:
+        count = f"{self.unconfirmed} " if self.unconfirmed else ""
+        return f"waiting for {count}unconfirmed transactions to confirm (chain limit)…"
+
+
+Event = (
+    DatasetStarted
+    | BytesAdded
+    | DatasetFinished
+    | DatasetFailed
+    | Recovered
+    | WaitingForConfirmations
+)

@@ -18,18 +18,57 @@ Crash points and what the next run does:
   journaled (found) or sent (not found).
 * after ``sent``, between parts: the parts with txids are kept; the rest are sent.
 * after the last ``sent``, before ``finish``: nothing is sent; the operation is finished.
+
+A node that takes no more unconfirmed transactions in a row (``ChainTooLong``: nothing was
+sent) leaves the same state as a crash after ``will_send``. With a :class:`ChainWait`,
+:func:`send` waits for a new block and goes through the very same steps again (the intent is
+looked up first, so even a node that lied about refusing it gets no duplicate), for at most
+``timeout`` seconds from the first refusal; then, or without a ChainWait, the error stops it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from etdb.ledger.base import Ledger, TxRef
+from etdb.ledger.base import Ledger, LedgerError, TxRef
 from etdb.ledger.messages import find_payload, publish_message
+from etdb.ledger.rpc_errors import ChainTooLong
 from etdb.publish.journal import Journal, JournalEntry, JournalError, Operation
 from etdb.record.signing import PrivateKey
 
-__all__ = ["recover", "send"]
+__all__ = ["ChainWait", "ChainWaitTimeout", "recover", "send"]
+
+
+class ChainWaitTimeout(LedgerError):
+    """No block made room for more unconfirmed transactions within the wait's timeout."""
+
+
+@dataclass(frozen=True)
+class ChainWait:
+    """How :func:`send` waits when the node refuses a longer unconfirmed chain: for a block
+    (the tip polled every ``poll`` seconds), at most ``timeout`` seconds from the first refusal
+    of one operation; ``on_wait(sid, refusal)`` is told each time it starts waiting."""
+
+    timeout: float
+    on_wait: Callable[[str, ChainTooLong], None] | None = None
+    poll: float = 1.0
+
+    def for_block(self, ledger: Ledger, sid: str, height: int, refusal: ChainTooLong,
+                  deadline: float) -> None:  # fmt: skip
+        """Return once the tip is above ``height``; ChainWaitTimeout at ``deadline``."""
+        if self.on_wait is not None:
+            self.on_wait(sid, refusal)
+        while ledger.tip().height <= height:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChainWaitTimeout(
+                    f"{refusal}; no block confirmed them within {self.timeout:g} s (is the chain "
+                    "mined? on regtest: generatetoaddress). Nothing of the refused transaction "
+                    "was sent; raise the publish_chain_wait setting to wait longer"
+                )
+            time.sleep(min(self.poll, left))
 
 
 def send(
@@ -39,14 +78,35 @@ def send(
     key: PrivateKey,
     *,
     on_sent: Callable[[int, TxRef], None] | None = None,
+    wait: ChainWait | None = None,
 ) -> JournalEntry:
     """Put the operation ``op`` on ``ledger`` (what is not there yet) and finish it.
 
     ``on_sent(i, ref)`` is called for each part once its txid is journaled, including a part
-    found on the ledger after a crash. Returns the dataset's journal entry.
+    found on the ledger after a crash. ``wait``: see the module docstring. Returns the
+    dataset's journal entry.
     """
     _check_binding(journal, ledger, key)
-    op = journal.operation(op.id)  # as journaled now: the caller's copy may be stale
+    deadline = None
+    while True:
+        height = ledger.tip().height if wait is not None else 0
+        try:
+            return _send_once(journal, op.id, ledger, key, on_sent)
+        except ChainTooLong as refusal:
+            if wait is None:
+                raise
+            deadline = deadline or time.monotonic() + wait.timeout
+            wait.for_block(ledger, op.sid, height, refusal, deadline)
+
+
+def _send_once(
+    journal: Journal,
+    op_id: int,
+    ledger: Ledger,
+    key: PrivateKey,
+    on_sent: Callable[[int, TxRef], None] | None,
+) -> JournalEntry:
+    op = journal.operation(op_id)  # as journaled now: the caller's copy may be stale
     if op.state == "abandoned":
         raise JournalError(f"operation {op.id} ({op.kind} of {op.sid}) was abandoned")
     if op.state == "done":
@@ -80,9 +140,11 @@ def send(
     return journal.finish(op.id)
 
 
-def recover(journal: Journal, ledger: Ledger, key: PrivateKey) -> list[JournalEntry]:
-    """Finish every operation a crash left pending, oldest first."""
-    return [send(journal, op, ledger, key) for op in journal.pending()]
+def recover(
+    journal: Journal, ledger: Ledger, key: PrivateKey, *, wait: ChainWait | None = None
+) -> list[JournalEntry]:
+    """Finish every operation a crash (or a refusal) left pending, oldest first."""
+    return [send(journal, op, ledger, key, wait=wait) for op in journal.pending()]
 
 
 def _check_binding(journal: Journal, ledger: Ledger, key: PrivateKey) -> None:

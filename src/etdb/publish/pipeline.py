@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Collection
 
 from etdb.ledger.base import LedgerError, TxRef
+from etdb.ledger.rpc_errors import ChainTooLong
 from etdb.publish import outbox
 from etdb.publish.changes import record_fingerprint
 from etdb.publish.dataset import DatasetError, add_listed, build_artifact
@@ -40,6 +41,7 @@ from etdb.publish.events import (
     DatasetStarted,
     Event,
     Recovered,
+    WaitingForConfirmations,
 )
 from etdb.publish.journal import JournalError
 from etdb.publish.known import CatalogRecords, Known, adopt, catalog_records, from_journal
@@ -78,10 +80,18 @@ class Publisher:
         config: PublishConfig,
         *,
         on_event: Callable[[Event], None] | None = None,
+        chain_wait: float | None = None,
+        publisher: str | None = None,
     ) -> None:
+        """``chain_wait``: seconds a run waits for a block when the node takes no more
+        unconfirmed transactions in a row (None: the run stops there, see ``outbox``).
+        ``publisher``: the address the journal and catalog are for, when ``config.key`` only
+        stands in for it (a dry run without the key: sizes are exact, signatures are not)."""
         self.source = source
         self.config = config
         self.on_event = on_event
+        self.publisher = publisher or config.key.address
+        self.wait = None if chain_wait is None else outbox.ChainWait(chain_wait, self._waiting)
         self.planner = DatasetPlanner(config, tuple(source.rules))
         self._prepared: dict[str, Prepared] = {}
 
@@ -89,10 +99,10 @@ class Publisher:
 
     def _check_binding(self) -> None:
         journal, cfg = self.config.journal, self.config
-        if journal.publisher != cfg.key.address:
+        if journal.publisher != self.publisher:
             raise PublishError(
                 f"the journal {journal.path} belongs to publisher {journal.publisher}, not to "
-                f"the key's {cfg.key.address}: use that publisher's key or its own journal"
+                f"the key's {self.publisher}: use that publisher's key or its own journal"
             )
         if journal.ledger_url != cfg.ledger.url:
             raise PublishError(
@@ -112,7 +122,7 @@ class Publisher:
         cfg = self.config
         wanted = set(only) if only is not None else None
         known = {e.sid: from_journal(e) for e in cfg.journal.entries()}
-        claims = catalog_records(cfg.catalog, cfg.key.address) if cfg.catalog else _NO_CLAIMS
+        claims = catalog_records(cfg.catalog, self.publisher) if cfg.catalog else _NO_CLAIMS
         prepared: list[Prepared] = []
         listed: set[str] = set()
         actionable = 0
@@ -170,7 +180,7 @@ class Publisher:
         self._bytes = self._transactions = 0
         recovered = 0
         try:
-            for entry in outbox.recover(cfg.journal, cfg.ledger, cfg.key):
+            for entry in outbox.recover(cfg.journal, cfg.ledger, cfg.key, wait=self.wait):
                 recovered += 1
                 kind, txid, _ = entry.history[-1] if entry.history else ("publish", "", 0)
                 self._emit(
@@ -195,6 +205,10 @@ class Publisher:
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+    def _waiting(self, sid: str, refusal: ChainTooLong) -> None:
+        assert self.wait is not None
+        self._emit(WaitingForConfirmations(sid, refusal.unconfirmed, self.wait.timeout))
 
     def _fail(self, sid: str, reason: str) -> None:
         self._failed.append((sid, reason))
@@ -320,5 +334,5 @@ class Publisher:
             sent.append(ref.txid)
             self._transactions += 1
 
-        outbox.send(cfg.journal, op, cfg.ledger, cfg.key, on_sent=on_sent)
+        outbox.send(cfg.journal, op, cfg.ledger, cfg.key, on_sent=on_sent, wait=self.wait)
         return tuple(sent)
