@@ -241,8 +241,13 @@ def _art_notes(meta: Mapping[str, Any]) -> str | None:
 
 
 def _tags(value: Any) -> str:
+    """``info.tags``: the source's tags in its own order when they name every default tag
+    (go-etdb's ``etdb,jensen.lab,tomogram,electron.tomography``), else the defaults first."""
     extra = [value] if isinstance(value, str) else list(value or [])
-    tags = [t.strip() for item in extra for t in str(item).split(",") if t.strip()]
+    tags = list(dict.fromkeys(t.strip() for item in extra for t in str(item).split(",")))
+    tags = [t for t in tags if t]
+    if set(DEFAULT_TAGS) <= set(tags):
+        return ",".join(tags)
     return ",".join(dict.fromkeys([*DEFAULT_TAGS, *tags]))
 
 

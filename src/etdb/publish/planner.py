@@ -121,7 +121,11 @@ class DatasetPlanner:
             raise DatasetError(f"{ds.folder}: the dataset folder is missing")
         files = self.describe(ds, None)
         media = plan_media(
-            ds.folder, ds.sid, cfg.media_dir, ((f["fname"], f["subtype"]) for f in files)
+            ds.folder,
+            ds.sid,
+            cfg.media_dir,
+            ((f["fname"], f["subtype"]) for f in files),
+            ds.key_media,
         )
         if not cfg.make_media:
             media = MediaPlan(media.overlay, (), None, media.key_image, "media making is off")

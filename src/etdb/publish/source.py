@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "KEY_MEDIA_FLAGS",
     "SUBTYPES",
     "ClassifyRule",
     "DatasetProblem",
@@ -38,6 +39,10 @@ SUBTYPES = (
     "thumbnail",
     "other",
 )
+
+#: A source's key-media flags (``SourceDataset.key_media``) and the subtypes each speaks for:
+#: go-etdb's ``keyimg`` gave both the key image and its thumbnail.
+KEY_MEDIA_FLAGS = {"keyimg": ("keyimg", "thumbnail"), "keymov": ("keymov",)}
 
 
 class SourceError(Exception):
@@ -85,6 +90,9 @@ class SourceDataset:
     files: tuple[SourceFile, ...] | None = None  # None: the source lists no files itself
     origin: str = ""  # where it came from, for messages, e.g. "TiltSeriesData id=42"
     extra: Mapping[str, Any] = field(default_factory=dict)  # source-specific, for reports only
+    #: Whether the lab has a key image / key movie ({flag: bool}, flags of KEY_MEDIA_FLAGS),
+    #: a flag absent where the source does not say (``etdb.publish.overlay`` honours them).
+    key_media: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

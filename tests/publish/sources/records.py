@@ -18,9 +18,15 @@ def utc(text: str) -> int:
 
 
 def make_folder(ds: SourceDataset, *extra: str) -> None:
-    """Tiny files at every path the source lists, plus the key image/movie and ``extra``."""
+    """Tiny files at every path the source lists, plus the key image/movie (unless the
+    source's flags say the lab has none) and ``extra``."""
     names = [f.path for f in ds.files or ()]
-    names += [f"keyimg_{ds.sid}.jpg", f"keyimg_{ds.sid}_s.jpg", f"keymov_{ds.sid}.mp4", *extra]
+    if ds.key_media.get("keyimg") is not False:
+        names += [f"keyimg_{ds.sid}.jpg", f"keyimg_{ds.sid}_s.jpg"]
+    if ds.key_media.get("keymov") is not False:
+        names += [f"keymov_{ds.sid}.mp4"]
+    names += extra
+    ds.folder.mkdir(parents=True, exist_ok=True)  # even with no file at all
     for name in names:
         path = ds.folder / name
         path.parent.mkdir(parents=True, exist_ok=True)

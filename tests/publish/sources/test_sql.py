@@ -16,10 +16,12 @@ from tests.publish.sources.records import folder_root, make_folder, round_trip, 
 
 JENSEN = {
     "description": "Auto imported from etdb",
-    "tags": "jensen.lab",
+    "tags": "etdb,jensen.lab,tomogram,electron.tomography",
     "institution": "Caltech",
     "lab": "Jensen Lab",
 }
+HAS = {"keyimg": True, "keymov": True}  # TiltSeriesData.keyimg/keymov 1..4
+NONE = {"keyimg": False, "keymov": False}  # 0 or NULL: the lab has neither
 KINDS = ", ".join(packaged_mapping("caltech").spec.files.kinds)  # type: ignore[union-attr]
 
 
@@ -70,6 +72,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
                 SourceFile(f"rawdata/{sid1}.mrc", "tiltSeries", "the tilt series", f"{sid1}.mrc"),
             ),
             "TiltSeriesData DEF_id=1",
+            key_media=HAS,
         ),
         SourceDataset(
             sid2,
@@ -87,6 +90,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             True,
             (),
             "TiltSeriesData DEF_id=2",
+            key_media=NONE,
         ),
         SourceDataset(
             sid3,
@@ -109,6 +113,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             False,
             (),
             "TiltSeriesData DEF_id=3",
+            key_media=NONE,
         ),
         DatasetProblem(
             "ab2015-04-04-4",
@@ -135,6 +140,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             True,
             (SourceFile(f"rawdata/{ODD['file']}", "tiltSeries", None, ODD["file"]),),
             "TiltSeriesData DEF_id=5",
+            key_media=NONE,
         ),
         DatasetProblem(
             "ef2017-06-06-6",
@@ -206,7 +212,7 @@ def test_every_dataset_makes_a_record_as_go_etdb_did(lab: LabDatabase, tmp_path:
         "file_33/README.txt": "read me",
     }
     assert full.files_of("thumbnail", "image")[0].fname == "keyimg_ab2014-01-14-1_s.jpg"
-    assert full.info.tags.split(",")[-1] == "jensen.lab"
+    assert full.info.tags == "etdb,jensen.lab,tomogram,electron.tomography"  # go-etdb's order
     assert full.info.description == "Auto imported from etdb"
 
     sparse = arts["ab2014-02-01-2"]

@@ -29,6 +29,7 @@ __all__ = [
     "STR_FIELDS",
     "CoerceError",
     "coerce_field",
+    "coerce_key_media_flag",
     "coerce_public",
     "dataset_path",
     "describe",
@@ -203,6 +204,19 @@ def coerce_public(value: Any) -> bool:
         if text in _FALSE:
             return False
     raise CoerceError(f"public: {describe(value)} is not a yes/no value")
+
+
+def coerce_key_media_flag(name: str, value: Any) -> bool:
+    """A key image / key movie flag as go-etdb read it: 1..4 has one; 0, NULL or any other
+    number has none."""
+    value = _text(value)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    try:
+        number = int(value) if not isinstance(value, str) else int(value.strip())
+    except (TypeError, ValueError, OverflowError):
+        raise CoerceError(f"{name}: {describe(value)} is not a number") from None
+    return 0 < number <= 4
 
 
 def dataset_path(path: str, *, what: str = "file path") -> str:

@@ -99,6 +99,10 @@ class DatasetsSpec(_Spec):
     root: str | None = None  # where dataset folders are; relative: to the mapping file
     folder: str = "{sid}"  # template; relative: to root
     origin: str | None = None  # template naming the row in messages, e.g. "TiltSeriesData id={id}"
+    #: Columns with the lab's key image / key movie flags (Caltech ``TiltSeriesData.keyimg``,
+    #: ``keymov``: 1..4 = has one); absent: the folder alone says (``etdb.publish.overlay``).
+    keyimg: str | None = None
+    keymov: str | None = None
 
     @field_validator("folder", "origin")
     @classmethod

@@ -25,8 +25,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etdb.publish.source import DatasetProblem, SourceDataset, SourceError, SourceFile
-from etdb.publish.sources.coerce import CoerceError, coerce_field, coerce_public, dataset_path
+from etdb.publish.source import (
+    KEY_MEDIA_FLAGS,
+    DatasetProblem,
+    SourceDataset,
+    SourceError,
+    SourceFile,
+)
+from etdb.publish.sources.coerce import (
+    CoerceError,
+    coerce_field,
+    coerce_key_media_flag,
+    coerce_public,
+    dataset_path,
+)
 from etdb.publish.sources.mapping import FilesSpec, LoadedMapping, Template, redact
 
 __all__ = ["SqlSource"]
@@ -182,6 +194,9 @@ class SqlSource:
             found["sid"] = cols.find(spec.datasets.sid)
             if spec.datasets.public:
                 found["public"] = cols.find(spec.datasets.public)
+            for flag in KEY_MEDIA_FLAGS:
+                if getattr(spec.datasets, flag):
+                    found[flag] = cols.find(getattr(spec.datasets, flag))
             self._dataset_cols = found
         return self._dataset_cols
 
@@ -276,13 +291,26 @@ class SqlSource:
                 public = coerce_public(row["public"])
             except CoerceError as exc:
                 problems.append(f"{exc} (column {self.mapping.spec.datasets.public})")
+        key_media = self._key_media(row, problems)
         folder = self._dataset_folder(row, problems)
         files = None
         if self.mapping.spec.files is not None:
             files = self._files(file_rows or [], problems)
         if problems or folder is None:
             return DatasetProblem(sid, origin, "; ".join(problems))
-        return SourceDataset(sid, metadata, folder, public, files, origin)
+        return SourceDataset(sid, metadata, folder, public, files, origin, key_media=key_media)
+
+    def _key_media(self, row: Mapping[str, Any], problems: list[str]) -> dict[str, bool]:
+        """The lab's key image / key movie flags the mapping names columns for."""
+        flags: dict[str, bool] = {}
+        for flag in KEY_MEDIA_FLAGS:
+            column = getattr(self.mapping.spec.datasets, flag)
+            if column is not None:
+                try:
+                    flags[flag] = coerce_key_media_flag(flag, row[flag])
+                except CoerceError as exc:
+                    problems.append(f"{exc} (column {column})")
+        return flags
 
     def _dataset_folder(self, row: Mapping[str, Any], problems: list[str]) -> Path | None:
         text = self._folder.render(dict(row))
