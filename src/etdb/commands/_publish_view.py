@@ -175,6 +175,8 @@ def print_plan(plan: Plan, about: dict[str, str], *, full: bool) -> None:
     _rows("media to generate", ("sid", "files"), media)
     disagreements = [(d.sid, str(x)) for d in plan.datasets for x in d.disagreements]
     _rows("file and database disagree", ("sid", "disagreement"), disagreements)
+    warnings = [(d.sid, w) for d in plan.datasets for w in d.warnings]
+    _rows("warnings (left out, dataset published)", ("sid", "warning"), warnings)
 
 
 def fee_text(fee: FeeEstimate) -> str:

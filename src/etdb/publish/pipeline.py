@@ -263,17 +263,18 @@ class Publisher:
             else dict(work.media.overlay)
         )
         files = self.planner.describe(ds, overlay or None)
-        fingerprint = self.planner.fingerprint(ds.folder, overlay)
+        fingerprint = self.planner.fingerprint(ds, overlay)
         if work.must_add or known is None or fingerprint != known.content_fingerprint:
+            base, content, _ = self.planner.content(ds, overlay)
             added = add_listed(
-                ds.folder,
+                base,
                 files,
                 cfg.blockstore,
                 self.planner.profile,
-                overlay=overlay or None,
+                overlay=content or None,
                 on_progress=lambda n: self._added(ds.sid, n),
             )
-            if self.planner.fingerprint(ds.folder, overlay) != fingerprint:
+            if self.planner.fingerprint(ds, overlay) != fingerprint:
                 raise DatasetError(f"{ds.folder} changed while it was being added; try again later")
             cfg.blockstore.sync()  # durable BEFORE anything on the ledger points at it
             cid = str(added.cid)

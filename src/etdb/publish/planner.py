@@ -9,6 +9,7 @@ fixed size, and a stand-in CID has the length of the real one.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from etdb.publish.changes import changed_paths, content_fingerprint, record_fing
 from etdb.publish.dataset import DatasetError, build_artifact, describe_files
 from etdb.publish.journal import Journal
 from etdb.publish.known import Known
+from etdb.publish.listing import dataset_listing
 from etdb.publish.media import MediaError
 from etdb.publish.overlay import MediaPlan, plan_media
 from etdb.publish.report import ACTIONABLE, Action, PlannedDataset
@@ -93,9 +95,23 @@ class DatasetPlanner:
         digest = bytes(32)  # a stand-in CID: same text length as the real one
         cid = CID.v0(digest) if self.profile.cid_version == 0 else CID.v1(DAG_PB, digest)
         self._placeholder = str(cid)
+        self._empty: tempfile.TemporaryDirectory[str] | None = None  # for files-only datasets
 
-    def fingerprint(self, folder: Path, overlay: dict[str, Path]) -> str:
-        return content_fingerprint(folder, profile=self.profile.name, overlay=overlay)
+    def fingerprint(self, ds: SourceDataset, overlay: dict[str, Path]) -> str:
+        base, files, _ = self.content(ds, overlay)
+        return content_fingerprint(base, profile=self.profile.name, overlay=files)
+
+    def content(
+        self, ds: SourceDataset, media: dict[str, Path] | None
+    ) -> tuple[Path, dict[str, Path], tuple[str, ...]]:
+        """The folder to import, the files overlaid on it and the warnings about it: a
+        files-only dataset is its listing on an empty folder (``etdb.publish.listing``)."""
+        if not ds.files_only:
+            return ds.folder, dict(media or {}), ()
+        listing = dataset_listing(ds)
+        if self._empty is None:
+            self._empty = tempfile.TemporaryDirectory(prefix="etdb-listing-")
+        return Path(self._empty.name), {**listing.files, **(media or {})}, listing.warnings
 
     def prepare(self, ds: SourceDataset, known: Known | None) -> Prepared:
         if not ds.public:
@@ -113,7 +129,8 @@ class DatasetPlanner:
             return problem(ds.sid, ds.origin, ds.folder, str(exc), ds)
 
     def describe(self, ds: SourceDataset, overlay: dict[str, Path] | None) -> list[dict[str, Any]]:
-        return describe_files(ds.folder, ds.sid, files=ds.files, rules=self.rules, overlay=overlay)
+        base, files, _ = self.content(ds, overlay)
+        return describe_files(base, ds.sid, files=ds.files, rules=self.rules, overlay=files or None)
 
     def prepare_public(self, ds: SourceDataset, known: Known | None) -> Prepared:
         cfg = self.config
@@ -134,7 +151,7 @@ class DatasetPlanner:
         metadata, disagreements, notes = self.metadata(ds, files)
         if media.note and cfg.make_media:
             notes.append(media.note)
-        fingerprint = self.fingerprint(ds.folder, media.overlay)
+        fingerprint = self.fingerprint(ds, media.overlay)
         if known is None or known.state == "deactivated":
             action = Action.NEW if known is None else Action.REPUBLISH
             must_add = True
@@ -169,6 +186,7 @@ class DatasetPlanner:
             changes=changes,
             disagreements=tuple(disagreements),
             reason="; ".join(notes) or None,
+            warnings=(*ds.warnings, *self.content(ds, None)[2]),
         )
         return work
 

@@ -62,6 +62,9 @@ class PlannedDataset:
     reason: str | None = None  # PROBLEM: why; others: a note
     disagreements: tuple[Any, ...] = ()  # etdb.publish.mrcmeta.Disagreement (file vs database)
     media: tuple[str, ...] = ()  # media files that will be generated
+    #: Values or files left out without refusing the dataset (a NULL file name, a tilt step
+    #: that is not a number, files on disk the source does not list), each naming where.
+    warnings: tuple[str, ...] = ()
 
     @property
     def actionable(self) -> bool:
@@ -81,6 +84,7 @@ class PlannedDataset:
             "reason": self.reason,
             "disagreements": _plain(self.disagreements),
             "media": list(self.media),
+            "warnings": list(self.warnings),
         }
 
 
@@ -111,6 +115,7 @@ class Plan:
             "fee": str(self.fee.total),
             "fee_unit": self.fee.unit,
             "fee_basis": self.fee.basis,
+            "warnings": sum(len(d.warnings) for d in self.datasets),
             "datasets": [d.to_json() for d in self.datasets],
         }
 

@@ -64,14 +64,20 @@ class ClassifyRule:
 @dataclass(frozen=True, slots=True)
 class SourceFile:
     """A file the source itself lists for a dataset (e.g. the Caltech ``DataFile`` and
-    ``ThreeDFile`` rows). Files in the folder that the source does not list are still added and
-    listed, classified by the rules."""
+    ``ThreeDFile`` rows). Unless the source is the authority for files
+    (:attr:`SourceDataset.files_only`), files in the folder that it does not list are still
+    added and listed, classified by the rules."""
 
     path: str  # relative to the dataset folder, "/"-separated, no "..", no leading "/"
     subtype: str | None = None  # one of SUBTYPES; None = classify by the rules
     notes: str | None = None  # -> files[].fNotes
     display_name: str | None = None  # -> files[].dname (the original file name)
     software: str | None = None  # -> files[].software
+    #: Where the file is when it is not ``<folder>/<path>``: under ``root`` (a mapping's
+    #: ``files.roots`` folder, e.g. ``<data root>/Caps``) at ``location`` (checked as ``path``);
+    #: published at ``path`` all the same. The file must not leave ``root`` (no symlink out).
+    root: Path | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,12 @@ class SourceDataset:
     files: tuple[SourceFile, ...] | None = None  # None: the source lists no files itself
     origin: str = ""  # where it came from, for messages, e.g. "TiltSeriesData id=42"
     extra: Mapping[str, Any] = field(default_factory=dict)  # source-specific, for reports only
+    #: True: ``files`` is the whole file list (the source is the authority for files: files
+    #: only on disk are reported, not published); False: the folder's files are added to it.
+    files_only: bool = False
+    #: Values left out without refusing the dataset (a NULL file name, a tilt step that is not
+    #: a number), each naming table, row and column; the run report shows them.
+    warnings: tuple[str, ...] = ()
     #: Whether the lab has a key image / key movie ({flag: bool}, flags of KEY_MEDIA_FLAGS),
     #: a flag absent where the source does not say (``etdb.publish.overlay`` honours them).
     key_media: Mapping[str, bool] = field(default_factory=dict)

@@ -28,10 +28,11 @@ PG_URL = os.environ.get("ETDB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5
 SCHEMA = Path(__file__).with_name("caltech_schema.sql")
 CALTECH = Path(str(packaged_mapping("caltech").directory)) / "caltech.toml"
 
-# The odd-string rows: quotes, backslashes, 4-byte unicode, blank-padded tax id, 10 kB notes.
-LONG_NOTES = "Line one: 'single' \"double\" \\backslash\\ ∆µ 🦠\n" + "x" * 10_000 + "\nend"
+# The odd-string rows: quotes, backslashes, latin1 µ/°/Å (the lab's tables are latin1: what
+# latin1 cannot hold cannot be there), blank-padded tax id, 10 kB notes.
+LONG_NOTES = "Line one: 'single' \"double\" \\backslash\\ µ° Å\n" + "x" * 10_000 + "\nend"
 ODD = {
-    "species": 'Ψυχρόφιλο "quoted" O\'Brien \\ back\\slash 🦠',
+    "species": 'Psychróphilus "quoted" O\'Brien \\ back\\slash µ°Å',
     "strain": "naïve\tstrain",
     "tax_id": " 562 ",
     "species_notes": LONG_NOTES,
@@ -43,10 +44,15 @@ ODD = {
 }
 
 
+CRLF = "line one\r\nline two\r\n"
+
+
 def statements(dialect: str) -> list[str]:
     text = "\n".join(
         line for line in SCHEMA.read_text("utf-8").splitlines() if not line.startswith("--")
     )
+    if dialect != "mysql":  # MariaDB's table options (latin1 tables)
+        text = text.replace(" DEFAULT CHARSET=latin1", "")
     if dialect == "postgresql":
         text = text.replace("`", '"').replace("DATETIME", "TIMESTAMP")
     return [s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip()]
@@ -76,9 +82,16 @@ def load(engine: sa.Engine) -> None:
             | {"date": _date(engine, ODD["date"])},
         )
         conn.execute(
-            sa.text("INSERT INTO ThreeDFile VALUES (15, 5, 'rawdata', :name, NULL, 0)"),
+            sa.text(
+                "INSERT INTO ThreeDFile VALUES (15, 'cd2016-05-05-5', 'rawdata', :name, NULL, 0)"
+            ),
             {"name": ODD["file"]},
         )
+        # CRLF notes, as the lab's web forms stored them.
+        conn.execute(
+            sa.text("UPDATE TiltSeriesData SET TXT_notes = :n WHERE DEF_id = 11"), {"n": CRLF}
+        )
+        conn.execute(sa.text("UPDATE ThreeDFile SET TXT_notes = :n WHERE DEF_id = 41"), {"n": CRLF})
 
 
 def _pg(engine: sa.Engine) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from etdb.publish.dataset import build_artifact, describe_files
+from etdb.publish.listing import dataset_listing
 from etdb.publish.source import SourceDataset
 from etdb.record import Artifact, decode, encode_unsigned_publish
 
@@ -27,15 +29,21 @@ def make_folder(ds: SourceDataset, *extra: str) -> None:
         names += [f"keymov_{ds.sid}.mp4"]
     names += extra
     ds.folder.mkdir(parents=True, exist_ok=True)  # even with no file at all
+    elsewhere = {f.path: f.root / (f.location or f.path) for f in ds.files or () if f.root}
     for name in names:
-        path = ds.folder / name
+        path = elsewhere.get(name, ds.folder / name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"{ds.sid}:{name}".encode())
 
 
 def record_files(ds: SourceDataset) -> list[dict[str, Any]]:
-    """``storage.files`` for ``ds``: the folder's files, with what the source says about them."""
-    entries = describe_files(ds.folder, ds.sid)
+    """``storage.files`` for ``ds``: the folder's files (a files-only dataset: its listing),
+    with what the source says about them."""
+    if ds.files_only:
+        with tempfile.TemporaryDirectory() as empty:
+            entries = describe_files(empty, ds.sid, overlay=dataset_listing(ds).files)
+    else:
+        entries = describe_files(ds.folder, ds.sid)
     listed = {f.path: f for f in ds.files or ()}
     for entry in entries:
         f = listed.pop(entry["fname"], None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from etdb.publish.listing import dataset_listing
 from etdb.publish.source import DatasetProblem, Source, SourceDataset, SourceError, SourceFile
 from etdb.publish.sources import SqlSource, open_source
 from etdb.publish.sources.mapping import packaged_mapping
@@ -65,7 +66,15 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
                 ),
                 SourceFile("3dimage_12/ribosome.mrc", "subvolume", None, "ribosome.mrc"),
                 SourceFile("3dimage_13/align.xf", "other", None, "align.xf"),
-                SourceFile("AutoCaps/cap1.jpg", "snapshot", None, "cap1.jpg"),
+                SourceFile(
+                    "AutoCaps/cap1.jpg",
+                    "snapshot",
+                    None,
+                    "cap1.jpg",
+                    None,
+                    root / "Caps",
+                    "cap1.jpg",
+                ),
                 SourceFile("file_30/slice.jpg", "snapshot", "a slice", "slice.jpg"),
                 SourceFile("file_32/slices.mp4", "preview", None, "slices.mp4"),
                 SourceFile("file_33/README.txt", "other", "read me", "README.txt"),
@@ -73,6 +82,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             ),
             "TiltSeriesData DEF_id=1",
             key_media=HAS,
+            files_only=True,
         ),
         SourceDataset(
             sid2,
@@ -91,6 +101,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             (),
             "TiltSeriesData DEF_id=2",
             key_media=NONE,
+            files_only=True,
         ),
         SourceDataset(
             sid3,
@@ -114,6 +125,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             (),
             "TiltSeriesData DEF_id=3",
             key_media=NONE,
+            files_only=True,
         ),
         DatasetProblem(
             "ab2015-04-04-4",
@@ -141,6 +153,7 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
             (SourceFile(f"rawdata/{ODD['file']}", "tiltSeries", None, ODD["file"]),),
             "TiltSeriesData DEF_id=5",
             key_media=NONE,
+            files_only=True,
         ),
         DatasetProblem(
             "ef2017-06-06-6",
@@ -155,6 +168,8 @@ def expected(root: Path) -> list[SourceDataset | DatasetProblem]:
 
 
 def _same(got: list, want: list) -> None:
+    # The rows of the first fixture; the real-schema rows (ij…, kl…) have tests of their own.
+    got = [g for g in got if g.sid is None or not g.sid.startswith(("ij", "kl"))]
     assert [type(x).__name__ + str(x.sid) for x in got] == [
         type(x).__name__ + str(x.sid) for x in want
     ]
@@ -189,7 +204,8 @@ def test_every_dataset_makes_a_record_as_go_etdb_did(lab: LabDatabase, tmp_path:
     root = folder_root(tmp_path)
     source = _open(lab, root)
     try:
-        found = {d.sid: d for d in source.datasets() if isinstance(d, SourceDataset)}
+        rows = [d for d in source.datasets() if isinstance(d, SourceDataset)]
+        found = {d.sid: d for d in rows if not d.sid.startswith(("ij", "kl"))}
     finally:
         source.close()
     assert len(found) == 4
@@ -217,7 +233,9 @@ def test_every_dataset_makes_a_record_as_go_etdb_did(lab: LabDatabase, tmp_path:
 
     sparse = arts["ab2014-02-01-2"]
     assert sparse.info.title == "Caulobacter crescentus"  # no DB title: the species
-    assert sparse.tilt_series.software is None  # "SerialEM, IMOD" has a comma
+    # rawdata/ts.mrc is only on disk: the database is the authority, so it is reported only.
+    assert sparse.tilt_series is None
+    assert "rawdata/ts.mrc" in dataset_listing(found["ab2014-02-01-2"]).warnings[0]
     assert sparse.details.artNotes is None and sparse.details.tiltStep is None
 
     odd = arts["cd2016-05-05-5"]
@@ -288,7 +306,8 @@ def test_a_files_query_without_sids_is_filtered_for_it(tmp_path: Path, sqlite_la
         'sid = "ID"\nfolder = "series-{sid}"\n'
         '[fields]\ntitle = { template = "{title} (#{id})" }\n'
         "[files]\n"
-        'query = "SELECT `REF|TiltSeriesData|tiltseries` AS series, filename FROM ThreeDFile"\n'
+        'query = "SELECT t.DEF_id AS series, f.filename FROM ThreeDFile f JOIN TiltSeriesData t'
+        ' ON t.tiltseriesID = f.`REF|TiltSeriesData|tiltseries`"\n'
         'sid = "series"\nkind = "3d"\n'
         '[files.kinds.3d]\npath = "{filename}"\n'
     )

@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from etdb.publish.source import SUBTYPES, ClassifyRule, SourceError
-from etdb.publish.sources.coerce import METADATA_KEYS, CoerceError, coerce_field
+from etdb.publish.sources.coerce import METADATA_KEYS, CoerceError, coerce_field, dataset_path
 
 __all__ = [
     "DatabaseSpec",
@@ -89,6 +89,7 @@ class DatabaseSpec(_Spec):
     #: Environment variable holding the URL (used when set; ``url`` is the fallback).
     url_env: str | None = None
     #: Environment variable holding the password (for a URL without one); never printed.
+    #: Unset: connect without a password (a database that needs none).
     password_env: str | None = None
 
 
@@ -113,12 +114,15 @@ class DatasetsSpec(_Spec):
 class FileKind(_Spec):
     path: str  # template of the path inside the dataset folder, e.g. "3dimage_{id}/{filename}"
     subtype: str | None = None  # None: classify by the rules / folder layout
+    #: The file is not in the dataset folder but under this ``files.roots`` entry, at
+    #: ``location`` (a template; default: ``path``); it is published at ``path``.
+    root: str | None = None
+    location: str | None = None
 
-    @field_validator("path")
+    @field_validator("path", "location")
     @classmethod
-    def _path(cls, v: str) -> str:
-        Template(v)
-        return v
+    def _path(cls, v: str | None) -> str | None:
+        return _check_template(v)
 
     @field_validator("subtype")
     @classmethod
@@ -137,11 +141,38 @@ class FilesSpec(_Spec):
     display_name: str | None = None  # column -> files[].dname
     software: str | None = None  # column -> files[].software
     origin: str | None = None  # template naming the row in messages
+    #: "folder": the dataset folder's files are published, the query adds what it knows about
+    #: them; "database": only the files the query lists are (go-etdb's way; files only on disk
+    #: are reported, not published).
+    authority: Literal["folder", "database"] = "folder"
+    #: Named folders outside the dataset folders, relative to the data root (datasets.root or
+    #: --data-root), e.g. {caps = "Caps"}; a kind's ``root`` names one.
+    roots: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("kind", "origin")
     @classmethod
     def _templates(cls, v: str | None) -> str | None:
         return _check_template(v)
+
+    @field_validator("roots")
+    @classmethod
+    def _roots(cls, roots: dict[str, str]) -> dict[str, str]:
+        for name, folder in roots.items():
+            try:
+                dataset_path(folder, what=f"files.roots.{name}")
+            except CoerceError as exc:
+                raise ValueError(str(exc)) from None
+        return roots
+
+    @model_validator(mode="after")
+    def _kind_roots(self) -> FilesSpec:
+        for name, kind in self.kinds.items():
+            if kind.root is not None and kind.root not in self.roots:
+                known = ", ".join(self.roots) or "none"
+                raise ValueError(f"kinds.{name}.root: no files.roots entry {kind.root!r} ({known})")
+            if kind.location is not None and kind.root is None:
+                raise ValueError(f"kinds.{name}.location needs a root")
+        return self
 
 
 class FieldSpec(_Spec):
@@ -239,12 +270,8 @@ class LoadedMapping:
         url = url.set(drivername=driver.get(url.drivername, url.drivername))
         if url.password is None and db.password_env:
             password = os.environ.get(db.password_env)
-            if password is None:
-                raise SourceError(
-                    f"{self.path}: database.password_env names ${db.password_env}, which is "
-                    "not set (set it, to an empty value for no password)"
-                )
-            url = url.set(password=password)
+            if password is not None:  # unset: a database that needs no password
+                url = url.set(password=password)
         if url.get_backend_name() == "sqlite" and override is None:
             path = url.database or ""
             if path and path != ":memory:" and not Path(path).is_absolute():

@@ -15,6 +15,7 @@ failure is a :class:`SourceError` naming the source (password removed) and the d
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from etdb.publish.source import (
     SourceFile,
 )
 from etdb.publish.sources.coerce import (
+    FLOAT_FIELDS,
     CoerceError,
     coerce_field,
     coerce_key_media_flag,
@@ -96,6 +98,8 @@ class SqlSource:
             self._root = Path(base).resolve()
         else:
             self._root = mapping.directory / (spec.root or ".")
+        files = mapping.spec.files
+        self._roots = {n: self._root / f for n, f in (files.roots if files else {}).items()}
         self._folder = Template(spec.folder)
         self._origin = Template(spec.origin) if spec.origin else None
         self._templates = {
@@ -118,7 +122,9 @@ class SqlSource:
             with self._engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise SourceError(f"{self.name}: {what} failed: {self._driver_message(exc)}") from None
+            raise SourceError(
+                f"{self.name}: {what} failed: {self._driver_message(exc)}{self._no_password()}"
+            ) from None
         except ImportError as exc:
             raise SourceError(f"{self.name}: database driver missing: {exc}") from None
 
@@ -128,6 +134,12 @@ class SqlSource:
         if self._url.password:
             text = text.replace(self._url.password, "***")
         return text
+
+    def _no_password(self) -> str:
+        env = self.mapping.spec.database.password_env
+        if self._url.password is None and env and env not in os.environ:
+            return f" (connected without a password: ${env} is not set)"
+        return ""
 
     def close(self) -> None:
         if self._engine is not None:
@@ -255,7 +267,8 @@ class SqlSource:
             assert spec is not None
             cols = _Columns(keys, "the files query", self.mapping.path)
             names = {c for c in (spec.notes, spec.display_name, spec.software) if c}
-            for tpl in [spec.kind, spec.origin, *(k.path for k in spec.kinds.values())]:
+            kinds = spec.kinds.values()
+            for tpl in [spec.kind, spec.origin, *(t for k in kinds for t in (k.path, k.location))]:
                 names.update(Template(tpl).names if tpl else ())
             names.discard("sid")
             found = {n: cols.find(n) for n in names}
@@ -270,6 +283,7 @@ class SqlSource:
     ) -> SourceDataset | DatasetProblem:
         origin = (self._origin.render(dict(row)) if self._origin else None) or f"sid={sid}"
         problems: list[str] = []
+        warnings: list[str] = []
         metadata: dict[str, Any] = {"sid": sid}
         for key, spec in self.mapping.spec.fields.items():
             if spec.column is not None:
@@ -281,7 +295,11 @@ class SqlSource:
             try:
                 value = coerce_field(key, raw)
             except CoerceError as exc:
-                problems.append(f"{exc}{via}")
+                if key in FLOAT_FIELDS and isinstance(raw, str) and spec.column is not None:
+                    # Free text without a number ("-", "n/a"): nothing false is published.
+                    warnings.append(f"{origin}: column {spec.column} {raw!r}: {key} left out")
+                else:
+                    problems.append(f"{exc}{via}")
                 continue
             if value is not None:
                 metadata[key] = value
@@ -295,10 +313,21 @@ class SqlSource:
         folder = self._dataset_folder(row, problems)
         files = None
         if self.mapping.spec.files is not None:
-            files = self._files(file_rows or [], problems)
+            files = self._files(file_rows or [], problems, warnings)
         if problems or folder is None:
             return DatasetProblem(sid, origin, "; ".join(problems))
-        return SourceDataset(sid, metadata, folder, public, files, origin, key_media=key_media)
+        files_spec = self.mapping.spec.files
+        return SourceDataset(
+            sid,
+            metadata,
+            folder,
+            public,
+            files,
+            origin,
+            key_media=key_media,
+            files_only=files_spec is not None and files_spec.authority == "database",
+            warnings=tuple(warnings),
+        )
 
     def _key_media(self, row: Mapping[str, Any], problems: list[str]) -> dict[str, bool]:
         """The lab's key image / key movie flags the mapping names columns for."""
@@ -323,7 +352,9 @@ class SqlSource:
             return None
         return self._root / text  # an absolute template replaces the root
 
-    def _files(self, rows: list[dict[str, Any]], problems: list[str]) -> tuple[SourceFile, ...]:
+    def _files(
+        self, rows: list[dict[str, Any]], problems: list[str], warnings: list[str]
+    ) -> tuple[SourceFile, ...]:
         spec = self.mapping.spec.files
         assert spec is not None
         kind_tpl = Template(spec.kind)
@@ -337,12 +368,17 @@ class SqlSource:
                 known = ", ".join(spec.kinds)
                 problems.append(f"{where}: unknown file kind {kind!r} (files.kinds has {known})")
                 continue
-            path_tpl = Template(entry.path)
-            path = path_tpl.render(row)
+            templates = [Template(entry.path), Template(entry.location or entry.path)]
+            blank = [n for t in templates for n in t.names if _blank(row.get(n))]
+            if blank:  # a row without a file name names no file: skip it, say so
+                cols = ", ".join(dict.fromkeys(blank))
+                warnings.append(f"{where}: column {cols} is NULL or blank: row skipped")
+                continue
             try:
-                if path is None:
-                    raise CoerceError(f"file path {entry.path!r} has a NULL placeholder")
-                path = dataset_path(path)
+                path = dataset_path(templates[0].render(row) or "")
+                location = None
+                if entry.root is not None:
+                    location = dataset_path(templates[1].render(row) or "", what="location")
             except CoerceError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
@@ -352,10 +388,16 @@ class SqlSource:
                 notes=_text_or_none(row, spec.notes),
                 display_name=_text_or_none(row, spec.display_name),
                 software=_text_or_none(row, spec.software),
+                root=self._roots[entry.root] if entry.root is not None else None,
+                location=location,
             )
             if by_path.setdefault(path, file) != file:
                 problems.append(f"{where}: {path!r} is listed twice, differently")
         return tuple(sorted(by_path.values(), key=lambda f: f.path))
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _text_or_none(row: Mapping[str, Any], column: str | None) -> str | None:
