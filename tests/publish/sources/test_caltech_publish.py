@@ -14,6 +14,7 @@ from etdb.cli import app
 from etdb.index.catalog import open_catalog
 from etdb.index.query import SearchQuery
 from etdb.publish.keystore import Keystore
+from etdb.publish.overlay import MEDIA_SUBTYPES as MEDIA
 from etdb.publish.source import DatasetProblem, SourceDataset
 from etdb.publish.sources import open_source
 from etdb.record import decode, verify_publish
@@ -46,7 +47,7 @@ def test_publish_from_the_caltech_database(lab_db, tmp_path, etdb_home, monkeypa
     problems = {d.sid for d in rows if isinstance(d, DatasetProblem)}
     assert public and private and problems
     for ds in public.values():
-        make_folder(ds)
+        make_folder(ds, "only_on_disk.txt")  # not in the database: reported, not published
 
     args = ["publish", lab_db.mapping, "--db-url", lab_db.url, "--data-root", str(root)]
     result = runner.invoke(app, [*args, "--yes", "--no-media", "--json"])
@@ -56,6 +57,11 @@ def test_publish_from_the_caltech_database(lab_db, tmp_path, etdb_home, monkeypa
     failed = {f["sid"] for f in out["summary"]["failed"]}
     assert problems - {None} <= failed and not (failed & set(public))
     assert out["plan"]["counts"]["private"] == len(private)
+    warned = {d["sid"]: " | ".join(d["warnings"]) for d in out["plan"]["datasets"]}
+    assert "ThreeDFile DEF_id=44: column filename is NULL" in warned["ij2010-01-14-14"]
+    assert "DataFile DEF_id=61: column filename is NULL or blank" in warned["ij2010-01-14-14"]
+    assert "column tilt_step '-': tiltStep left out" in warned["ij2010-01-13-13"]
+    assert "only_on_disk.txt" in warned["ij2010-01-10-10"]
 
     # On the ledger: one valid record per public dataset, signed by the lab's key.
     with sqlite3.connect(etdb_home / "ledger.sqlite3") as conn:
@@ -75,8 +81,11 @@ def test_publish_from_the_caltech_database(lab_db, tmp_path, etdb_home, monkeypa
         assert sorted(i.sid for i in page.items) == sorted(public)
         for item in page.items:
             detail = catalog.get(item.id)
-            names = {f["fname"] for f in detail.artifact["storage"].get("files", ())}
-            assert {f.path for f in public[item.sid].files or ()} <= names
+            files = detail.artifact["storage"].get("files", ())
+            listed = {f.path: f.notes for f in public[item.sid].files or ()}
+            # Exactly the database's files (plus the key media), with their notes.
+            got = {f["fname"]: f.get("fNotes") for f in files if f["subtype"] not in MEDIA}
+            assert got == listed, item.sid
     finally:
         catalog.close()
 
