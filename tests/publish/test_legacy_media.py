@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from etdb.publish import transcode
+from etdb.publish.listing import dataset_listing
 from etdb.publish.media import MediaError, ffmpeg_exe
-from etdb.publish.overlay import StaleMediaError, make_media, plan_media
+from etdb.publish.overlay import GENERATED_NOTE, StaleMediaError, make_media, plan_media
 from etdb.publish.pipeline import Action
 from tests.publish.test_pipeline import Lab, ListSource, dataset, run
 
@@ -143,6 +144,7 @@ def test_a_legacy_key_movie_is_converted_once_and_both_are_listed(lab, tmp_path)
         "video/mp4",
     )
     assert files["keymov_ab-1.mp4"]["fsize"] == mp4.stat().st_size
+    assert "fNotes" not in files["keymov_ab-1.mp4"]  # the lab's movie, converted: not generated
     stamp = mp4.stat().st_mtime_ns
     plan, _ = run(lab.publisher(ListSource([ds]), make_media=True))
     assert plan.datasets[0].action is Action.UNCHANGED and mp4.stat().st_mtime_ns == stamp
@@ -169,6 +171,22 @@ def test_a_flag_saying_none_refuses_a_stale_file_and_generates_instead(lab, tmp_
     assert not (lab.media_dir / "ab-1").exists()  # the stale FLV was not converted
     assert summary.counts[Action.NEW] == 1
     assert set(by_sid["ab-2"].media) == {"keyimg_ab-2.jpg", "keyimg_ab-2_s.jpg", "keymov_ab-2.mp4"}
+    notes = {n: f.get("fNotes") for n, f in _files(lab, "ab-2").items() if n.startswith("key")}
+    assert notes == dict.fromkeys(by_sid["ab-2"].media, GENERATED_NOTE)  # marked as etdb's
+    plan, _ = run(lab.publisher(ListSource([none]), make_media=True))
+    assert plan.datasets[0].action is Action.UNCHANGED
+
+
+def test_a_files_only_source_leaves_stale_key_media_out(tmp_path):
+    """When the source lists the files, a stale key movie is one more unlisted file: reported,
+    not published, and the dataset is not refused."""
+    ds = _legacy(tmp_path, "ab-1", key_media={"keyimg": True, "keymov": False}, files_only=True)
+    listing = dataset_listing(ds)
+    assert {"keyimg_ab-1.jpg", "keyimg_ab-1_s.jpg"} <= set(listing.files)
+    assert "keymov_ab-1.flv" not in listing.files and "keymov_ab-1.flv" in listing.warnings[0]
+    listed = [(n, "keymov" if n.startswith("keymov") else "keyimg") for n in listing.files]
+    plan = plan_media(ds.folder, "ab-1", tmp_path / "media", listed, ds.key_media)
+    assert plan.legacy_movie is None and plan.to_make == ("keymov_ab-1.mp4",)
 
 
 def test_flags_saying_yes_keep_the_labs_own_media(tmp_path):

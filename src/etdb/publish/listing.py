@@ -6,7 +6,8 @@ overlay), so a file kept outside the dataset folder (a ``files.roots`` folder su
 ``<data root>/Caps``) lands where the record says, and a file only on disk is not published
 but reported. The go-etdb key media in the folder (``keyimg_<sid>.jpg``, its ``_s``
 thumbnail, ``keymov_<sid>.*``) are taken beside the listed files, as go-etdb took them by the
-keyimg/keymov flags.
+keyimg/keymov flags: unless a flag says the lab has none (``SourceDataset.key_media``), then
+they are stale, reported like any unlisted file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etdb.publish.dataset import DatasetError, classify, regular_files
-from etdb.publish.overlay import MEDIA_SUBTYPES
+from etdb.publish.overlay import MEDIA_SUBTYPES, denied_subtypes
 from etdb.publish.source import SourceDataset
 
 __all__ = ["Listing", "dataset_listing"]
@@ -50,9 +51,12 @@ def dataset_listing(ds: SourceDataset) -> Listing:
             files[f.path] = _inside(f.root, f.location or f.path, "file")
         else:
             files[f.path] = _inside(ds.folder, f.path, "file")
+    denied = denied_subtypes(ds.key_media)
     on_disk = sorted(regular_files(ds.folder))
     for name in on_disk:
-        if "/" not in name and name not in files and classify(name, ds.sid)[1] in MEDIA_SUBTYPES:
+        subtype = classify(name, ds.sid)[1]
+        taken = subtype in MEDIA_SUBTYPES and subtype not in denied
+        if "/" not in name and name not in files and taken:
             files[name] = _inside(ds.folder, name, "key media")
     unlisted = [n for n in on_disk if n not in files]
     warnings: tuple[str, ...] = ()

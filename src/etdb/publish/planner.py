@@ -27,7 +27,7 @@ from etdb.publish.journal import Journal
 from etdb.publish.known import Known
 from etdb.publish.listing import dataset_listing
 from etdb.publish.media import MediaError
-from etdb.publish.overlay import MediaPlan, plan_media
+from etdb.publish.overlay import MediaPlan, mark_generated, plan_media
 from etdb.publish.report import ACTIONABLE, Action, PlannedDataset
 from etdb.publish.source import ClassifyRule, SourceDataset
 from etdb.record import (
@@ -130,7 +130,10 @@ class DatasetPlanner:
 
     def describe(self, ds: SourceDataset, overlay: dict[str, Path] | None) -> list[dict[str, Any]]:
         base, files, _ = self.content(ds, overlay)
-        return describe_files(base, ds.sid, files=ds.files, rules=self.rules, overlay=files or None)
+        entries = describe_files(
+            base, ds.sid, files=ds.files, rules=self.rules, overlay=files or None
+        )
+        return mark_generated(ds.sid, entries, overlay or {})  # etdb's addition says so
 
     def prepare_public(self, ds: SourceDataset, known: Known | None) -> Prepared:
         cfg = self.config
@@ -145,7 +148,7 @@ class DatasetPlanner:
             ds.key_media,
         )
         if not cfg.make_media:
-            media = MediaPlan(media.overlay, (), None, media.key_image, "media making is off")
+            media = replace(media, to_make=(), reconstruction=None, note="media making is off")
         if media.overlay:
             files = self.describe(ds, media.overlay)
         metadata, disagreements, notes = self.metadata(ds, files)
