@@ -207,14 +207,14 @@ def test_json_schema(home, lab):
     assert set(dry) == {"dry_run", "source", "publisher", "ledger", "plan"}
     assert set(dry["plan"]) == {
         "counts", "pending", "total_bytes", "transactions", "payload_bytes", "fee", "fee_unit",
-        "fee_basis", "datasets",
+        "fee_basis", "datasets", "warnings",
     }  # fmt: skip
     assert set(dry["plan"]["counts"]) == {
         "new", "edit", "deactivate", "republish", "unchanged", "private", "problem",
     }  # fmt: skip
     assert set(dry["plan"]["datasets"][0]) == {
         "sid", "action", "origin", "folder", "files", "bytes", "record_bytes", "transactions",
-        "changes", "reason", "disagreements", "media",
+        "changes", "reason", "disagreements", "media", "warnings",
     }  # fmt: skip
     run = publish(str(lab))
     assert set(run) == {"dry_run", "source", "publisher", "ledger", "plan", "summary", "chain_waits"}
