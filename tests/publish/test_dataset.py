@@ -341,3 +341,25 @@ def test_publish_dataset_with_an_overlay_lists_and_adds_it(tmp_path, env):
     assert keymov.fsize == 999
     assert exporter.stat(store, f"{result.cid}/{movie.name}").size == 999
     assert not (folder / movie.name).exists()
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (None, "etdb,tomogram,electron.tomography"),
+        ("jensen.lab", "etdb,tomogram,electron.tomography,jensen.lab"),
+        # go-etdb's exact string: every default is named, so the source's order stands.
+        (
+            "etdb,jensen.lab,tomogram,electron.tomography",
+            "etdb,jensen.lab,tomogram,electron.tomography",
+        ),
+        (
+            ["tomogram", " etdb", "x", "electron.tomography", "x"],
+            "tomogram,etdb,x,electron.tomography",
+        ),
+    ],
+)
+def test_tags_keep_a_source_order_that_names_every_default(tmp_path, tags, expected):
+    meta = {**META, "tags": tags} if tags is not None else META
+    art = build_artifact(meta, "bafkqaaa", describe_files(make_folder(tmp_path), SID))
+    assert art.to_wire()["info"]["tags"] == expected

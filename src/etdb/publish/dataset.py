@@ -8,6 +8,7 @@ A dataset folder uses go-etdb's layout (reference §1), so records look like ETD
     keyimg_<sid>.jpg             tomogram / keyimg          image/jpeg
     keyimg_<sid>_s.jpg           image / thumbnail          image/jpeg
     keymov_<sid>.mp4             tomogram / keymov          video/mp4
+    keymov_<sid>.flv             tomogram / keymov          video/x-flv  (legacy; see overlay)
 
 :func:`publish_dataset` runs the whole path a lab takes — and ``etdb demo`` takes the very same
 one: add the folder to the blockstore, **sync the blocks**, build and validate the record, sign
