@@ -125,3 +125,37 @@ def test_200_datasets_publish_in_one_run_while_a_miner_mines(tmp_path, node):
     assert len(records) == 200 and all(r is not None for r in records)
     catalog.close()
     lab.close()
+
+
+def test_a_short_wait_without_a_miner_stops_clearly_and_a_rerun_after_a_block_finishes(
+    tmp_path, node
+):
+    # No miner: the wallet's two chains of 25 fill up (~3 transactions a dataset here, so 24
+    # datasets need two blocks' worth) and nothing confirms them.
+    lab = _lab(tmp_path, node)
+    source = ListSource([dataset(tmp_path, f"ds-{i:02d}") for i in range(24)])
+    events: list = []
+    first = Publisher(source, lab.config(), on_event=events.append, chain_wait=2)
+    summary = first.run(first.plan())
+    assert [e for e in events if isinstance(e, WaitingForConfirmations)]
+    [(where, reason)] = summary.failed
+    assert where == "(run stopped)"
+    assert "no block confirmed them within 2 s" in reason
+    assert "publish_chain_wait" in reason and "run again to resume" in reason
+    done_first = summary.counts[Action.NEW]
+    assert 0 < done_first < 24
+    # One block makes room for the rest; the re-run resends nothing already sent.
+    node.mine(1)
+    again = Publisher(source, lab.config(), on_event=events.append, chain_wait=2)
+    summary = again.run(again.plan())
+    assert summary.failed == ()
+    assert summary.counts[Action.NEW] + summary.recovered + done_first == 24
+    node.mine(1)
+    payloads = Counter(e.payload for e in lab.entries())
+    assert max(payloads.values()) == 1  # nothing sent twice
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'cat.sqlite3'}")
+    Indexer(lab.ledger, catalog).run()
+    records = [catalog.get(entry.record_txid) for entry in lab.journal.entries()]
+    assert len(records) == 24 and all(r is not None for r in records)
+    catalog.close()
+    lab.close()
