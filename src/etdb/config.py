@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -181,6 +182,16 @@ class Settings:
     @property
     def catalog_url(self) -> str:
         return self.catalog or f"sqlite:///{self.home / 'catalog.sqlite3'}"
+
+    def indexer_options(self) -> dict[str, Any]:
+        """The settings that decide what an indexer keeps (``Indexer(ledger, store, **...)``):
+        allow-list, multipart expiry, record limits. One place, so that ``etdb index``,
+        ``etdb serve``, ``etdb publish`` and ``etdb demo`` can never index by different rules."""
+        return {
+            "publishers": self.publisher_allow_list,
+            "multipart_expiry": self.multipart_expiry_seconds,
+            "limits": self.record_limits,
+        }
 
     @property
     def publisher_allow_list(self) -> frozenset[str] | None:

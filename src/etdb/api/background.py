@@ -169,13 +169,7 @@ class IndexerThread(threading.Thread):
             handles.callback(ledger.close)
             store = open_catalog(self.catalog_url)
             handles.callback(store.close)
-            indexer = Indexer(
-                ledger,
-                store,
-                publishers=s.publisher_allow_list,
-                multipart_expiry=s.multipart_expiry_seconds,
-                limits=s.record_limits,
-            )
+            indexer = Indexer(ledger, store, **s.indexer_options())
             # the first pass runs before "running" is claimed after a failure, so that /health
             # does not flip to ok for a cause that is still there
             if failures:

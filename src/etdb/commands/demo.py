@@ -195,13 +195,7 @@ def _publish_and_index(
     store = FSBlockstore(cfg.blockstore_path)
     journal = None
     try:
-        indexer = Indexer(
-            ledger,
-            catalog,
-            publishers=allowed,
-            multipart_expiry=int(cfg.multipart_expiry),
-            limits=cfg.record_limits,
-        )
+        indexer = Indexer(ledger, catalog, **cfg.indexer_options())
         indexer.run()  # catch up first: the catalog guards against a lost demo journal
         journal = _open_journal(root / JOURNAL, ledger, key)
         config = PublishConfig(

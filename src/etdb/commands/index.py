@@ -47,19 +47,7 @@ class _Opened:
 
     def indexer(self) -> Indexer:
         s = self.settings
-        try:
-            expiry = int(s.multipart_expiry)
-        except ValueError:
-            expiry = -1
-        if expiry < 0:
-            fail(f"setting multipart_expiry={s.multipart_expiry!r} is not a number of seconds")
-        return Indexer(
-            self.ledger,
-            self.store,
-            publishers=s.publisher_allow_list,
-            multipart_expiry=expiry,
-            limits=s.record_limits,
-        )
+        return Indexer(self.ledger, self.store, **s.indexer_options())
 
 
 @contextmanager

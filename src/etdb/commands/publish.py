@@ -255,14 +255,7 @@ def _catch_up(cfg: Settings, ledger: Ledger, catalog: CatalogReader, key: Privat
             f"[yellow]warning:[/] {key.address} is not in the `publishers` setting: the catalog "
             "does not index this key's records, so it cannot guard against a lost journal"
         )
-    indexer = Indexer(
-        ledger,
-        catalog,
-        publishers=allowed,
-        multipart_expiry=int(cfg.multipart_expiry),
-        limits=cfg.record_limits,
-    )
-    indexer.run()
+    Indexer(ledger, catalog, **cfg.indexer_options()).run()
 
 
 @dataclass(frozen=True)
