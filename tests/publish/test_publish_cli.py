@@ -5,7 +5,10 @@ what was published."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +220,15 @@ def test_json_schema(home, lab):
         "changes", "reason", "disagreements", "media", "warnings",
     }  # fmt: skip
     run = publish(str(lab))
-    assert set(run) == {"dry_run", "source", "publisher", "ledger", "plan", "summary", "chain_waits"}
+    assert set(run) == {
+        "dry_run",
+        "source",
+        "publisher",
+        "ledger",
+        "plan",
+        "summary",
+        "chain_waits",
+    }
     assert run["chain_waits"] == []  # the embedded ledger never refuses a chain
     assert set(run["summary"]) == {
         "counts", "failed", "recovered", "bytes_added", "transactions", "seconds",
@@ -312,3 +323,56 @@ def test_a_lost_journal_does_not_publish_twice(home, lab):
     assert ledger_entries(home) == sent
     # --no-index skips that guard: documented as the risk it is.
     assert "--no-index" in etdb("publish", "--help").stdout
+
+
+# -- a dry run needs no passphrase ---------------------------------------------------------------
+
+
+def etdb_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``etdb`` as a real process with no terminal at all: its own session (no
+    controlling terminal, so /dev/tty cannot be opened), stdin from /dev/null, and no
+    ETDB_KEY_PASSPHRASE. Any attempt to ask for a passphrase fails with "no terminal"."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETDB_")}
+    env["ETDB_HOME"] = str(home)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("etdb")), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_dry_run_with_an_encrypted_key_asks_no_passphrase(etdb_home, lab):
+    expected = add_key(etdb_home, "lab")  # encrypted with PASS, which the process never gets
+    human = etdb_process(etdb_home, "publish", str(lab), "--dry-run", "--no-media")
+    assert human.returncode == 0, human.stderr
+    assert "passphrase" not in (human.stdout + human.stderr).lower()
+    assert expected in human.stdout and "new" in human.stdout
+    as_json = etdb_process(etdb_home, "publish", str(lab), "--dry-run", "--no-media", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    out = json.loads(as_json.stdout)
+    assert out["dry_run"] is True and out["publisher"] == expected
+    assert out["plan"]["counts"]["new"] == len(SIDS)
+    # The same process without --dry-run needs the passphrase and has no way to ask for it:
+    # the harness really has no terminal, so the dry runs above really asked nothing.
+    real = etdb_process(etdb_home, "publish", str(lab), "--no-media", "--yes")
+    assert real.returncode == 1 and "no terminal to ask on" in real.stderr
+    assert ledger_entries(etdb_home) == 0
+
+
+def test_dry_run_with_no_key_plans_as_a_new_publisher(etdb_home, lab):
+    assert not (etdb_home / "keys").exists() or not any((etdb_home / "keys").iterdir())
+    human = etdb_process(etdb_home, "publish", str(lab), "--dry-run", "--no-media")
+    assert human.returncode == 0, human.stderr
+    assert "planned as a new publisher" in human.stdout
+    as_json = etdb_process(etdb_home, "publish", str(lab), "--dry-run", "--no-media", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    out = json.loads(as_json.stdout)
+    assert out["publisher"] == "(no key yet: planned as a new publisher)"
+    assert out["plan"]["counts"]["new"] == len(SIDS)
+    assert ledger_entries(etdb_home) == 0 and not (etdb_home / "publish").exists()
+    assert not (etdb_home / "keys").exists() or not any((etdb_home / "keys").iterdir())
