@@ -5,10 +5,12 @@ as the lab's, while generated media still fill the gap."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def test_a_conversion_killed_half_way_leaves_nothing_taken_as_done(tmp_path, mon
     out = tmp_path / "media" / "ab-1" / "keymov_ab-1.mp4"
     real_run = transcode._run
 
-    def killed(cmd):
+    def killed(cmd, timeout):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         tmp = Path(cmd[-1])
         while not (tmp.exists() and tmp.stat().st_size > 0) and proc.poll() is None:
@@ -200,3 +202,98 @@ def test_flags_saying_yes_keep_the_labs_own_media(tmp_path):
     assert plan.to_make == ("keymov_ab-1.mp4",) and plan.reconstruction is None
     with pytest.raises(StaleMediaError, match=r"keyimg_ab-1\.jpg, keyimg_ab-1_s\.jpg"):
         plan_media(ds.folder, "ab-1", tmp_path / "media", listed, {"keyimg": False})
+
+
+# -- a file that keeps ffmpeg waiting forever ---------------------------------------------------
+
+
+def _stalled_flv(tmp_path: Path) -> tuple[Path, threading.Event, threading.Thread]:
+    """``keymov_ab-1.flv`` as a FIFO fed the first part of a real FLV and then never more (the
+    writer holds it open): the real ffmpeg reads, converts what it got, and waits forever.
+    The FIFO stands in for a hostile or broken file that keeps ffmpeg busy, which cannot be
+    crafted reliably; ffmpeg itself is not replaced. ``done.set()`` lets the writer go."""
+    real = make_flv(tmp_path / "real.flv", size="320x240", seconds=20)
+    data = real.read_bytes()
+    fifo = tmp_path / "data" / "ab-1" / "keymov_ab-1.flv"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as pipe:  # blocks until ffmpeg opens it
+                pipe.write(data[: len(data) * 2 // 3])
+                pipe.flush()
+                done.wait()
+        except BrokenPipeError:
+            pass  # ffmpeg was killed while we wrote
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return fifo, done, writer
+
+
+def _nobody_reads(fifo: Path) -> bool:
+    """Whether no process has the FIFO open for reading (opening it to write then fails)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return exc.errno == errno.ENXIO
+    return False
+
+
+def test_the_time_limit_scales_with_the_file_and_has_a_generous_floor(tmp_path):
+    small, big = tmp_path / "small.flv", tmp_path / "big.flv"
+    small.write_bytes(b"x")
+    with open(big, "wb") as f:
+        f.truncate(500_000_000)  # sparse
+    assert transcode.ffmpeg_timeout(small) >= 60
+    assert transcode.ffmpeg_timeout(big) >= 60 + 500  # a second per MB on top
+    assert transcode.ffmpeg_timeout(tmp_path / "missing.flv") >= 60
+
+
+def test_a_conversion_that_never_ends_is_killed_and_leaves_nothing(tmp_path):
+    fifo, done, writer = _stalled_flv(tmp_path)
+    out = tmp_path / "media" / "ab-1" / "keymov_ab-1.mp4"
+    try:
+        with pytest.raises(MediaError, match="did not finish within 3 s"):
+            transcode.convert_flv(fifo, out, timeout=3)
+        assert _nobody_reads(fifo)  # ffmpeg is gone: no process left holding the file
+    finally:
+        done.set()
+        writer.join(timeout=30)
+    assert list(out.parent.iterdir()) == []  # no output, no temporary
+
+
+def test_a_probe_that_never_ends_is_the_files_problem(tmp_path):
+    fifo, done, writer = _stalled_flv(tmp_path)
+    fifo.unlink()
+    os.mkfifo(fifo)  # this time nobody ever writes: ffmpeg blocks opening it
+    done.set()
+    writer.join(timeout=30)
+    reason = transcode.flv_problem(fifo, timeout=2) or ""
+    assert "not a readable video" in reason and "did not finish within 2 s" in reason
+    assert _nobody_reads(fifo)
+
+
+def test_a_timed_out_conversion_is_a_remembered_warning(tmp_path, monkeypatch):
+    """Through the media step: the stall is a per-dataset note, as a corrupt file is. The time
+    limit's floor is lowered to 3 s here (the module's constant, not ffmpeg, is changed), so the
+    test does not wait the real minute."""
+    fifo, done, writer = _stalled_flv(tmp_path)
+    monkeypatch.setattr(transcode, "_TIMEOUT_FLOOR", 3.0)
+    listed = [
+        (fifo.name, "keymov"),
+        ("keyimg_ab-1.jpg", "keyimg"),
+        ("keyimg_ab-1_s.jpg", "thumbnail"),
+    ]
+    plan = plan_media(fifo.parent, "ab-1", tmp_path / "media", listed)  # the probe reads the header
+    assert plan.to_make == ("keymov_ab-1.mp4",)
+    try:
+        assert make_media(plan, "ab-1", tmp_path / "media") == {}  # left out, no exception
+    finally:
+        done.set()
+        writer.join(timeout=30)
+    assert not (tmp_path / "media" / "ab-1" / "keymov_ab-1.mp4").exists()
+    again = plan_media(fifo.parent, "ab-1", tmp_path / "media", listed)
+    assert again.to_make == () and "did not finish within 3 s" in (again.note or "")

@@ -11,6 +11,11 @@ later run would take as done.
 A file that cannot be converted is the dataset's *warning*, not its failure: the failure is
 remembered in a hidden marker beside the output (keyed by the FLV's size and mtime), so later
 runs report it again without re-running ffmpeg, until the lab replaces the file.
+
+Every ffmpeg run is bounded (:func:`ffmpeg_timeout`: a generous floor plus time per MB of the
+FLV): a hostile or broken file that keeps ffmpeg busy (or blocked) forever would otherwise hang
+the whole publish run. On expiry ffmpeg is killed, its temporary output removed, and the file
+is a conversion failure like any other.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "LEGACY_MOVIE_SUFFIX",
     "convert_flv",
     "failed_conversion",
+    "ffmpeg_timeout",
     "flv_problem",
     "remember_failure",
 ]
@@ -39,12 +45,28 @@ _REASON_LINES = 6
 # go-etdb's conversion; -vf pads odd sizes to even ones, which yuv420p needs.
 _H264 = ("-movflags", "+faststart", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
          "-vf", "pad=width=ceil(iw/2)*2:height=ceil(ih/2)*2")  # fmt: skip
+# ffmpeg's time limit: far above what a real key movie takes, even on a slow shared machine.
+_TIMEOUT_FLOOR = 60.0  # seconds, however small the file
+_TIMEOUT_PER_MB = 1.0  # seconds more per MB of the FLV
 _VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: ")
 
 
-def _run(cmd: list[str]) -> tuple[int, str]:
-    """Run ffmpeg; its exit status and the tail of its messages. On an interruption of ours
-    (Ctrl-C) ffmpeg is stopped before re-raising."""
+class _TimedOut(MediaError):
+    """ffmpeg did not finish in time and was killed."""
+
+
+def ffmpeg_timeout(flv: str | os.PathLike[str]) -> float:
+    """Seconds ffmpeg gets for ``flv``: the floor plus a second per MB (the floor if unreadable)."""
+    try:
+        size = os.stat(flv).st_size
+    except OSError:
+        size = 0
+    return _TIMEOUT_FLOOR + _TIMEOUT_PER_MB * size / 1_000_000
+
+
+def _run(cmd: list[str], timeout: float) -> tuple[int, str]:
+    """Run ffmpeg; its exit status and the tail of its messages. After ``timeout`` seconds, or
+    on an interruption of ours (Ctrl-C), ffmpeg is killed first (then _TimedOut, or re-raise)."""
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(
@@ -53,7 +75,11 @@ def _run(cmd: list[str]) -> tuple[int, str]:
         except OSError as exc:
             raise MediaError(f"cannot run ffmpeg ({cmd[0]}): {exc}") from exc
         try:
-            code = proc.wait()
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise _TimedOut(f"ffmpeg did not finish within {timeout:.0f} s; stopped") from None
         except BaseException:
             proc.kill()
             proc.wait()
@@ -68,14 +94,21 @@ def _reason(messages: str) -> str:
     return "\n".join(lines[-_REASON_LINES:]) or "(no output)"
 
 
-def flv_problem(flv: str | os.PathLike[str], *, ffmpeg: str | None = None) -> str | None:
+def flv_problem(
+    flv: str | os.PathLike[str], *, ffmpeg: str | None = None, timeout: float | None = None
+) -> str | None:
     """Why ``flv`` cannot be converted, from its header alone (None: it has a video stream).
 
     Cheap enough for planning: ffmpeg opens the file and describes its streams, decodes nothing.
-    A file whose body is damaged passes; :func:`convert_flv` then fails on it.
+    A file whose body is damaged passes; :func:`convert_flv` then fails on it. ``timeout``:
+    default :func:`ffmpeg_timeout`; a probe that takes longer is the file's problem.
     """
     exe = ffmpeg or ffmpeg_exe()
-    _, messages = _run([exe, "-hide_banner", "-nostdin", "-i", os.fspath(flv)])
+    cmd = [exe, "-hide_banner", "-nostdin", "-i", os.fspath(flv)]
+    try:
+        _, messages = _run(cmd, ffmpeg_timeout(flv) if timeout is None else timeout)
+    except _TimedOut as exc:
+        return f"not a readable video: {exc} reading its header"
     if _VIDEO_STREAM.search(messages):
         return None
     tail = [line for line in messages.splitlines() if "output file" not in line]
@@ -83,10 +116,15 @@ def flv_problem(flv: str | os.PathLike[str], *, ffmpeg: str | None = None) -> st
 
 
 def convert_flv(
-    flv: str | os.PathLike[str], out_mp4: str | os.PathLike[str], *, ffmpeg: str | None = None
+    flv: str | os.PathLike[str],
+    out_mp4: str | os.PathLike[str],
+    *,
+    ffmpeg: str | None = None,
+    timeout: float | None = None,
 ) -> Path:
     """``keymov_<sid>.mp4`` from ``keymov_<sid>.flv`` as go-etdb made it (see the module
-    docstring); MediaError, with ffmpeg's last messages, if it cannot be converted."""
+    docstring); MediaError, with ffmpeg's last messages, if it cannot be converted or takes
+    longer than ``timeout`` seconds (default :func:`ffmpeg_timeout`)."""
     out = Path(out_mp4)
     exe = ffmpeg or ffmpeg_exe()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +132,10 @@ def convert_flv(
     cmd = [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
            "-i", os.fspath(flv), *_H264, "-f", "mp4", str(tmp)]  # fmt: skip
     try:
-        code, messages = _run(cmd)
+        try:
+            code, messages = _run(cmd, ffmpeg_timeout(flv) if timeout is None else timeout)
+        except _TimedOut as exc:
+            raise MediaError(f"converting {flv}: {exc} (a broken or hostile file?)") from None
         if code != 0:
             raise MediaError(f"ffmpeg failed (exit {code}) converting {flv}:\n{_reason(messages)}")
         os.replace(tmp, out)
