@@ -17,8 +17,17 @@ from etdb.api import create_app
 from etdb.api.compat import WINDOW
 from etdb.config import Settings
 from etdb.index.catalog import open_catalog
-from tests.api.conftest import ACTIVE, DEACTIVATED_ID, EDITED_ID, PUB_A, PUB_B, fill, hexid
-from tests.index.records import BASE, make_artifact, published
+from tests.api.conftest import (
+    ACTIVE,
+    DEACTIVATED_ID,
+    EDITED_ID,
+    KEY_A,
+    PUB_A,
+    PUB_B,
+    fill,
+    hexid,
+)
+from tests.index.records import BASE, file_set, make_artifact, published, signed_artifact
 
 FTSTQ8 = "FTSTq8xx8yWUKJA5E3bgXLzZqqG9V6dvnr"
 REAL_TXID = "8a07e957cce6473887e8f9d042b0a3b95fc7dd2b9110b4a37890887de6528f10"
@@ -159,10 +168,8 @@ def test_get_by_id_errors(client: TestClient) -> None:
     get = "/api/v2/artifact/get"
     assert client.get(get, params={"id": "123456"}).status_code == 404
     assert client.get(get, params={"id": DEACTIVATED_ID}).status_code == 404
-    ambiguous = client.get(get, params={"id": "abcdef"})
-    assert ambiguous.status_code == 409
-    assert ambiguous.json()["error"]["candidates"] == [hexid("abcdef01"), hexid("abcdef02")]
-    for value in ("abc", "not-hex!"):
+    assert client.get(get, params={"id": DEACTIVATED_ID[:6]}).status_code == 404
+    for value in ("abc", "abcd", "abcde", "not-hex!", "a" * 65):
         r = client.get(get, params={"id": value})
         assert r.status_code == 400 and r.json()["error"]["parameter"] == "id"
     r = client.get(get)
@@ -170,6 +177,50 @@ def test_get_by_id_errors(client: TestClient) -> None:
         "parameter": "id",
         "message": "is required",
     }
+
+
+def test_shared_prefix_answers_the_oldest_as_oipd_did(client: TestClient) -> None:
+    # abcdef01 (height 101) and abcdef02 (height 102) share "abcdef": v1 says 409, v2 the oldest
+    get = "/api/v2/artifact/get"
+    assert client.get("/api/v1/records/abcdef").status_code == 409
+    for prefix in ("abcdef", "ABCDEF", "abcdef0"):
+        r = client.get(get, params={"id": prefix})
+        assert r.status_code == 200 and r.json()["txid"] == hexid("abcdef01")
+    for full in (hexid("abcdef01"), hexid("abcdef02")):
+        assert client.get(get, params={"id": full}).json()["txid"] == full
+
+
+def test_oldest_is_by_ledger_position_not_txid(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("collide")
+    catalog = open_catalog(f"sqlite:///{folder}/catalog.sqlite3")
+    older, newer = hexid("c0ffee99"), hexid("c0ffee11")  # the older has the higher txid
+    # a ground set of ten sharing "d00d00": more than the catalog lists for one prefix
+    ground = [hexid(f"d00d00{n:02x}") for n in range(10)]
+    with catalog.transaction():
+        for n, (txid, height) in enumerate(
+            [(older, 200), (newer, 300)] + [(g, 400) for g in ground]
+        ):
+            art = signed_artifact(
+                KEY_A,
+                title=f"t{n}",
+                sid=f"x{n}",
+                timestamp=1_600_000_000 + n,
+                files=file_set("tiltSeries", stem=f"x{n}"),
+            )
+            catalog.add_record(published(art, id=txid, height=height))
+    app = create_app(catalog, settings=Settings(home=folder))
+    try:
+        with TestClient(app) as c:
+            body = c.get("/api/v2/artifact/get", params={"id": "c0ffee"}).json()
+            assert body["txid"] == older
+            assert c.get("/api/v2/artifact/get", params={"id": newer}).json()["txid"] == newer
+            r = c.get("/api/v2/artifact/get", params={"id": "d00d00"})
+            assert r.status_code == 404 and "more characters" in r.json()["error"]["message"]
+            assert (
+                c.get("/api/v2/artifact/get", params={"id": ground[3]}).json()["txid"] == ground[3]
+            )
+    finally:
+        catalog.close()
 
 
 def test_tomogram_summary_as_etdb_react_reads_it(client: TestClient) -> None:

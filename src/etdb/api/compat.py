@@ -11,6 +11,15 @@ only active, non-deactivated records; newest first. Unknown parameters are ignor
 did (v1 refuses them). The catalog indexes Research-Tomogram records only, so ``t``/``st``
 other than ``research``/``tomogram`` (or ``*``) match nothing.
 
+``artifact/get?id=`` answers the first match, as oipd's ``LIKE 'prefix%'`` did: a prefix
+shared by several records gives the oldest by ledger position (block height; within one block
+the catalog exposes no transaction index, so the lower txid), never v1's 409 (etdb-react sends
+6 characters and shows nothing on an error). Oldest-first also means a publisher grinding txids
+to share a prefix cannot take over an older record's short link. Prefixes need 6 to 64 hex
+characters (the catalog's minimum; shorter is a 400, not yet oipd's 4); if more records share a
+prefix than the catalog lists (``MAX_AMBIGUOUS``), the oldest cannot be known and the answer is
+a 404 asking for more characters. v1's ``lookup`` keeps its 409.
+
 Differences: "no page size" is bounded by :data:`WINDOW` (oipd's Elasticsearch refused
 ``from + size > 10000`` the same way, with a 400); a list is built once per catalog state and
 kept (``memo.py``), since etdb-react loads all ~11,000 ETDB records on every page view (about
@@ -43,8 +52,9 @@ from etdb.api.errors import ApiError, BadParameter
 from etdb.api.memo import BodyCache
 from etdb.api.models import ErrorBody
 from etdb.api.params import text
-from etdb.api.v1 import lookup
-from etdb.index.query import MAX_LIMIT, RecordDetail, SearchQuery
+from etdb.api.v1 import record_id as valid_id
+from etdb.index.lookups import MAX_AMBIGUOUS
+from etdb.index.query import MAX_LIMIT, AmbiguousId, RecordDetail, SearchQuery
 
 router = APIRouter(prefix="/api/v2", tags=["v2 (oipd compatibility)"])
 
@@ -187,27 +197,41 @@ def _ids(ctx: AppContext, query: SearchQuery, skip: int, count: int) -> Iterator
         after = page.next
 
 
+def first_match(ctx: AppContext, value: str) -> RecordDetail:
+    """The active record ``value`` names; of several sharing the prefix, the oldest (oipd)."""
+    wanted = valid_id("id", value)
+    try:
+        found = ctx.catalog.get(wanted)
+        candidates = [found] if found is not None else []
+    except AmbiguousId as exc:
+        if len(exc.matches) >= MAX_AMBIGUOUS:  # maybe cut short: the oldest may be missing
+            raise ApiError(
+                404, f"too many records share the id prefix {wanted!r}; give more characters", "id"
+            ) from None
+        candidates = [d for d in map(ctx.catalog.get, exc.matches) if d is not None]
+    active = [d for d in candidates if not (d.summary.deactivated or d.provenance.deactivated)]
+    if not active:
+        if candidates:
+            raise ApiError(404, f"record {candidates[0].summary.id} was deactivated", "id")
+        raise ApiError(404, f"no record with id {wanted!r}", "id")
+    return min(active, key=lambda d: (d.provenance.block_height, d.summary.id))
+
+
 @router.get(
     "/artifact/get",
     summary="oipd GetById",
     response_model=CompatArtifact,
-    responses={
-        400: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-    },
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
 def get_by_id(
     request: Request,
     ctx: Context,
-    id: Annotated[str, Query(description="txid or a prefix of >= 6 hex characters")],
+    id: Annotated[
+        str, Query(description="txid or a prefix of >= 6 hex characters; several: the oldest")
+    ],
 ) -> Response:
     def build() -> dict[str, Any]:
-        detail = lookup(ctx, "id", id)
-        if detail.summary.deactivated or detail.provenance.deactivated:
-            raise ApiError(
-                404, f"record {detail.summary.id} was deactivated by its publisher", "id"
-            )
+        detail = first_match(ctx, id)
         names = {p.address: p.name for p in ctx.catalog.publishers() if p.name}
         return compat_artifact(detail, names.get(detail.summary.publisher))
 
