@@ -16,9 +16,9 @@ shared by several records gives the oldest by ledger position (block height; wit
 the catalog exposes no transaction index, so the lower txid), never v1's 409 (etdb-react sends
 6 characters and shows nothing on an error). Oldest-first also means a publisher grinding txids
 to share a prefix cannot take over an older record's short link. Prefixes need 6 to 64 hex
-characters (the catalog's minimum; shorter is a 400, not yet oipd's 4); if more records share a
-prefix than the catalog lists (``MAX_AMBIGUOUS``), the oldest cannot be known and the answer is
-a 404 asking for more characters. v1's ``lookup`` keeps its 409.
+characters (the catalog's minimum; shorter is a 400, not yet oipd's 4); if ``MAX_AMBIGUOUS``
+or more records share a prefix, the catalog's list may be cut short, the oldest cannot be known
+and the answer is a 404 asking for more characters. v1's ``lookup`` keeps its 409.
 
 Differences: "no page size" is bounded by :data:`WINDOW` (oipd's Elasticsearch refused
 ``from + size > 10000`` the same way, with a 400); a list is built once per catalog state and
