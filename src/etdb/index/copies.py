@@ -13,7 +13,7 @@ from typing import Any
 
 from etdb.index.store import CatalogStore, IndexedCopy, Position, RecordState
 from etdb.index.validate import Rejected
-from etdb.record.metasign import check_meta, record_identity
+from etdb.record.metasign import check_meta
 
 #: Identities remembered in memory while building a catalog from scratch (see copy_of).
 MAX_REMEMBERED = 2_000_000
@@ -34,12 +34,15 @@ class Copies:
         """Records were forgotten (a rollback): ask the store from now on."""
         self._memory = None
 
-    def admit(self, document: dict[str, Any], txid: str, pos: Position) -> Rejected | bool:
-        """Whether a verified publish is metadata-signed, or why it may not become a record."""
+    def admit(
+        self, document: dict[str, Any], identity: str, txid: str, pos: Position
+    ) -> Rejected | bool:
+        """Whether a verified publish (``identity``: its ``record_identity``) is
+        metadata-signed, or why it may not become a record."""
         meta = check_meta(document, document.get("floAddress") or "")
         if meta.status == "invalid":
             return Rejected("publish", meta.reason)
-        return self.claim(record_identity(document), meta.signed, txid, pos) or meta.signed
+        return self.claim(identity, meta.signed, txid, pos) or meta.signed
 
     def claim(self, identity: str, signed: bool, txid: str, pos: Position) -> Rejected | None:
         """Why a publish of ``identity`` may not become a record (a copy), or None; demotes a

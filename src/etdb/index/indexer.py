@@ -373,16 +373,19 @@ class Indexer:
     ) -> None:
         address, signature = message.artifact.floAddress or "", message.artifact.signature or ""
         document = published_form(message)
+        identity = record_identity(document)  # once: the copy check, the row and the memory
         checked = check_publish(message, self.publishers, self.limits) or self._copies.admit(
-            document, txid, pos
+            document, identity, txid, pos
         )
         if isinstance(checked, Rejected):
             self._reject(checked, txid, pos, text)
             return
-        record = PublishedRecord(txid, txids, address, document, signature, True, pos, checked)
+        record = PublishedRecord(
+            txid, txids, address, document, signature, True, pos, checked, identity
+        )
         self.store.add_record(record)
         self._batch.records += 1
-        self._copies.remember(record_identity(document))
+        self._copies.remember(identity)
 
     def _catalog_is_empty(self) -> bool:
         if self._cursor.height >= 0:
