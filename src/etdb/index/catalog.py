@@ -17,7 +17,9 @@ writes. Tables: ``schema.py``; full text: ``fts.py``; queries: ``search.py``; wr
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,9 +75,8 @@ __all__ = ["CatalogSchemaError", "SqlCatalog", "open_catalog"]
 #: corrupts the file (sqlite.org/pragma.html#pragma_synchronous); the catalog is derived from
 #: the ledger and the indexer's cursor is committed with the data, so it just re-reads them.
 _SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=NORMAL",
     "PRAGMA cache_size=-65536",  # 64 MiB page cache per connection
     "PRAGMA mmap_size=1073741824",
     "PRAGMA temp_store=MEMORY",
@@ -128,14 +129,39 @@ def _sqlite_setup(engine: sa.Engine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        for pragma in _SQLITE_PRAGMAS:
-            cur.execute(pragma)
-        cur.close()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cur.execute(pragma)
+            _enter_wal(cur)
+        finally:
+            cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get("etdb_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: How long a new connection keeps asking for WAL mode while other processes hold the file.
+_WAL_WAIT_SECONDS = 10.0
+
+
+def _enter_wal(cur: Any) -> None:
+    """Put the database in WAL mode. Switching a new file's journal mode needs it to itself,
+    and SQLite answers "database is locked" at once, without its busy handler, while another
+    process is opening the same new file (seen with six processes starting together), so
+    this retries until ``_WAL_WAIT_SECONDS`` have passed."""
+    deadline = time.monotonic() + _WAL_WAIT_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 class _Tx:
