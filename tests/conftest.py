@@ -69,3 +69,7 @@ def etdb_home(tmp_path, monkeypatch) -> Path:
         ):
             monkeypatch.delenv(name, raising=False)
     return home
+
+
+# Real kubo daemons (tests/kubo/fixtures.py), for every test package.
+from tests.kubo.fixtures import kubo, kubo_bin, kubo_factory, kubo_pair  # noqa: E402, F401
