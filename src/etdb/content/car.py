@@ -129,15 +129,20 @@ def decode_header(buf: bytes) -> dict[object, object]:
 # -- writing --------------------------------------------------------------------------------
 
 
-def write_car(out: BinaryIO, roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> int:
-    """Stream a CARv1 to ``out``; return the number of bytes written."""
+def car_chunks(roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iterator[bytes]:
+    """A CARv1 as a stream of byte strings (the header, then each section's length and CID,
+    then its block), for a sink that pulls, such as a streamed HTTP request body."""
     header = encode_header(roots)
-    n = out.write(encode_varint(len(header)) + header) or 0
+    yield encode_varint(len(header)) + header
     for cid, block in blocks:
         raw = bytes(cid)
-        n += out.write(encode_varint(len(raw) + len(block)) + raw) or 0
-        n += out.write(block) or 0
-    return n
+        yield encode_varint(len(raw) + len(block)) + raw
+        yield block
+
+
+def write_car(out: BinaryIO, roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> int:
+    """Stream a CARv1 to ``out``; return the number of bytes written."""
+    return sum(out.write(chunk) or 0 for chunk in car_chunks(roots, blocks))
 
 
 def export_car(
@@ -315,6 +320,7 @@ __all__ = [
     "CarReader",
     "Scope",
     "car_blocks",
+    "car_chunks",
     "decode_header",
     "encode_header",
     "entity_range",
