@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
+from etdb.content.peers import check_peer_url
 from etdb.record.limits import RecordLimits
 from etdb.record.signing import NETWORKS, is_valid_address
 
@@ -115,6 +117,14 @@ class Settings:
     # Seconds `etdb publish` waits for a block when the node takes no more unconfirmed
     # transactions in a row (Bitcoin-family chain limit, 25 by default) before it stops.
     publish_chain_wait: str = "3600"
+    # `etdb serve` reads content it does not hold through these upstream peers (etdb nodes,
+    # kubo gateways, any trustless gateway): comma-separated http(s) base URLs; "" = none.
+    # What it fetches from them it keeps in peer_cache (never in the blockstore, whose blocks
+    # are the lab's own), at most peer_cache_size bytes (a number with an optional unit: 10GiB,
+    # 500MB; "0" = keep nothing). See docs/gateway.md, "Read-through".
+    peers: str = ""
+    peer_cache: str = "peer-cache"
+    peer_cache_size: str = "10GiB"
     # The web portal (etdb.web). Which publishers it shows: "" = every publisher the catalog
     # holds (the `publishers` setting already limits what is indexed), else comma-separated
     # addresses; a fixed filter every portal page applies, as API query parameters (e.g.
@@ -145,6 +155,9 @@ class Settings:
             self.port_number,
             self.multipart_expiry_seconds,
             self.publish_chain_wait_seconds,
+            self.peer_cache_bytes,
+            # The cache folder is used (so checked) only by a node with peers that keeps blocks.
+            self.peer_urls and self.peer_cache_bytes and self.peer_cache_path,
             self.publisher_allow_list,
             self.portal_publisher_list,
             self.record_limits,
@@ -162,6 +175,42 @@ class Settings:
     def publish_chain_wait_seconds(self) -> int:
         wait = self.publish_chain_wait
         return _integer("publish_chain_wait", wait, 0, None, "a number of seconds")
+
+    @property
+    def peer_urls(self) -> tuple[str, ...]:
+        """The ``peers`` setting's upstream base URLs, in order, each an http(s) URL."""
+        urls = [u.strip() for u in self.peers.split(",") if u.strip()]
+        for url in urls:
+            try:
+                check_peer_url(url)
+            except ValueError as exc:
+                raise ConfigError(f"setting peers: {exc}") from None
+        return tuple(dict.fromkeys(urls))
+
+    def with_peers(self, urls: Sequence[str]) -> Settings:
+        """These settings with ``peers`` replaced by ``urls`` (``etdb serve --peer``); ConfigError
+        for a URL that is not http(s) or holds a comma (the setting's separator)."""
+        for url in urls:
+            if "," in url:
+                raise ConfigError(f"peer {url!r}: a peer URL cannot hold a comma")
+        return replace(self, peers=",".join(urls))
+
+    @property
+    def peer_cache_bytes(self) -> int:
+        """``peer_cache_size`` in bytes (0: fetched blocks are not kept)."""
+        return _size("peer_cache_size", self.peer_cache_size)
+
+    @property
+    def peer_cache_path(self) -> Path:
+        """The peer cache's folder; ConfigError if it is, holds or lies inside the blockstore
+        (the cache evicts what it holds, the blockstore's blocks are the lab's data)."""
+        cache, blocks = self.resolve(self.peer_cache), self.blockstore_path
+        if cache == blocks or cache.is_relative_to(blocks) or blocks.is_relative_to(cache):
+            raise ConfigError(
+                f"setting peer_cache={self.peer_cache!r} overlaps the blockstore ({blocks}): "
+                "the cache evicts blocks, so it needs a folder of its own"
+            )
+        return cache
 
     @property
     def blockstore_path(self) -> Path:
@@ -234,6 +283,26 @@ def _integer(name: str, value: str, low: int, high: int | None, what: str = "") 
     if number is None or number < low or (high is not None and number > high):
         raise ConfigError(f"setting {name}={value!r} is not {what}")
     return number
+
+
+#: Units a size setting may carry (any case): decimal and binary multiples of a byte.
+SIZE_UNITS: dict[str, int] = {
+    "B": 1,
+    **{f"{p}B": 1000 ** (n + 1) for n, p in enumerate("KMGT")},
+    **{f"{p}iB": 1024 ** (n + 1) for n, p in enumerate("KMGT")},
+}
+_UNIT_OF = {unit.lower(): factor for unit, factor in SIZE_UNITS.items()}
+_SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def _size(name: str, value: str) -> int:
+    """A size setting's value in bytes: a whole number with an optional unit (``10GiB``)."""
+    found = _SIZE.fullmatch(value)
+    unit = found.group(2).lower() if found else ""
+    if found is None or (unit and unit not in _UNIT_OF):
+        units = ", ".join(SIZE_UNITS)
+        raise ConfigError(f"setting {name}={value!r} is not a size (a number, then {units})")
+    return int(found.group(1)) * _UNIT_OF.get(unit, 1)
 
 
 def _addresses(name: str, value: str) -> list[str]:
