@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ from etdb.index import lookups, reads
 from etdb.index.fts import FullText, for_dialect
 from etdb.index.memindex import MemoryIndex
 from etdb.index.query import (
+    CatalogVersion,
+    Changes,
+    CurrentArtifact,
     PublisherInfo,
     RecordDetail,
     Rejection,
@@ -250,6 +253,18 @@ class SqlCatalog:
     def get(self, id_or_prefix: str) -> RecordDetail | None:
         with self._reading() as conn:
             return lookups.get(conn, id_or_prefix)
+
+    def first_match(self, id_or_prefix: str) -> str | None:
+        with self._reading() as conn:
+            return lookups.first_match(conn, id_or_prefix)
+
+    def changes(self, since: CatalogVersion | None, limit: int) -> Changes:
+        with self._reading() as conn:
+            return lookups.changes(conn, since, limit)
+
+    def current_artifacts(self, ids: Sequence[str]) -> list[CurrentArtifact]:
+        with self._reading() as conn:
+            return lookups.current_artifacts(conn, ids)
 
     def publishers(self) -> list[PublisherInfo]:
         with self._reading() as conn:

@@ -7,6 +7,7 @@ SQL: stores bind them as parameters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -156,6 +157,8 @@ class PublisherInfo:
     first_published: int | None
     last_published: int | None
     name: str | None = None  # from configuration, where known
+    first_txid: str | None = None  # the record first_published belongs to (ties: lower id)
+    first_height: int | None = None  # ... and its block height
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,31 @@ class IndexStatus:
     pending_multiparts: int
 
 
+#: A catalog's committed state (schema.STORE_META): "rev", the number of the last write
+#: transaction that changed records, and "epoch", which changes when records are deleted.
+CatalogVersion = tuple[int, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a catalog wrote since a version a reader saw (``CatalogReader.changes``)."""
+
+    version: CatalogVersion  # now
+    ids: tuple[tuple[str, int], ...] | None  # (record id, rev) written since; None: all may
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentArtifact:
+    """A record's current artifact as the catalog stores it: compact JSON text in ASCII (other
+    characters as escapes), for answers that embed it without parsing it again."""
+
+    id: str
+    rev: int  # of the write that last changed the record
+    publisher: str
+    deactivated: bool
+    artifact_json: str
+
+
 class AmbiguousId(LookupError):
     """A txid prefix matches more than one record."""
 
@@ -194,6 +222,20 @@ class CatalogReader(Protocol):
     def get(self, id_or_prefix: str) -> RecordDetail | None:
         """By full txid (any of the record's txids) or a unique prefix of >= 6 hex chars;
         raises AmbiguousId for a prefix matching several records."""
+        ...
+
+    def first_match(self, id_or_prefix: str) -> str | None:
+        """The id of the record a full txid or a prefix of >= 4 hex chars names; of several
+        sharing the prefix, the oldest by ledger position, active before deactivated (oipd's
+        GetById). ValueError for a malformed id."""
+        ...
+
+    def changes(self, since: CatalogVersion | None, limit: int) -> Changes:
+        """The current version and the records written after ``since`` (None: reload all)."""
+        ...
+
+    def current_artifacts(self, ids: Sequence[str]) -> list[CurrentArtifact]:
+        """The stored current artifact of each existing record in ``ids``, in any order."""
         ...
 
     def publishers(self) -> list[PublisherInfo]: ...
