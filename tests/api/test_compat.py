@@ -8,26 +8,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from etdb.api import create_app
 from etdb.api.compat import WINDOW
 from etdb.config import Settings
-from etdb.index.catalog import open_catalog
+from etdb.index.catalog import SqlCatalog, open_catalog
+from etdb.index.store import Deactivation, Position
 from tests.api.conftest import (
     ACTIVE,
     DEACTIVATED_ID,
     EDITED_ID,
-    KEY_A,
+    MULTIPART_ID,
+    MULTIPART_PART1,
     PUB_A,
     PUB_B,
     fill,
     hexid,
 )
-from tests.index.records import BASE, file_set, make_artifact, published, signed_artifact
+from tests.index.conftest import catalog_for
+from tests.index.records import BASE, make_artifact, published
 
 FTSTQ8 = "FTSTq8xx8yWUKJA5E3bgXLzZqqG9V6dvnr"
 REAL_TXID = "8a07e957cce6473887e8f9d042b0a3b95fc7dd2b9110b4a37890887de6528f10"
@@ -169,9 +174,9 @@ def test_get_by_id_errors(client: TestClient) -> None:
     assert client.get(get, params={"id": "123456"}).status_code == 404
     assert client.get(get, params={"id": DEACTIVATED_ID}).status_code == 404
     assert client.get(get, params={"id": DEACTIVATED_ID[:6]}).status_code == 404
-    for value in ("abc", "abcd", "abcde", "not-hex!", "a" * 65):
+    for value in ("", "a", "abc", "ABC", "not-hex!", "abcd-", "0xabcd", "a" * 65, "\u0661" * 6):
         r = client.get(get, params={"id": value})
-        assert r.status_code == 400 and r.json()["error"]["parameter"] == "id"
+        assert r.status_code == 400 and r.json()["error"]["parameter"] == "id", value
     r = client.get(get)
     assert r.status_code == 400 and r.json()["error"] == {
         "parameter": "id",
@@ -183,42 +188,107 @@ def test_shared_prefix_answers_the_oldest_as_oipd_did(client: TestClient) -> Non
     # abcdef01 (height 101) and abcdef02 (height 102) share "abcdef": v1 says 409, v2 the oldest
     get = "/api/v2/artifact/get"
     assert client.get("/api/v1/records/abcdef").status_code == 409
-    for prefix in ("abcdef", "ABCDEF", "abcdef0"):
+    for prefix in ("abcd", "ABCD", "abcde", "abcdef", "ABCDEF", "abcdef0"):
         r = client.get(get, params={"id": prefix})
-        assert r.status_code == 200 and r.json()["txid"] == hexid("abcdef01")
+        assert r.status_code == 200 and r.json()["txid"] == hexid("abcdef01"), prefix
     for full in (hexid("abcdef01"), hexid("abcdef02")):
         assert client.get(get, params={"id": full}).json()["txid"] == full
 
 
-def test_oldest_is_by_ledger_position_not_txid(tmp_path_factory: pytest.TempPathFactory) -> None:
-    folder = tmp_path_factory.mktemp("collide")
-    catalog = open_catalog(f"sqlite:///{folder}/catalog.sqlite3")
-    older, newer = hexid("c0ffee99"), hexid("c0ffee11")  # the older has the higher txid
-    # a ground set of ten sharing "d00d00": more than the catalog lists for one prefix
-    ground = [hexid(f"d00d00{n:02x}") for n in range(10)]
+def test_prefixes_name_records_full_txids_also_parts_and_edits(client: TestClient) -> None:
+    # oipd matched artifact txids: a prefix of a part's or an edit's txid names nothing, the
+    # full txid of either still finds its record (as v1 does)
+    get = "/api/v2/artifact/get"
+    assert client.get(get, params={"id": MULTIPART_PART1[:8]}).status_code == 404
+    assert client.get(get, params={"id": MULTIPART_PART1}).json()["txid"] == MULTIPART_ID
+    assert client.get(get, params={"id": hexid("e0e0e0")}).json()["txid"] == EDITED_ID
+
+
+def _collide(catalog: SqlCatalog, rows: list[tuple[str, int, int]]) -> None:
+    """Records (txid, height, index in block) with the same content apart from their sid."""
     with catalog.transaction():
-        for n, (txid, height) in enumerate(
-            [(older, 200), (newer, 300)] + [(g, 400) for g in ground]
-        ):
-            art = signed_artifact(
-                KEY_A,
-                title=f"t{n}",
-                sid=f"x{n}",
-                timestamp=1_600_000_000 + n,
-                files=file_set("tiltSeries", stem=f"x{n}"),
-            )
-            catalog.add_record(published(art, id=txid, height=height))
-    app = create_app(catalog, settings=Settings(home=folder))
+        for n, (record_id, height, index) in enumerate(rows):
+            art = make_artifact(title=f"t{n}", sid=f"x{n}", timestamp=1_600_000_000 + n)
+            catalog.add_record(published(art, id=record_id, height=height, index=index))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def collisions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlCatalog]:
+    """Records whose txids share 4- to 6-character prefixes, on both catalog backends."""
+    with catalog_for(request.param, tmp_path) as catalog:
+        _collide(
+            catalog,
+            [
+                (hexid("beef99"), 300, 5),  # same block as beef11, later in it
+                (hexid("beef11"), 300, 2),  # the oldest "beef": lower index, not lower txid
+                (hexid("beef00"), 301, 0),
+                (hexid("c0ffee99"), 200, 0),  # older, higher txid
+                (hexid("c0ffee11"), 300, 0),
+                (hexid("dead99"), 100, 0),  # the oldest "dea", deactivated below
+                (hexid("dead55"), 150, 0),
+            ]
+            # ground: twelve share "d00d00", the oldest last in txid order
+            + [(hexid(f"d00d00{n:02x}"), 400 - n, 0) for n in range(12)],
+        )
+        catalog.deactivate(
+            Deactivation(hexid("0dead0"), hexid("dead99"), 0, Position(500, 0, "h", 1))
+        )
+        yield catalog
+
+
+def test_first_match_is_the_oldest_by_ledger_position(collisions: SqlCatalog) -> None:
+    first = collisions.first_match
+    assert first("beef") == first("BEEF") == hexid("beef11")  # (height, index), not txid
+    assert first("beef9") == hexid("beef99") and first("beef0") == hexid("beef00")
+    assert first("c0ff") == first("c0ffee") == hexid("c0ffee99")
+    assert first(hexid("c0ffee11")) == hexid("c0ffee11")  # a full txid is exact
+    # an older deactivated record steps aside for an active one; alone, it is still named
+    assert first("dead") == hexid("dead55") and first("dead9") == hexid("dead99")
+    # twelve sharing a prefix: still exactly the oldest (no "more characters" 404 needed)
+    assert first("d00d") == first("d00d00") == hexid("d00d000b")
+    assert first("d00d0003") == hexid("d00d0003")
+    assert first("abcd") is None and first("f" * 64) is None
+    for bad in ("", "abc", "xyz1", "a" * 65, "ab%d"):
+        with pytest.raises(ValueError, match="id"):
+            first(bad)
+
+
+def test_first_match_reads_an_id_range_not_the_catalog(collisions: SqlCatalog) -> None:
+    """The statement first_match runs is planned as a range over the id index, not a scan."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(collisions.engine, "before_cursor_execute", grab)
+    try:
+        assert collisions.first_match("beef") == hexid("beef11")
+    finally:
+        sa.event.remove(collisions.engine, "before_cursor_execute", grab)
+    [(statement, parameters)] = [(q, p) for q, p in seen if "ORDER BY" in q]
+    with collisions.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plan = " ".join(r[-1] for r in rows)
+            assert "SEARCH records USING INDEX sqlite_autoindex_records_1 (id>? AND id<?)" in plan
+            assert "SCAN records" not in plan
+        else:  # a tiny table, where a scan is cheapest: ask which index the statement can use
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+            assert "records_id_key" in plan and "Seq Scan" not in plan, plan
+
+
+def test_get_by_id_first_match_over_http(tmp_path: Path) -> None:
+    catalog = open_catalog(f"sqlite:///{tmp_path}/catalog.sqlite3")
+    _collide(catalog, [(hexid("beef99"), 300, 5), (hexid("beef11"), 300, 2)])
+    app = create_app(catalog, settings=Settings(home=tmp_path))
     try:
         with TestClient(app) as c:
-            body = c.get("/api/v2/artifact/get", params={"id": "c0ffee"}).json()
-            assert body["txid"] == older
-            assert c.get("/api/v2/artifact/get", params={"id": newer}).json()["txid"] == newer
-            r = c.get("/api/v2/artifact/get", params={"id": "d00d00"})
-            assert r.status_code == 404 and "more characters" in r.json()["error"]["message"]
-            assert (
-                c.get("/api/v2/artifact/get", params={"id": ground[3]}).json()["txid"] == ground[3]
-            )
+            get = "/api/v2/artifact/get"
+            assert c.get(get, params={"id": "beef"}).json()["txid"] == hexid("beef11")
+            assert c.get(get, params={"id": "beef9"}).json()["txid"] == hexid("beef99")
+            r = c.get(get, params={"id": "bee"})
+            assert r.status_code == 400 and "4 to 64 hex" in r.json()["error"]["message"]
     finally:
         catalog.close()
 
@@ -243,16 +313,17 @@ def test_compat_headers(client: TestClient) -> None:
 
 def test_list_is_built_once_per_catalog_state(client: TestClient) -> None:
     url = f"{TYPE_URL}?t=research&st=tomogram&results=*&page=1&pub={PUB_A}"
-    first = client.get(url)
+    plain = {"Accept-Encoding": "identity"}  # one body per list (gzip adds its own, once)
+    first = client.get(url, headers=plain)
     cache = client.app.state.etdb.extra["compat_bodies"]  # type: ignore[attr-defined]
     builds = cache.builds
-    again = client.get(url)
+    again = client.get(url, headers=plain)
     assert again.content == first.content and cache.builds == builds
-    client.get(f"{url}&nsfw=1")  # an ignored parameter: the same list
+    client.get(f"{url}&nsfw=1", headers=plain)  # an ignored parameter: the same list
     assert cache.builds == builds
-    client.get(url.replace("page=1", "page=2"))  # no page size: page 2 is the same list
+    client.get(url.replace("page=1", "page=2"), headers=plain)  # no page size: the same list
     assert cache.builds == builds
-    client.get(url.replace(PUB_A, PUB_B))  # another publisher: another list
+    client.get(url.replace(PUB_A, PUB_B), headers=plain)  # another publisher: another list
     assert cache.builds == builds + 1
 
 

@@ -47,7 +47,8 @@ their files stored by content address (IPFS CIDs).
 * `/api/v2/...` answers the calls of the original ETDB front-end (oipd / oip-js) in their shape.
 * Errors: `{"error": {"parameter": ..., "message": ...}}` with status 400 (bad parameter,
   named), 404, 409 (ambiguous id prefix, with `candidates`).
-* Caching: `ETag` (the indexed ledger height) and a short `max-age`; CORS is open for `GET`.
+* Caching: `ETag` (the indexed ledger height) and a short `max-age`; CORS is open for `GET`
+  (and `POST` /api/v2/search, a read).
 """
 
 
@@ -91,11 +92,12 @@ def create_app(
     app.state.etdb.extra["gateway"] = any(
         getattr(route, "path", "").startswith("/ipfs") for route in app.routes
     )
-    # Third-party front-ends are a stated use case: any origin may read (never write).
+    # Third-party front-ends are a stated use case: any origin may read (never write). POST
+    # only for reads: oip-js's /api/v2/search, a JSON body (so a preflight from a browser).
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
-        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
         allow_headers=["*"],
         expose_headers=["ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated"],
         max_age=3600,

@@ -1,9 +1,11 @@
 """``/api/v2``: the oipd endpoints the 2018-2019 ETDB front-end (etdb-react + oip-js) called.
 
-Shapes follow the reference (§5): a list is ``{total, count, pages, results: [{oip042:
-{artifact: {...}}, txid, publisher}]}``; ``artifact/get?id=`` answers the bare object with
-``publisherName`` where known; the summary is ``{total, species, publishers: {addr: n}}`` with
-``species`` a count, as etdb-react's home page displays it.
+Shapes follow the reference (§5) and oipd's storage library (oipwg/media-protocol
+``oip042/oip042.go``, whose GetByType/GetById build these answers): a list is ``{total, count,
+pages, results: [{oip042: {artifact: {...}}, txid, publisher}]}``; ``artifact/get?id=``
+answers the bare object with ``publisherName`` where known; the summary is ``{total, species,
+publishers: {addr: n}}`` with ``species`` a count, as etdb-react's home page displays it.
+``POST /search``, ``/publisher/get/all`` and ``/info`` are in ``compat_search.py``.
 
 oipd quirks kept: ``*`` means any and ``-`` means empty for ``t``/``st``/``pub``; ``results=0``
 (and ``*``, which oip-js sends for "everything") mean no page size; ``page`` counts from 1;
@@ -11,34 +13,33 @@ only active, non-deactivated records; newest first. Unknown parameters are ignor
 did (v1 refuses them). The catalog indexes Research-Tomogram records only, so ``t``/``st``
 other than ``research``/``tomogram`` (or ``*``) match nothing.
 
-``artifact/get?id=`` answers the first match, as oipd's ``LIKE 'prefix%'`` did: a prefix
-shared by several records gives the oldest by ledger position (block height; within one block
-the catalog exposes no transaction index, so the lower txid), never v1's 409 (etdb-react sends
-6 characters and shows nothing on an error). Oldest-first also means a publisher grinding txids
-to share a prefix cannot take over an older record's short link. Prefixes need 6 to 64 hex
-characters (the catalog's minimum; shorter is a 400, not yet oipd's 4); if ``MAX_AMBIGUOUS``
-or more records share a prefix, the catalog's list may be cut short, the oldest cannot be known
-and the answer is a 404 asking for more characters. v1's ``lookup`` keeps its 409.
+``artifact/get?id=`` answers the first match, as oipd did: GetById ran ``a.txid LIKE
+'prefix%' AND active AND NOT invalidated`` without ORDER BY and took the first row. SQLite's
+LIKE is case-insensitive, so it could not use the txid index and scanned the table in rowid
+(insertion, so ledger) order: the oldest active record with that prefix. etdb asks the catalog
+for exactly that (``CatalogReader.first_match``: an id-index range, ordered by (height, index
+in block)), for any prefix of 4 to 64 hex characters (oipd took any length; below 4 is a
+400); never v1's 409 (etdb-react links ``/tomogram/<6 chars>`` and shows nothing on an
+error; about 4 pairs of ETDB's ~11,300 records share 6 characters). Oldest-first also means
+that a publisher grinding txids to share a prefix cannot take over an older record's short
+link, however many records it adds. v1's ``lookup`` keeps its 409.
 
 Differences: "no page size" is bounded by :data:`WINDOW` (oipd's Elasticsearch refused
-``from + size > 10000`` the same way, with a 400); a list is built once per catalog state and
-kept (``memo.py``), since etdb-react loads all ~11,000 ETDB records on every page view (about
-6 s of catalog reads each time otherwise).
+``from + size > 10000`` the same way, with a 400); a list is joined from per-record fragments
+kept between catalog versions and its body kept per version (``compat_list.py``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from etdb.api import compat_search
+from etdb.api.compat_list import catalog_version, list_body, list_response, page_body
 from etdb.api.context import (
     AppContext,
     cache_headers,
@@ -46,23 +47,20 @@ from etdb.api.context import (
     context,
     etag,
     not_modified,
-    run_search,
 )
 from etdb.api.errors import ApiError, BadParameter
-from etdb.api.memo import BodyCache
 from etdb.api.models import ErrorBody
 from etdb.api.params import text
-from etdb.api.v1 import record_id as valid_id
-from etdb.index.lookups import MAX_AMBIGUOUS
-from etdb.index.query import MAX_LIMIT, AmbiguousId, RecordDetail, SearchQuery
+from etdb.index.lookups import FIRST_MATCH_MIN, TXID_HEX
+from etdb.index.query import RecordDetail, SearchQuery
 
-router = APIRouter(prefix="/api/v2", tags=["v2 (oipd compatibility)"])
+router = APIRouter(prefix=compat_search.router.prefix, tags=compat_search.router.tags)
 
 #: The most rows ``page`` and ``results`` may reach together (the whole ETDB is ~11,300).
 WINDOW = 20_000
 TYPE, SUBTYPE = "research", "tomogram"
-_COMPACT = (",", ":")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts "²", which int() refuses
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 Context = Annotated[AppContext, Depends(context)]
 
@@ -152,69 +150,37 @@ def get_by_type(
     headers = cache_headers(ctx, tag)
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
+    if not wanted:
+        return Response(page_body(0, [], size), media_type="application/json", headers=headers)
 
     def build() -> bytes:
-        total = run_search(ctx, query).total if wanted else 0
-        window = (size or WINDOW) if wanted else 0
-        count = max(0, min(total - offset, window))
-        pages = 1 if size == 0 else math.ceil(total / size)
-        head = {"total": total, "count": count, "pages": pages}
-        return "".join(_body(ctx, query, head, offset, count)).encode("utf-8")
+        return list_body(ctx, query, offset, size or WINDOW, size)
 
-    # etdb-react asks for the whole list on every page view: build it once per catalog state.
-    key = (tag, wanted, publishers, offset, size)
-    body = ctx.extra.setdefault("compat_bodies", BodyCache()).get(key, build)
-    return Response(body, media_type="application/json", headers=headers)
-
-
-def _body(
-    ctx: AppContext, query: SearchQuery, head: dict[str, int], skip: int, count: int
-) -> Iterator[str]:
-    yield json.dumps(head, separators=_COMPACT)[:-1] + ',"results":['
-    first = True
-    for record_id in _ids(ctx, query, skip, count):
-        detail = ctx.catalog.get(record_id)
-        if detail is None:  # rolled back by a reorg since the page was read: leave it out
-            continue
-        item = json.dumps(compat_artifact(detail), ensure_ascii=False, separators=_COMPACT)
-        yield ("" if first else ",") + item
-        first = False
-    yield "]}"
-
-
-def _ids(ctx: AppContext, query: SearchQuery, skip: int, count: int) -> Iterator[str]:
-    """Ids of the ``count`` records after the first ``skip``, walking keyset pages."""
-    after: str | None = None
-    while count > 0:
-        page = ctx.catalog.search(replace(query, after=after, limit=min(MAX_LIMIT, skip + count)))
-        items = page.items[skip:]
-        skip = max(0, skip - len(page.items))
-        for summary in items[:count]:
-            yield summary.id
-        count -= min(len(items), count)
-        if page.next is None:
-            return
-        after = page.next
+    # etdb-react asks for the whole list on every page view: one body per catalog version.
+    key = (catalog_version(ctx), publishers, offset, size)
+    return list_response(request, ctx, key, build, headers)
 
 
 def first_match(ctx: AppContext, value: str) -> RecordDetail:
-    """The active record ``value`` names; of several sharing the prefix, the oldest (oipd)."""
-    wanted = valid_id("id", value)
-    try:
-        found = ctx.catalog.get(wanted)
-        candidates = [found] if found is not None else []
-    except AmbiguousId as exc:
-        if len(exc.matches) >= MAX_AMBIGUOUS:  # maybe cut short: the oldest may be missing
-            raise ApiError(
-                404, f"too many records share the id prefix {wanted!r}; give more characters", "id"
-            ) from None
-        candidates = [d for d in map(ctx.catalog.get, exc.matches) if d is not None]
-    active = [d for d in candidates if not (d.summary.deactivated or d.provenance.deactivated)]
-    if not active:
-        if candidates:
-            raise ApiError(404, f"record {candidates[0].summary.id} was deactivated", "id")
+    """The record ``value`` (a txid or a prefix of >= 4 hex digits) names; of several sharing
+    the prefix, the oldest active one, as oipd answered."""
+    wanted = prefix_id("id", value)
+    found = ctx.catalog.first_match(wanted)
+    detail = ctx.catalog.get(found) if found is not None else None
+    if detail is None:
         raise ApiError(404, f"no record with id {wanted!r}", "id")
-    return min(active, key=lambda d: (d.provenance.block_height, d.summary.id))
+    if detail.summary.deactivated or detail.provenance.deactivated:
+        raise ApiError(404, f"record {detail.summary.id} was deactivated", "id")
+    return detail
+
+
+def prefix_id(name: str, value: str) -> str:
+    """A full txid or a prefix of at least 4 hex characters, lower-cased."""
+    if not FIRST_MATCH_MIN <= len(value) <= TXID_HEX or not _HEX.fullmatch(value):
+        raise BadParameter(
+            name, f"must be a txid or a prefix of {FIRST_MATCH_MIN} to {TXID_HEX} hex characters"
+        )
+    return value.lower()
 
 
 @router.get(
@@ -227,7 +193,7 @@ def get_by_id(
     request: Request,
     ctx: Context,
     id: Annotated[
-        str, Query(description="txid or a prefix of >= 6 hex characters; several: the oldest")
+        str, Query(description="txid or a prefix of >= 4 hex characters; several: the oldest")
     ],
 ) -> Response:
     def build() -> dict[str, Any]:
@@ -249,3 +215,7 @@ def tomogram_summary(request: Request, ctx: Context) -> Response:
         return {"total": s.records, "species": len(s.species), "publishers": dict(s.publishers)}
 
     return cached(request, ctx, build)
+
+
+# POST /search, /publisher/get/all, /info: same prefix; plain routes (app.py adds HEAD twins)
+router.routes.extend(compat_search.router.routes)

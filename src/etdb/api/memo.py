@@ -1,9 +1,9 @@
 """A small in-process cache of expensive response bodies, built once per key.
 
-For answers that cost seconds and are asked for again and again with the same key, such as
+For answers that are large or slow and asked for again and again with the same key, such as
 oip-js loading every ETDB record on each page view (``/api/v2/artifact/get/type?results=*``,
-~0.6 ms of catalog reads per record). Keys include the indexed height, so an entry is simply
-never asked for again once the catalog moves on; old entries fall out by size and count.
+~30 MB; compat_list.py). Keys include the catalog's version, so an entry is simply never
+asked for again once the catalog moves on; old entries fall out by size and count.
 Concurrent misses on one key build it once ("single flight"): the others wait for that body.
 """
 
