@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BlocksPushed",
     "BytesAdded",
     "DatasetFailed",
     "DatasetFinished",
     "DatasetStarted",
     "Event",
+    "PushStarted",
+    "Pushed",
     "Recovered",
     "WaitingForConfirmations",
 ]
@@ -46,6 +49,33 @@ class DatasetFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class PushStarted:
+    """The dataset's DAG starts streaming to the kubo node (``api``: printable)."""
+
+    sid: str
+    cid: str
+    api: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksPushed:
+    sid: str
+    n: int  # bytes of one block just sent to kubo
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """kubo has the dataset's DAG pinned (``node``: its peer ID); journaled."""
+
+    sid: str
+    cid: str
+    node: str
+    blocks: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Recovered:
     """A journal operation a previous run left unfinished, now completed."""
 
@@ -74,6 +104,9 @@ Event = (
     | BytesAdded
     | DatasetFinished
     | DatasetFailed
+    | PushStarted
+    | BlocksPushed
+    | Pushed
     | Recovered
     | WaitingForConfirmations
 )

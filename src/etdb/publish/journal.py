@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from etdb.publish.journal_file import JournalError, bind, errors, release_lock, take_lock
+from etdb.publish.journal_pushes import PushLog
 from etdb.publish.journal_rows import (
     ENTRY_SQL,
     KINDS,
@@ -74,8 +75,9 @@ def default_path(home: Path | None = None) -> Path:
     return Path(home) / DEFAULT_FILE
 
 
-class Journal:
-    """The publishing journal on one SQLite file (see the module docstring)."""
+class Journal(PushLog):
+    """The publishing journal on one SQLite file (see the module docstring); pushes to kubo
+    are in ``journal_pushes``."""
 
     def __init__(
         self, path: Path, conn: sqlite3.Connection, lock: int, ledger_url: str, publisher: str

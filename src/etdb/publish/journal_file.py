@@ -1,8 +1,9 @@
 """The publishing journal's SQLite file: its format, creating and checking it, the lock that
 keeps a second publisher out, and SQLite errors as :class:`JournalError`.
 
-Tables (``SCHEMA_VERSION`` 1; a later etdb that changes them bumps the version and migrates
-older files on open, and an older etdb refuses a newer file rather than misreading it):
+Tables (``SCHEMA_VERSION`` 2; a later etdb that changes them bumps the version and migrates
+older files on open (``MIGRATIONS``, in the same transaction), and an older etdb refuses a
+newer file rather than misreading it):
 
 * ``meta``: format, version, and what the journal is bound to (ledger URL without password,
   publisher address).
@@ -12,6 +13,8 @@ older files on open, and an older etdb refuses a newer file rather than misreadi
   given up (``abandoned``); a partial unique index allows one pending operation per dataset.
 * ``parts``: each transaction of an operation: its exact text from ``will_send``, its txid
   from ``sent``.
+* ``pushes`` (version 2): each dataset DAG pinned on a kubo node (root CID, the node's peer ID),
+  so that a re-run does not push it again.
 """
 
 from __future__ import annotations
@@ -24,9 +27,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 FORMAT = "etdb-publish-journal"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-SCHEMA = """
+PUSHES_TABLE = """
+CREATE TABLE pushes (
+    cid    TEXT NOT NULL,
+    node   TEXT NOT NULL,
+    api    TEXT NOT NULL,
+    blocks INTEGER NOT NULL,
+    bytes  INTEGER NOT NULL,
+    pushed INTEGER NOT NULL,
+    PRIMARY KEY (cid, node)
+) WITHOUT ROWID
+"""
+#: What turns a file of version ``v`` into one of ``v + 1``.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PUSHES_TABLE,)}
+
+SCHEMA = (
+    """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -70,6 +88,8 @@ CREATE TABLE parts (
     PRIMARY KEY (op_id, idx)
 ) WITHOUT ROWID;
 """
+    + PUSHES_TABLE
+)
 
 
 class JournalError(Exception):
@@ -150,8 +170,19 @@ def bind(conn: sqlite3.Connection, path: Path, ledger_url: str, publisher: str) 
                 f"{meta.get('publisher')}, not {ledger_url} and {publisher}: use the matching "
                 "ledger and key, or another journal file for this pair"
             )
+        _migrate(conn, version)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a file of an older version up to ``SCHEMA_VERSION`` (inside bind's transaction)."""
+    if version >= SCHEMA_VERSION:
+        return
+    for step in range(version, SCHEMA_VERSION):
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(SCHEMA_VERSION),))

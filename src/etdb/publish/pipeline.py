@@ -8,6 +8,10 @@ does it, dataset by dataset:
 1. make missing media (``overlay.py``) and add the folder to the blockstore, then **sync** it:
    nothing on the ledger may point at content that is not durably stored;
 2. build, sign and verify the record (or edit, or deactivation);
+2a. with a kubo node configured (``PublishConfig.kubo``), push the dataset's DAG there, pinned
+   (``etdb.content.kubo_push``), unless the journal records it pushed to that node (its peer
+   ID) already; the push is journaled once kubo has it pinned. A push that fails is that
+   dataset's failure (nothing goes to the ledger for it; the next run pushes again);
 3. ``journal.begin`` it, durably, with the exact payload and timestamp — nothing is signed
    for the ledger's sake before this and nothing is sent before it;
 4. ``outbox.send`` it: every part's intent and txid are journaled around ``ledger.publish``.
@@ -29,17 +33,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
+from etdb.content.errors import ContentError
+from etdb.content.kubo_push import push
 from etdb.ledger.base import LedgerError, TxRef
 from etdb.ledger.rpc_errors import ChainTooLong
 from etdb.publish import outbox
 from etdb.publish.changes import record_fingerprint
 from etdb.publish.dataset import DatasetError, add_listed, build_artifact
 from etdb.publish.events import (
+    BlocksPushed,
     BytesAdded,
     DatasetFailed,
     DatasetFinished,
     DatasetStarted,
     Event,
+    Pushed,
+    PushStarted,
     Recovered,
     WaitingForConfirmations,
 )
@@ -177,7 +186,7 @@ class Publisher:
         self._failed = [
             (d.sid, d.reason or "") for d in plan.datasets if d.action is Action.PROBLEM
         ]
-        self._bytes = self._transactions = 0
+        self._bytes = self._transactions = self._pushed = 0
         recovered = 0
         try:
             for entry in outbox.recover(cfg.journal, cfg.ledger, cfg.key, wait=self.wait):
@@ -200,6 +209,7 @@ class Publisher:
             transactions=self._transactions,
             seconds=time.monotonic() - started,
             disagreements=sum(len(d.disagreements) for d in plan.datasets),
+            pushed=self._pushed,
         )
 
     def _emit(self, event: Event) -> None:
@@ -265,6 +275,7 @@ class Publisher:
         files = self.planner.describe(ds, overlay or None)
         fingerprint = self.planner.fingerprint(ds, overlay)
         if work.must_add or known is None or fingerprint != known.content_fingerprint:
+            self._kubo_node()  # kubo unreachable: fail now, before the dataset's bytes are read
             base, content, _ = self.planner.content(ds, overlay)
             added = add_listed(
                 base,
@@ -299,7 +310,32 @@ class Publisher:
             return Action.UNCHANGED, ()
         message = self.planner.message(action, known, artifact)
         fingerprints = (fingerprint, record_fingerprint(artifact))
+        self._push(ds.sid, cid)
         return action, self._send(ds.sid, message, known, cid, fingerprints)
+
+    def _kubo_node(self) -> str | None:
+        """The configured kubo node's peer ID (None: no node); DatasetError if unreachable."""
+        kubo = self.config.kubo
+        try:
+            return None if kubo is None else kubo.peer_id()
+        except ContentError as exc:
+            raise DatasetError(f"push to kubo: {exc}") from None
+
+    def _push(self, sid: str, cid: str) -> None:
+        """Push the dataset's DAG to the kubo node, once per node (see the module docstring)."""
+        cfg, node = self.config, self._kubo_node()
+        if cfg.kubo is None or node is None or cfg.journal.pushed(cid, node):
+            return
+        self._emit(PushStarted(sid, cid, cfg.kubo.shown))
+        try:
+            # Just added and synced (or known from the journal): no need to look blocks up first.
+            done = push(cfg.kubo, cfg.blockstore, cid, check_first=False,
+                        on_block=lambda n: self._emit(BlocksPushed(sid, n)))  # fmt: skip
+        except ContentError as exc:
+            raise DatasetError(f"push to kubo: {exc}") from None
+        cfg.journal.record_push(cid, done.node, api=done.api, blocks=done.blocks, size=done.bytes)
+        self._pushed += 1
+        self._emit(Pushed(sid, cid, done.node, done.blocks, done.bytes, done.seconds))
 
     def _added(self, sid: str, n: int) -> None:
         self._bytes += n

@@ -17,6 +17,7 @@ from typing import Any
 
 from etdb.content.blockstore import Blockstore
 from etdb.content.cid import CID, DAG_PB
+from etdb.content.kubo_api import KuboApi
 from etdb.content.profiles import Profile, get_profile
 from etdb.index.query import CatalogReader
 from etdb.ledger.base import Ledger, payload_size
@@ -59,6 +60,7 @@ class PublishConfig:
     fill_from_files: bool = True
     catalog: CatalogReader | None = None  # if given, guards against a lost journal
     limits: RecordLimits = DEFAULT_LIMITS  # a record over them is refused before signing
+    kubo: KuboApi | None = None  # if given, each dataset's DAG is pushed there before its record
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ class Summary:
     transactions: int
     seconds: float
     disagreements: int
+    pushed: int = 0  # dataset DAGs pushed to (and pinned on) the kubo node, when one is set
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,4 +140,5 @@ class Summary:
             "transactions": self.transactions,
             "seconds": round(self.seconds, 3),
             "disagreements": self.disagreements,
+            "pushed": self.pushed,
         }
