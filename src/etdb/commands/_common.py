@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from etdb.config import Settings, load_settings
 
@@ -28,8 +29,9 @@ def settings(code: int = 1) -> Settings:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print a one-line error on stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr and exit non-zero. The message is text, never markup:
+    it may quote what others wrote (a node's error, a lab's file name, "[/...]" included)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

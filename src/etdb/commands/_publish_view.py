@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.filesize import decimal as human_bytes
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -123,7 +124,7 @@ class RunView:
             txs = f"{len(event.txids)} tx {event.txids[0] if event.txids else ''}".strip()
             line = f"{event.action} {event.sid}: {txs} ({event.seconds:.1f} s)"
         elif isinstance(event, pl.DatasetFailed):
-            line = f"[red]failed[/] {event.sid}: {event.reason}"
+            line = f"[red]failed[/] {escape(event.sid)}: {escape(event.reason)}"
         elif isinstance(event, pl.Recovered):
             line = f"recovered {event.kind} {event.sid}: {len(event.txids)} tx"
         elif isinstance(event, pl.WaitingForConfirmations):
@@ -192,7 +193,7 @@ def _rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows[:MAX_ROWS]:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # text, not markup: sids, reasons
     console.print(table)
     if len(rows) > MAX_ROWS:
         console.print(f"... and {len(rows) - MAX_ROWS} more (all of them with --json)")
