@@ -30,6 +30,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.ledger", "ledger"),
     ("etdb.commands.index", "index"),
     ("etdb.commands.publish", None),  # publish
+    ("etdb.commands.push", None),  # push
     ("etdb.commands.serve", None),  # serve
     ("etdb.commands.mirror", None),  # mirror
     ("etdb.commands.verify", None),  # verify

@@ -114,6 +114,10 @@ class Settings:
     publish_journal: str = "publish/journal.sqlite3"
     # Generated key images, thumbnails and movies: never written into the lab's folders.
     publish_media: str = "publish/media"
+    # `etdb publish` pushes each dataset's DAG, pinned, to this kubo node's RPC API before its
+    # record goes to the ledger: an http(s) URL or kubo's multiaddr (/ip4/127.0.0.1/tcp/5001);
+    # "" = no push. See docs/gateway.md, "Joining the public IPFS network with kubo".
+    ipfs_api: str = ""
     # Seconds `etdb publish` waits for a block when the node takes no more unconfirmed
     # transactions in a row (Bitcoin-family chain limit, 25 by default) before it stops.
     publish_chain_wait: str = "3600"
@@ -155,6 +159,7 @@ class Settings:
             self.port_number,
             self.multipart_expiry_seconds,
             self.publish_chain_wait_seconds,
+            self.ipfs_api_url,
             self.peer_cache_bytes,
             # The cache folder is used (so checked) only by a node with peers that keeps blocks.
             self.peer_urls and self.peer_cache_bytes and self.peer_cache_path,
@@ -211,6 +216,18 @@ class Settings:
                 "the cache evicts blocks, so it needs a folder of its own"
             )
         return cache
+
+    @property
+    def ipfs_api_url(self) -> str | None:
+        """The ``ipfs_api`` setting as kubo's RPC API base URL (None: not set)."""
+        if not self.ipfs_api.strip():
+            return None
+        from etdb.content.kubo_api import api_url  # (httpx) only where a push is possible
+
+        try:
+            return api_url(self.ipfs_api)
+        except ValueError as exc:
+            raise ConfigError(f"setting ipfs_api: {exc}") from None
 
     @property
     def blockstore_path(self) -> Path:

@@ -207,7 +207,7 @@ def test_only_and_limit(home, lab):
 
 def test_json_schema(home, lab):
     dry = publish(str(lab), "--dry-run")
-    assert set(dry) == {"dry_run", "source", "publisher", "ledger", "plan"}
+    assert set(dry) == {"dry_run", "source", "publisher", "ledger", "ipfs_api", "plan"}
     assert set(dry["plan"]) == {
         "counts", "pending", "total_bytes", "transactions", "payload_bytes", "fee", "fee_unit",
         "fee_basis", "datasets", "warnings",
@@ -225,6 +225,7 @@ def test_json_schema(home, lab):
         "source",
         "publisher",
         "ledger",
+        "ipfs_api",
         "plan",
         "summary",
         "chain_waits",
@@ -232,7 +233,7 @@ def test_json_schema(home, lab):
     assert run["chain_waits"] == []  # the embedded ledger never refuses a chain
     assert set(run["summary"]) == {
         "counts", "failed", "recovered", "bytes_added", "transactions", "seconds",
-        "disagreements",
+        "disagreements", "pushed",
     }  # fmt: skip
     assert run["ledger"].startswith("local://") and run["source"] == str(lab)
 

@@ -109,7 +109,12 @@ class RunView:
             p.advance(self.tasks["bytes"], max(rest, 0))
             p.advance(self.tasks["datasets"], 1)
             self._log(event)
-        elif isinstance(event, pl.Recovered):
+        elif isinstance(event, pl.PushStarted):
+            p.update(self.tasks["current"], description=f"push {event.sid} to kubo", completed=0,
+                     total=self.planned.get(event.sid) or None, visible=True)  # fmt: skip
+        elif isinstance(event, pl.BlocksPushed):
+            p.advance(self.tasks["current"], event.n)
+        elif isinstance(event, pl.Recovered | pl.Pushed):
             self._log(event)
         elif isinstance(event, pl.WaitingForConfirmations):
             self.waits.append({"sid": event.sid, "unconfirmed": event.unconfirmed,
@@ -127,6 +132,8 @@ class RunView:
             line = f"[red]failed[/] {escape(event.sid)}: {escape(event.reason)}"
         elif isinstance(event, pl.Recovered):
             line = f"recovered {event.kind} {event.sid}: {len(event.txids)} tx"
+        elif isinstance(event, pl.Pushed):
+            line = f"pushed {event.sid} to kubo {event.node}: {event.cid} ({event.blocks} blocks)"
         elif isinstance(event, pl.WaitingForConfirmations):
             line = f"{event.sid}: {event.text} (at most {event.timeout:g} s)"
         else:
@@ -208,7 +215,8 @@ def print_summary(summary: Summary) -> None:
         console.print(table)
     console.print(
         f"{human_bytes(summary.bytes_added)} added, {summary.transactions:,} ledger transactions, "
-        f"{summary.recovered} recovered, {summary.disagreements} file/database disagreements; "
+        f"{summary.recovered} recovered, {summary.disagreements} file/database disagreements"
+        f"{f', {summary.pushed} pushed to kubo' if summary.pushed else ''}; "
         f"{summary.seconds:.1f} s",
         highlight=False,
     )

@@ -26,6 +26,7 @@ import typer
 from etdb.commands._common import JSON_OPTION, console, emit, err_console, fail, settings
 from etdb.commands._publish_view import RunView, fee_text, human_bytes, print_plan, print_summary
 from etdb.config import Settings
+from etdb.content.kubo_api import KuboApi, api_url, printable_api
 from etdb.ledger import LedgerError
 from etdb.publish.keystore import Keystore, KeystoreError, resolve_passphrase
 from etdb.publish.stand_in import StandInKey
@@ -86,6 +87,15 @@ DATA_ROOT_OPTION = typer.Option(
     help="Where the dataset folders are, overriding the mapping's own root (e.g. the Caltech "
     "mapping's /services/tomography/data).",
 )
+IPFS_API_OPTION = typer.Option(
+    None,
+    "--ipfs-api",
+    metavar="URL",
+    help="Push each dataset's DAG, pinned, to this kubo node's RPC API before its record is "
+    "written (http://127.0.0.1:5001 or /ip4/127.0.0.1/tcp/5001). Default: the `ipfs_api` "
+    "setting (empty: no push). Dry runs never push.",
+    show_default=False,
+)
 NO_INDEX_OPTION = typer.Option(
     False,
     "--no-index",
@@ -106,6 +116,7 @@ def publish(
     yes: bool = YES_OPTION,
     data_root: Path | None = DATA_ROOT_OPTION,
     no_index: bool = NO_INDEX_OPTION,
+    ipfs_api: str | None = IPFS_API_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Publish new and changed datasets of a lab source: add, sign, write to the ledger."""
@@ -115,11 +126,13 @@ def publish(
     spec = source or cfg.publish_source
     if not spec:
         fail("no source: give SOURCE or set `publish_source` (ETDB_PUBLISH_SOURCE)")
+    kubo_url = kubo_api_url(ipfs_api, cfg)
     view = RunView(enabled=err_console.is_terminal)
     try:
         opened = _opened(
-            cfg, spec, db_url, key_name, dry_run=dry_run, data_root=data_root, index=not no_index
-        )
+            cfg, spec, db_url, key_name, dry_run=dry_run, data_root=data_root, index=not no_index,
+            kubo_url=kubo_url,
+        )  # fmt: skip
         with opened as (src, stores):
             config = stores.config(cfg, no_media=no_media, no_file_metadata=no_file_metadata)
             publisher = Publisher(
@@ -138,6 +151,7 @@ def publish(
                 "source": src.name,
                 "publisher": publisher.publisher if stores.has_key else NEW_PUBLISHER,
                 "ledger": config.ledger.url,  # printable: no password
+                "ipfs_api": printable_api(kubo_url) if kubo_url else None,
             }
             if dry_run:
                 emit({"dry_run": True, **about, "plan": plan.to_json()}, as_json,
@@ -180,6 +194,7 @@ def _opened(
     dry_run: bool,
     data_root: Path | None = None,
     index: bool = True,
+    kubo_url: str | None = None,
 ) -> Iterator[tuple[Source, Stores]]:
     """The source and the stores a run needs, closed afterwards. Cheap checks (the source) come
     before the passphrase; whatever cannot be opened ends the command with one line, exit 1.
@@ -190,7 +205,7 @@ def _opened(
 
     A real run first brings the catalog up to date with the ledger (``index``): the pipeline
     adopts records the catalog holds for datasets its journal does not know, so a lost journal
-    never leads to a second publication."""
+    never leads to a second publication. A dry run never contacts the kubo node (``kubo_url``)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from etdb.content.blockstore import FSBlockstore
@@ -228,6 +243,7 @@ def _opened(
             address = publisher or key.address
             journal = Journal.open(journal_path, ledger_url=ledger.url, publisher=address)
             stack.callback(journal.close)
+            kubo = None if dry_run or not kubo_url else stack.enter_context(KuboApi(kubo_url))
             catalog = None
             if not (dry_run and _missing_sqlite(cfg.catalog_url)):
                 catalog = open_catalog(cfg.catalog_url, memory_index=False)
@@ -241,7 +257,7 @@ def _opened(
         except (CatalogSchemaError, SQLAlchemyError) as exc:
             fail(f"catalog {_printable(cfg.catalog_url)}: {str(exc).splitlines()[0]}")
         try:
-            yield src, Stores(key, ledger, blockstore, journal, catalog, publisher, has_key)
+            yield src, Stores(key, ledger, blockstore, journal, catalog, publisher, has_key, kubo)
         except SourceError as exc:  # the source failed as a whole, mid-plan or mid-run
             fail(f"source: {exc}")
 
@@ -267,6 +283,7 @@ class Stores:
     catalog: CatalogReader | None
     publisher: str | None = None  # the address a dry run's stand-in key plans for
     has_key: bool = True  # False: a dry run with no key in the keystore at all
+    kubo: KuboApi | None = None  # where datasets are pushed (never in a dry run)
 
     def config(self, cfg: Settings, *, no_media: bool, no_file_metadata: bool) -> PublishConfig:
         from etdb.publish.pipeline import PublishConfig
@@ -282,7 +299,19 @@ class Stores:
             fill_from_files=not no_file_metadata,
             catalog=self.catalog,
             limits=cfg.record_limits,
+            kubo=self.kubo,
         )
+
+
+def kubo_api_url(option: str | None, cfg: Settings) -> str | None:
+    """kubo's RPC API URL from ``--ipfs-api`` (a bad one: exit 2), else the ``ipfs_api``
+    setting (checked with the settings); None: no push."""
+    if option is None:
+        return cfg.ipfs_api_url
+    try:
+        return api_url(option)
+    except ValueError as exc:
+        fail(f"--ipfs-api: {exc}", 2)
 
 
 def _printable(db_url: str) -> str:

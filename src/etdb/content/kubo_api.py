@@ -150,7 +150,6 @@ class KuboApi:
             follow_redirects=False,
             headers={"User-Agent": "etdb"},
         )
-        self._peer_id: str | None = None
 
     def __repr__(self) -> str:
         return f"KuboApi({self.shown!r})"
@@ -165,14 +164,13 @@ class KuboApi:
         self._http.close()
 
     def peer_id(self) -> str:
-        """The node's peer ID (``id``), asked once: the name it is known by."""
-        if self._peer_id is None:
-            answer = self.call("id")
-            found = answer.get("ID") if isinstance(answer, dict) else None
-            if not isinstance(found, str) or not _PEER_ID.fullmatch(found):
-                raise KuboError(f"{self.shown} answered /api/v0/id without a peer ID")
-            self._peer_id = found
-        return self._peer_id
+        """The node's peer ID (``id``): the name it is known by, whatever URL reaches it. Asked
+        each time (a cheap call): it also says that the node is up, and is the node now there."""
+        answer = self.call("id")
+        found = answer.get("ID") if isinstance(answer, dict) else None
+        if not isinstance(found, str) or not _PEER_ID.fullmatch(found):
+            raise KuboError(f"{self.shown} answered /api/v0/id without a peer ID")
+        return found
 
     def pinned(self, root: CID) -> bool:
         """Whether the node has ``root`` pinned recursively (``pin/ls``)."""
