@@ -28,6 +28,9 @@ from etdb.index.query import CatalogReader
 from etdb.ledger import Ledger
 
 OPENAPI_URL = "/api/openapi.json"
+#: Response headers browsers may read: the API's, and those kubo RPC clients read (kubo_rpc.py).
+EXPOSED_HEADERS = ("ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated")
+RPC_HEADERS = ("X-Stream-Output", "X-Chunked-Output", "X-Content-Length")
 
 #: name -> "module:attr". Later parts: provide the module (or add a line here).
 PARTS: dict[str, str] = {
@@ -35,6 +38,7 @@ PARTS: dict[str, str] = {
     "compat": "etdb.api.compat:router",
     "docs": "etdb.api.docs:install",
     "gateway": "etdb.web.gateway:install",  # /ipfs/<cid>/<path>
+    "kubo_rpc": "etdb.api.kubo_rpc:install",  # POST /api/v0/{get,cat,ls,version} (needs gateway)
     "portal": "etdb.web:install",  # / (catch-all: keep last)
 }
 DEFAULT_PARTS: tuple[str, ...] = tuple(PARTS)
@@ -99,7 +103,7 @@ def create_app(
         allow_origins=["*"],
         allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
         allow_headers=["*"],
-        expose_headers=["ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated"],
+        expose_headers=[*EXPOSED_HEADERS, *RPC_HEADERS],
         max_age=3600,
     )
     # Level 5, not 9: ~3x faster for ~10% more bytes (a 25 MB list: 0.18 s instead of 0.5 s).
@@ -109,11 +113,12 @@ def create_app(
 
 
 class GZipExceptFiles(GZipMiddleware):
-    """Gateway files (``/ipfs/``) go out as stored: their ETag and byte ranges name those exact
-    bytes, and gzipping a multi-GB tilt series would take a core for little gain."""
+    """Gateway files (``/ipfs/``) and kubo RPC streams (``/api/v0/``) go out as stored: their
+    ETag and byte ranges name those exact bytes, and gzipping a multi-GB tilt series would
+    take a core for little gain."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/ipfs/"):
+        if scope["type"] == "http" and scope["path"].startswith(("/ipfs/", "/api/v0/")):
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
