@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py                          # 100,000 records, Markdown report
     .venv/bin/python bench/api.py --write docs/benchmarks.md
     .venv/bin/python bench/api.py --records 20000 --duration 5 --keep /tmp/etdb-bench-api
+    .venv/bin/python bench/api.py --list [--before-commit C]   # /api/v2's full list: api_list.py
 
 It builds a SQLite catalog through the catalog's own write API (as the indexer would), starts
 `etdb serve --no-index` on a free loopback port, and drives it with wrk (apt-get install wrk;
@@ -442,6 +443,11 @@ def bench_server(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--list" in argv:  # the /api/v2 full list as the catalog changes: bench/api_list.py
+        from api_list import main as list_main
+
+        return list_main([a for a in argv if a != "--list"])
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
