@@ -20,6 +20,7 @@ from etdb.api import create_app
 from etdb.api.compat_list import Fragments
 from etdb.config import Settings
 from etdb.index.catalog import SqlCatalog
+from etdb.index.query import SearchQuery
 from etdb.index.store import AppliedEdit, Deactivation, Position
 from tests.api.conftest import ACTIVE, EDITED_ID, HEIGHT, KEY_A, fill, hexid
 from tests.index.conftest import catalog_for
@@ -173,6 +174,16 @@ def test_changes_and_current_artifacts(catalog: SqlCatalog) -> None:
         assert row.artifact_json.isascii()
     assert json.loads(rows[EDITED_ID].artifact_json)["info"]["title"].endswith("(edited)")
     assert catalog.current_artifacts([]) == []
+
+
+def test_publishers_name_their_first_record(catalog: SqlCatalog) -> None:
+    """/publisher/get/all's txid and block: each publisher's first active record by timestamp."""
+    for p in catalog.publishers():
+        first = catalog.search(SearchQuery(publisher=(p.address,), sort="published", order="asc"))
+        detail = catalog.get(first.items[0].id)
+        assert detail is not None and p.first_txid == detail.summary.id
+        assert p.first_height == detail.provenance.block_height
+        assert p.first_published == detail.summary.published
 
 
 def pos(height: int) -> Position:
