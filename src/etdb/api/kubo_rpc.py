@@ -110,7 +110,7 @@ async def rpc(request: Request) -> Response:
     try:
         return await _HANDLERS[name](request, query)
     except RpcError as exc:
-        return _error(exc.message, exc.code)
+        return _error(exc.message, exc.code, **exc.headers)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -146,9 +146,10 @@ async def _get(request: Request, query: Query) -> Response:
     store, slots = _content(request)
     level = _compression(query)
     node = await _reading(resolve, store, query.args[0])
+    size = str(announced_size(node))
     archive = bool(query["archive"])
     if level is not None and not archive and node.kind == Kind.DIRECTORY:
-        raise RpcError("file is not regular")
+        raise RpcError("file is not regular", headers={"X-Content-Length": size})
     cid_text, names = split_path(query.args[0])
     name = names[-1] if names else cid_text
     try:
@@ -160,7 +161,7 @@ async def _get(request: Request, query: Query) -> Response:
     headers = [
         *_PREAMBLE,
         ("Content-Type", "application/x-tar" if level is None else "application/gzip"),
-        ("X-Content-Length", str(announced_size(node))),
+        ("X-Content-Length", size),
         ("X-Stream-Output", "1"),
     ]
     return RpcStream(body, store, slots, headers)

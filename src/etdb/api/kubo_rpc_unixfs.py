@@ -61,10 +61,11 @@ _MODE_DIR, _MODE_SYMLINK = 1 << 31, 1 << 27  # Go's os.ModeDir, os.ModeSymlink
 class RpcError(Exception):
     """A command failed: ``Code`` 0 (kubo answers 500) or 1, the client's fault (400)."""
 
-    def __init__(self, message: str, code: int = 0) -> None:
+    def __init__(self, message: str, code: int = 0, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.headers = headers or {}  # what kubo had set before failing (X-Content-Length)
 
 
 class _EmptyStore:
