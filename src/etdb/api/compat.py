@@ -39,7 +39,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from etdb.api import compat_search
-from etdb.api.compat_list import catalog_version, list_body, list_response, page_body
+from etdb.api.compat_list import WINDOW, catalog_version, list_body, list_response, page_body
 from etdb.api.context import (
     AppContext,
     cache_headers,
@@ -56,8 +56,6 @@ from etdb.index.query import RecordDetail, SearchQuery
 
 router = APIRouter(prefix=compat_search.router.prefix, tags=compat_search.router.tags)
 
-#: The most rows ``page`` and ``results`` may reach together (the whole ETDB is ~11,300).
-WINDOW = 20_000
 TYPE, SUBTYPE = "research", "tomogram"
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts "²", which int() refuses
 _HEX = re.compile(r"[0-9a-fA-F]+")

@@ -37,6 +37,8 @@ from etdb.api.context import AppContext, run_search
 from etdb.api.memo import BodyCache
 from etdb.index.query import MAX_LIMIT, CatalogReader, CatalogVersion, CurrentArtifact, SearchQuery
 
+#: The most rows a list reaches (``page`` and ``results`` together; the whole ETDB is ~11,300).
+WINDOW = 20_000
 FRAGMENT_BYTES = 128 * 2**20
 #: Bodies from this size are kept gzip-compressed as well; zlib's default level: compressed
 #: once per catalog version, not per request.

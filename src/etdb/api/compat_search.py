@@ -47,7 +47,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from etdb.api.compat_list import compact, fragments_of
+from etdb.api.compat_list import WINDOW, compact, fragments_of
 from etdb.api.context import AppContext, cached, context, run_search
 from etdb.api.errors import ApiError, BadParameter
 from etdb.api.models import ErrorBody
@@ -72,8 +72,8 @@ MAX_BODY = 16 * 1024
 MAX_FIELDS = 10
 MAX_RESULTS = MAX_LIMIT
 MAX_SCANNED = 10 * MAX_LIMIT
-#: The most entries ``/publisher/get/all`` lists (most records first).
-MAX_PUBLISHERS = 20_000
+#: The most entries ``/publisher/get/all`` lists (most records first), as any list.
+MAX_PUBLISHERS = WINDOW
 
 #: media search-on name -> (SearchQuery filter for exact values, RecordSummary attribute).
 MEDIA_FIELDS: dict[str, tuple[str | None, str]] = {
