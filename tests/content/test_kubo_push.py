@@ -245,6 +245,9 @@ LIES: dict[str, tuple[Callable[[str, int], str], str, str]] = {
     "not pinned after all": (lambda r, n: root_line(r) + "\n" + stats_line(n),
                              '{"Message": "path is not pinned", "Code": 0}', "does not list it"),
     "huge answer": (lambda r, n: root_line(r) + "\n" + " " * (2 << 20), PINNED, "over"),
+    "nested too deep": (lambda r, n: "[" * 200_000 + "]" * 200_000, PINNED, "not JSON"),
+    "refusal nested too deep": (lambda r, n: '{"Message": ' + "[" * 200_000 + "]" * 200_000
+                                + "}", PINNED, "HTTP 500"),
 }  # fmt: skip
 
 
@@ -276,10 +279,18 @@ def test_an_honest_answer_is_believed(tmp_path, liar):
     assert result.blocks == liar.blocks == len(list(car_blocks(store, root)))
 
 
-def test_a_peer_id_that_is_not_one_is_refused(liar):
-    liar.answers["id"] = b'{"ID": "<script>alert(1)</script>"}'
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (b'{"ID": "<script>alert(1)</script>"}', "without a peer ID"),
+        (b'{"ID": 12}', "without a peer ID"),
+        (b"[" * 200_000 + b"]" * 200_000, "no JSON"),
+    ],
+)
+def test_a_peer_id_that_is_not_one_is_refused(liar, answer, says):
+    liar.answers["id"] = answer
     api = KuboApi(f"http://127.0.0.1:{liar.server_address[1]}")
-    with api, pytest.raises(KuboError, match="without a peer ID"):
+    with api, pytest.raises(KuboError, match=says):
         api.peer_id()
 
 

@@ -208,7 +208,7 @@ class KuboApi:
             raise KuboError(f"{self.shown}: {refusal(status, raw)}")
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past what json decodes
             raise KuboError(f"{self.shown} answered /api/v0/{command} with no JSON") from None
 
     def post_stream(
@@ -243,7 +243,7 @@ def refusal(status: int, raw: bytes) -> str:
     """kubo's error: its JSON ``Message`` if there is one, else the HTTP status."""
     try:
         message = json.loads(raw).get("Message")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         message = None
     said = quoted(message) if isinstance(message, str) and message else f"HTTP {status}"
     if status in (401, 403):

@@ -220,7 +220,7 @@ def _multipart(boundary: str, root: CID, blocks: Iterator[tuple[CID, bytes]]) ->
 def _ndjson(raw: bytes, shown: str) -> list[Any]:
     try:
         return [json.loads(line) for line in raw.splitlines() if line.strip()]
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past what json decodes
         raise KuboError(f"{shown} answered dag/import with something that is not JSON") from None
 
 
