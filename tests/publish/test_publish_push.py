@@ -283,3 +283,18 @@ def test_a_bad_kubo_address_is_refused_before_anything(home, lab_folder, monkeyp
     result = runner.invoke(app, ["publish", str(lab_folder), "--no-media"])
     assert result.exit_code == 1 and "setting ipfs_api" in result.output
     assert ledger_entries(home) == 0
+
+
+def test_what_the_run_prints_is_text_not_markup(home, lab_folder):
+    # A dataset id (the lab's folder name) that reads as Rich markup is printed as it is: not
+    # eaten as a style, and a "[/...]" in a reason is not a crash (MarkupError) mid-run.
+    write_dataset(lab_folder, "zz[red]-5", 5)
+    result = runner.invoke(app, ["publish", str(lab_folder), "--no-media", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "new zz[red]-5:" in result.stderr
+    (lab_folder / "zz[red]-5" / "more.txt").write_text("changed\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["publish", str(lab_folder), "--no-media", "--ipfs-api", down])
+    assert result.exit_code == 1, result.output
+    assert "failed zz[red]-5: push to kubo: kubo unreachable" in result.stderr
+    assert "zz[red]-5" in result.stdout  # the summary's table of failures

@@ -97,7 +97,7 @@ class RunView:
             return
         if isinstance(event, pl.DatasetStarted):
             self.added[event.sid] = 0
-            p.update(self.tasks["current"], description=f"{event.action} {event.sid}",
+            p.update(self.tasks["current"], description=f"{event.action} {escape(event.sid)}",
                      completed=0, total=event.bytes or None, visible=True)  # fmt: skip
         elif isinstance(event, pl.BytesAdded):
             self.added[event.sid] = self.added.get(event.sid, 0) + event.n
@@ -110,8 +110,9 @@ class RunView:
             p.advance(self.tasks["datasets"], 1)
             self._log(event)
         elif isinstance(event, pl.PushStarted):
-            p.update(self.tasks["current"], description=f"push {event.sid} to kubo", completed=0,
-                     total=self.planned.get(event.sid) or None, visible=True)  # fmt: skip
+            p.update(self.tasks["current"], description=f"push {escape(event.sid)} to kubo",
+                     completed=0, total=self.planned.get(event.sid) or None,
+                     visible=True)  # fmt: skip
         elif isinstance(event, pl.BlocksPushed):
             p.advance(self.tasks["current"], event.n)
         elif isinstance(event, pl.Recovered | pl.Pushed):
@@ -127,15 +128,16 @@ class RunView:
 
         if isinstance(event, pl.DatasetFinished):
             txs = f"{len(event.txids)} tx {event.txids[0] if event.txids else ''}".strip()
-            line = f"{event.action} {event.sid}: {txs} ({event.seconds:.1f} s)"
+            line = f"{event.action} {escape(event.sid)}: {txs} ({event.seconds:.1f} s)"
         elif isinstance(event, pl.DatasetFailed):
             line = f"[red]failed[/] {escape(event.sid)}: {escape(event.reason)}"
         elif isinstance(event, pl.Recovered):
-            line = f"recovered {event.kind} {event.sid}: {len(event.txids)} tx"
+            line = f"recovered {event.kind} {escape(event.sid)}: {len(event.txids)} tx"
         elif isinstance(event, pl.Pushed):
-            line = f"pushed {event.sid} to kubo {event.node}: {event.cid} ({event.blocks} blocks)"
+            line = (f"pushed {escape(event.sid)} to kubo {event.node}: {event.cid} "
+                    f"({event.blocks} blocks)")  # fmt: skip
         elif isinstance(event, pl.WaitingForConfirmations):
-            line = f"{event.sid}: {event.text} (at most {event.timeout:g} s)"
+            line = f"{escape(event.sid)}: {event.text} (at most {event.timeout:g} s)"
         else:
             return
         err_console.print(f"[dim]publish:[/] {line}", highlight=False, soft_wrap=True)
