@@ -150,6 +150,20 @@ def _check_listen(host: str, port: int) -> None:
         raise StartupError(f"cannot listen on {host}:{port}: {why}") from None
 
 
+def _check_peer_cache(settings: Settings) -> None:
+    """StartupError unless the peer cache's folder (used with peers and a size) can be made and
+    written to: the gateway would otherwise fail on its first read-through."""
+    if not settings.peer_urls or not settings.peer_cache_bytes:
+        return
+    path = settings.peer_cache_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise StartupError(f"peer_cache {path}: {exc.strerror or exc}") from None
+
+
 def _open_catalog(url: str) -> SqlCatalog:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -190,6 +204,7 @@ def preflight(
     and the ledger (None when not indexing and it cannot be opened). :class:`StartupError`
     says what is wrong."""
     _check_listen(host, port)
+    _check_peer_cache(settings)
     catalog = _open_catalog(catalog_url)
     try:
         ledger: Ledger | None = open_ledger(ledger_url, settings.home)

@@ -27,6 +27,14 @@ ACCESS_LOG_OPTION = typer.Option(False, "--access-log", help="Log every request.
 WORKERS_OPTION = typer.Option(
     1, "--workers", min=1, max=64, help="API processes (one per core serves the most requests)."
 )
+PEER_OPTION = typer.Option(
+    None,
+    "--peer",
+    metavar="URL",
+    help="Upstream peer (etdb node, kubo gateway, trustless gateway) the gateway and portal "
+    "read content this node does not hold through, verified; repeatable; replaces the setting "
+    "`peers`.",
+)
 
 
 def serve_command(
@@ -37,15 +45,23 @@ def serve_command(
     ledger: str | None = LEDGER_OPTION,
     access_log: bool = ACCESS_LOG_OPTION,
     workers: int = WORKERS_OPTION,
+    peer: list[str] | None = PEER_OPTION,
 ) -> None:
     """Serve the API (docs at /api/docs) and keep the catalog current with the ledger.
 
     Refuses to start (exit 2) on a setting it cannot use. /api/v1/health answers 200 "ok" or
     503 with the reason; /api/v1/status is 503 while the indexer is failed (it retries).
+    With upstream peers (--peer or `peers`), files this node does not hold are read through
+    them, every block verified, and kept in the peer cache (`peer_cache`, `peer_cache_size`).
     """
     from etdb.api.server import StartupError, serve
 
     s = settings(code=2)
+    if peer:
+        try:
+            s = s.with_peers(peer)
+        except ValueError as exc:
+            fail(str(exc), 2)
     port = s.port_number if port is None else port
     if not 0 <= port <= MAX_PORT:
         fail(f"port {port} is out of range (0-{MAX_PORT})", 2)

@@ -16,6 +16,14 @@ system paths: ``..`` is refused, and the blockstore is only ever read by CID.
 Errors are JSON (``{"error": {...}}``, as the API's), not portal pages: bad CID or path 400,
 not here 404, damaged content 500, too many streams 429.
 
+With upstream peers (the ``peers`` setting) the path gateway reads through them what this node
+does not hold (``content/readthrough.py``: verified, kept in the bounded peer cache, streams
+read ahead): ``GatewayState.store()``. Their failures are 502 (no peer could deliver a block,
+or every one lied), 503 (too many blocks waiting for them), 504 (a block took too long); once
+a file's bytes are being sent, an upstream failure aborts the stream (a truncated body, never
+wrong bytes). The trustless formats answer from ``GatewayState.held()`` only: this node's
+blockstore and cache, never its peers (why: ``gateway_trustless.py``).
+
 The trustless formats (``?format=raw|car``, ``Accept: application/vnd.ipld.raw|car``) are
 answered by a responder per format in :data:`FORMATS` (``gateway_trustless.py``); a format we
 do not make is a clear 400 (``?format=``) or 406 (``Accept``), so no client takes UnixFS bytes
@@ -37,7 +45,7 @@ from fastapi.responses import HTMLResponse, Response
 from etdb import __version__
 from etdb.api.errors import ApiError, BadParameter
 from etdb.config import Settings
-from etdb.content.blockstore import FSBlockstore
+from etdb.content.blockstore import BlockGetter, FSBlockstore
 from etdb.content.cid import CID, CIDError
 from etdb.content.errors import (
     BlockNotFoundError,
@@ -48,6 +56,7 @@ from etdb.content.errors import (
     PathNotFoundError,
 )
 from etdb.content.exporter import Kind, Node, iter_links, load_node, parse_path, resolve_node
+from etdb.content.readthrough import BlockHolder, ReadThrough, open_read_through, upstream_status
 from etdb.web.gateway_http import (
     ByteRange,
     RangeNotSatisfiable,
@@ -70,20 +79,16 @@ MAX_LISTING = 2000
 FORMATS: dict[str, Callable[..., Response]] = dict(RESPONDERS)
 
 
-class GatewayState:
-    """The blockstore (opened once, on first use if it did not exist at start) and the slots.
+class LocalBlocks:
+    """The node's blockstore, opened once, on first use after its folder exists: a server that
+    indexes but stores no content (no blockstore folder yet) still starts, and serves what
+    ``etdb add``/``etdb publish`` adds later. Without the folder every block is not found."""
 
-    A server that indexes but stores no content (no blockstore folder yet) still starts; its
-    gateway answers 404 until ``etdb add``/``etdb publish`` creates the store.
-    """
-
-    def __init__(self, path: Path, streams: int = DEFAULT_STREAMS) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.slots = StreamSlots(streams)
         self._store: FSBlockstore | None = None
         self._lock = threading.Lock()
 
-    @property
     def store(self) -> FSBlockstore | None:
         if self._store is None:
             with self._lock:
@@ -92,10 +97,53 @@ class GatewayState:
                     self._store = FSBlockstore(self.path, create=False)
         return self._store
 
+    def get(self, cid: CID) -> bytes:
+        store = self.store()
+        if store is None:
+            raise BlockNotFoundError(cid, "this server keeps no blockstore")
+        return store.get(cid)
+
+    def has(self, cid: CID) -> bool:
+        store = self.store()
+        return store is not None and store.has(cid)
+
+
+class GatewayState:
+    """What this server reads content through, what it answers other peers from, the slots.
+
+    Without ``peers`` both are the node's blockstore (None until its folder exists: 404).
+    With them, ``store()`` is a ``ReadThrough`` over the blockstore, the peer cache and the
+    peers, made here (the cache's folder is opened and scanned at start, not on a request),
+    and ``held()`` its blockstore and cache without the peers.
+    """
+
+    def __init__(self, settings: Settings, streams: int = DEFAULT_STREAMS) -> None:
+        self.local = LocalBlocks(settings.blockstore_path)
+        self.slots = StreamSlots(streams)
+        self._through: ReadThrough | None = None
+        if settings.peer_urls:
+            cache_bytes = settings.peer_cache_bytes
+            self._through = open_read_through(
+                self.local,
+                settings.peer_urls,
+                settings.peer_cache_path if cache_bytes else None,
+                cache_bytes,
+            )
+
+    def store(self) -> BlockGetter | None:
+        """The getter this server reads content through (files, listings, slices, the RPC
+        API): the read-through when it has peers, else its blockstore (None: it has none)."""
+        return self._through or self.local.store()
+
+    def held(self) -> BlockHolder | None:
+        """What this server holds: its blockstore and peer cache, never the network (what the
+        trustless gateway answers other peers from)."""
+        return self._through.held if self._through is not None else self.local.store()
+
 
 def install(app: FastAPI) -> None:
     ctx = app.state.etdb
-    ctx.extra["gateway_state"] = GatewayState(ctx.settings.blockstore_path, _streams(ctx.settings))
+    ctx.extra["gateway_state"] = GatewayState(ctx.settings, _streams(ctx.settings))
     for path in ("/ipfs/{cid}", "/ipfs/{cid}/{path:path}"):
         app.add_api_route(path, serve, methods=["GET", "HEAD"], include_in_schema=False)
 
@@ -126,7 +174,7 @@ def serve(request: Request, cid: str, path: str = "") -> Response:
         _, segments = parse_path(content_path)
     except InvalidPathError as exc:
         raise BadParameter("path", str(exc)) from None
-    store = state.store
+    store = state.store() if wanted is None else state.held()
     if store is None:
         raise ApiError(404, f"{root} is not stored on this server (it keeps no blockstore)")
     try:
@@ -137,12 +185,15 @@ def serve(request: Request, cid: str, path: str = "") -> Response:
             return _listing(request, store, node, root, segments)
         if node.kind == Kind.SYMLINK:
             raise ApiError(404, f"/{'/'.join(segments)} is a symlink; this gateway does not follow")
-        return _file(request, state, node, segments)
+        return _file(request, state.slots, store, node, segments)
     except (BlockNotFoundError, PathNotFoundError) as exc:
         raise ApiError(404, _not_found(exc, root), "path" if segments else "cid") from None
     except (CorruptBlockError, InvalidNodeError) as exc:
         raise ApiError(500, f"stored content is damaged: {exc}") from None
     except ContentError as exc:
+        status = upstream_status(exc)
+        if status is not None:
+            raise ApiError(status, f"cannot read {root} from the upstream peers: {exc}") from None
         raise ApiError(500, f"cannot read {root}: {exc}") from None
 
 
@@ -155,7 +206,9 @@ def _not_found(exc: ContentError, root: Any) -> str:
 # -- files ------------------------------------------------------------------------------------
 
 
-def _file(request: Request, state: GatewayState, node: Node, segments: list[str]) -> Response:
+def _file(
+    request: Request, slots: StreamSlots, store: BlockGetter, node: Node, segments: list[str]
+) -> Response:
     size = node.size or 0
     tag = f'"{node.cid}"'
     filename = request.query_params.get("filename")
@@ -189,21 +242,15 @@ def _file(request: Request, state: GatewayState, node: Node, segments: list[str]
         headers["Content-Range"] = wanted.content_range
     headers["Content-Length"] = str(end - start)
     return UnixFSStream(
-        _store(state),
+        store,
         node,
         start,
         end,
         status=status,
         headers=list(headers.items()),
-        slots=state.slots,
+        slots=slots,
         head=request.method == "HEAD",
     )
-
-
-def _store(state: GatewayState) -> FSBlockstore:
-    store = state.store
-    assert store is not None  # checked by serve() before resolving
-    return store
 
 
 def _truthy(value: str | None) -> bool:
@@ -214,7 +261,7 @@ def _truthy(value: str | None) -> bool:
 
 
 def _listing(
-    request: Request, store: FSBlockstore, node: Node, root: Any, segments: list[str]
+    request: Request, store: BlockGetter, node: Node, root: Any, segments: list[str]
 ) -> Response:
     tag = f'"DirIndex-{__version__}_CID-{node.cid}"'
     headers = {"ETag": tag, "Cache-Control": "public, max-age=3600"}

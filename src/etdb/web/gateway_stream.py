@@ -13,6 +13,10 @@ keeps returning quietly after a disconnect (uvicorn drops the bytes), so the res
 for ``http.disconnect`` on ``receive`` and then stops the worker thread at its next block read
 (``gateway_budget.py``, which also bounds the work any one response may do). A slow reader
 costs its one slot and no CPU: ``send`` waits while the socket's buffers are full.
+
+A file read through upstream peers (``content/readthrough.py``) is read ahead of the walk
+(``read_ahead``: the range's leaves as one verified stream from a peer); an upstream failure
+once the body has started ends it like a damaged block, aborted, with one warning line.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from etdb.content.blockstore import BlockGetter
+from etdb.content.errors import ContentError
 from etdb.content.exporter import Node, iter_file
+from etdb.content.readthrough import read_ahead, upstream_status
 from etdb.web.gateway_budget import BudgetSpent, ResponseBudget, StreamStopped
 
 __all__ = ["CHUNK", "SlotStream", "StreamSlots", "UnixFSStream", "batched", "too_many"]
@@ -131,6 +137,11 @@ class SlotStream(Response):
             # A hostile DAG, not a bug: one line, no traceback. Returning without the last body
             # message makes the server abort the connection (a truncated body).
             log.warning("gateway stream %s: %s", scope.get("path"), exc)
+        except ContentError as exc:
+            if upstream_status(exc) is None:
+                raise
+            # Peers that failed or lied, not a bug: likewise one line and a truncated body.
+            log.warning("gateway stream %s: upstream: %s", scope.get("path"), exc)
         finally:
             self.budget.stop()  # whatever happened, no thread goes on producing this body
             self.slots.release()
@@ -190,7 +201,8 @@ class UnixFSStream(SlotStream):
         self.start, self.end = start, end
 
     def pieces(self) -> Iterator[bytes | memoryview]:
-        return iter_file(self.budget.guard(self.store), self.node, self.start, self.end)
+        with read_ahead(self.store, self.node, self.start, self.end) as store:
+            yield from iter_file(self.budget.guard(store), self.node, self.start, self.end)
 
 
 async def too_many(send: Send, limit: int) -> None:

@@ -16,6 +16,13 @@ trust the node at all.
   work is bounded (``gateway_budget.py``): a ``dups=y`` CAR repeats blocks only up to a
   multiple of what it sent once, and a walk that reads without sending is ended.
 
+Only what this node holds is answered: its blockstore and its peer cache (``GatewayState.held``),
+never its upstream peers, whatever the ``peers`` setting says. These requests come from other
+peers' fetchers, and reading through for them would let two nodes that are each other's
+upstream bounce a request for a block neither holds back and forth for ever, and let any client
+make this node fetch (amplify) arbitrary blocks from its peers. A block not held is a 404; the
+peer asks its other sources.
+
 Status codes follow the spec: a bad CID or parameter 400, a CAR variant we cannot produce 406,
 a root or path not stored 404 (the path is resolved before the 200 is sent), ``Cache-Control:
 only-if-cached`` with the root absent 412, a block lost mid-stream an aborted connection (a
@@ -44,7 +51,7 @@ from etdb.web.gateway_http import content_disposition, etag_matches
 from etdb.web.gateway_stream import SlotStream, StreamSlots
 
 if TYPE_CHECKING:
-    from etdb.content.blockstore import FSBlockstore
+    from etdb.content.readthrough import BlockHolder
 
 __all__ = [
     "CAR",
@@ -163,14 +170,14 @@ def _common_headers(request: Request, wanted: Wanted, tag: str, roots: list[CID]
     return headers
 
 
-def _only_if_cached(request: Request, store: FSBlockstore, root: CID) -> None:
+def _only_if_cached(request: Request, store: BlockHolder, root: CID) -> None:
     if "only-if-cached" in request.headers.get("cache-control", "") and not store.has(root):
         raise ApiError(412, f"{root} is not stored on this server (only-if-cached)", "cid")
 
 
 def serve_raw(
     request: Request,
-    store: FSBlockstore,
+    store: BlockHolder,
     slots: StreamSlots,
     root: CID,
     segments: list[str],
@@ -250,7 +257,7 @@ def car_params(request: Request, wanted: Wanted) -> CarParams:
     return CarParams(scope, entity_bytes, variant.get("dups") == "y")  # type: ignore[arg-type]
 
 
-def resolve_roots(store: FSBlockstore, root: CID, segments: list[str]) -> list[Node]:
+def resolve_roots(store: BlockHolder, root: CID, segments: list[str]) -> list[Node]:
     """The node of each step of ``root/segments`` (what X-Ipfs-Roots lists); raises
     PathNotFoundError / BlockNotFoundError before anything is sent."""
     nodes = [load_node(store, root)]
@@ -268,7 +275,7 @@ def resolve_roots(store: FSBlockstore, root: CID, segments: list[str]) -> list[N
 
 def serve_car(
     request: Request,
-    store: FSBlockstore,
+    store: BlockHolder,
     slots: StreamSlots,
     root: CID,
     segments: list[str],
@@ -357,6 +364,6 @@ class CarStream(SlotStream):
         return _car_pieces(self.root, self.blocks)
 
 
-Responder = Callable[[Request, "FSBlockstore", StreamSlots, CID, list[str], Wanted], Response]
+Responder = Callable[[Request, "BlockHolder", StreamSlots, CID, list[str], Wanted], Response]
 #: ``format`` -> responder, installed into ``gateway.FORMATS``.
 RESPONDERS: dict[str, Responder] = {"raw": serve_raw, "car": serve_car}

@@ -16,6 +16,10 @@ through a volume re-renders nothing.
 No portal-scope check: like the gateway (``/ipfs/``), slices are addressed by CID, not by
 record; anyone holding the CID can fetch the bytes anyway, and the scope is a view, not access
 control (``scope.py``).
+
+Content is read through what the gateway reads through (``GatewayState.store()``): on a node
+with upstream peers, a file it does not hold is read from them, verified (the section read
+ahead as one stream), and their failures are 502/503/504 (``readthrough.UPSTREAM_ERRORS``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from etdb.content.errors import (
     NotAFileError,
     PathNotFoundError,
 )
+from etdb.content.readthrough import read_ahead, upstream_status
 from etdb.web.mrcslice import MrcError, MrcLayout, encode_png, read_layout, read_section
 from etdb.web.mrcslice import render_section as render
 
@@ -198,13 +203,14 @@ def _cached_layout(request: Request, layouts: SliceCache, value: str) -> MrcLayo
 
 
 def blockstore_of(request: Request) -> BlockGetter:
-    """The app's blockstore: ``extra["blockstore"]`` if a part (or a test) set one, else the
-    gateway's, else the settings' folder, opened once (read-only: a server never creates a
-    blockstore)."""
+    """What slices are read through: ``extra["blockstore"]`` if a part (or a test) set one,
+    else the gateway's ``store()`` (its blockstore, or its read-through when it has peers),
+    else the settings' folder, opened once (read-only: a server never creates a blockstore)."""
     extra: dict[str, Any] = request.app.state.etdb.extra
     store = extra.get("blockstore")
-    if store is None:  # the gateway's, when it has opened one (one handle per folder)
-        store = getattr(extra.get("gateway_state"), "store", None)
+    state = extra.get("gateway_state")
+    if store is None and state is not None:  # one handle per folder, one read-through per app
+        store = state.store()
     if store is None:
         with _STORE_LOCK:
             store = extra.get("blockstore")
@@ -270,12 +276,25 @@ def slice_image(
                 if want_info:
                     return JSONResponse({**layout.info(), "file": name}, headers=headers)
                 index = _section(layout, z_index, name)
-                png = encode_png(render(read_section(reader, layout, index, name=name), side))
+                png = encode_png(render(_read_section(store, reader, layout, index, name), side))
         images.put((cid, path, index, side), png, len(png))
     headers["Content-Disposition"] = f'inline; filename="{_png_name(name, index)}"'
     if layout.tilt_angles:
         headers["X-Tilt-Angle"] = f"{layout.tilt_angles[index]:g}"
     return Response(png, media_type="image/png", headers=headers)
+
+
+def _read_section(
+    store: BlockGetter, reader: exporter.UnixFSFileReader, layout: MrcLayout, z: int, name: str
+) -> Any:
+    """Section ``z``'s pixels, its bytes read ahead as one range (over the network: one stream,
+    not a round trip per leaf)."""
+    start = layout.section_offset(z)
+    with (
+        read_ahead(store, reader.node, start, start + layout.section_bytes) as ahead,
+        exporter.UnixFSFileReader(ahead, reader.node) as section_reader,
+    ):
+        return read_section(section_reader, layout, z, name=name)
 
 
 def _section(layout: MrcLayout, z: int | None, name: str) -> int:
@@ -299,8 +318,8 @@ def _content_errors(name: str) -> Iterator[None]:
         raise HTTPException(404, f"{name}: {exc}") from None
     except (InvalidPathError, NotAFileError, NotADirError) as exc:
         raise HTTPException(400, f"{name}: {exc}") from None
-    except ContentError as exc:  # corrupt or inconsistent blocks: our fault, not the client's
-        raise HTTPException(500, f"{name}: {exc}") from None
+    except ContentError as exc:  # upstream failures; corrupt or inconsistent blocks: ours
+        raise HTTPException(upstream_status(exc) or 500, f"{name}: {exc}") from None
 
 
 def _integer(name: str, text: str) -> int:
