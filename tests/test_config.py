@@ -126,6 +126,10 @@ def test_empty_etdb_home_is_an_error():
         ("multipart_expiry", "1e99", r"multipart_expiry='1e99' is not a number of seconds"),
         ("publishers", "FxYz, *", r"publishers: 'FxYz' is not a FLO address"),
         ("portal_publishers", "nobody", r"portal_publishers: 'nobody' is not a FLO address"),
+        ("peers", "http://a:1,ftp://b", r"setting peers: peer 'ftp://b' is not an http"),
+        ("peers", "http://a:99999", r"setting peers: peer 'http://a:99999' is not an http"),
+        ("peer_cache_size", "10 parsecs", r"peer_cache_size='10 parsecs' is not a size"),
+        ("peer_cache_size", "-1GiB", r"peer_cache_size='-1GiB' is not a size"),
     ],
 )
 def test_bad_values_are_errors(tmp_path, name, value, message):
@@ -163,3 +167,27 @@ def test_every_etdb_variable_in_the_repository_is_a_setting_or_listed():
         if not n.startswith(OTHER_ENV_PREFIXES) and n != "ETDB_REACT_LIST"  # a test constant
     }
     assert not stray, f"add to config.OTHER_ENV_VARS or make a setting: {sorted(stray)}"
+
+
+def test_peer_settings(tmp_path):
+    s = Settings(home=tmp_path, peers=" http://a:1/x , https://b ,http://a:1/x")
+    assert s.peer_urls == ("http://a:1/x", "https://b")  # in order, once each
+    assert s.peer_cache_path == tmp_path / "peer-cache"
+    assert s.peer_cache_bytes == 10 * 2**30
+    sizes = {"0": 0, "512": 512, "500MB": 500 * 10**6, "2 gib": 2 * 2**30, "1TiB": 2**40}
+    for text, size in sizes.items():
+        assert Settings(home=tmp_path, peer_cache_size=text).peer_cache_bytes == size
+    assert s.with_peers(["http://c"]).peer_urls == ("http://c",)
+    with pytest.raises(ConfigError, match="cannot hold a comma"):
+        s.with_peers(["http://c/a,b"])
+    with pytest.raises(ConfigError, match="is not an http"):
+        s.with_peers(["c.example"])
+
+
+def test_the_peer_cache_never_overlaps_the_blockstore(tmp_path):
+    # The cache evicts; the blockstore's blocks are the lab's data. Checked where it is used.
+    for cache in ("blocks", "blocks/cache", ".", str(tmp_path)):
+        with pytest.raises(ConfigError, match="overlaps the blockstore"):
+            Settings(home=tmp_path, peers="http://a", peer_cache=cache)
+    Settings(home=tmp_path, peer_cache="blocks")  # no peers: the cache is never used
+    Settings(home=tmp_path, peers="http://a", peer_cache="blocks", peer_cache_size="0")
