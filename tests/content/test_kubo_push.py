@@ -182,7 +182,7 @@ class LyingKubo(BaseHTTPRequestHandler):
             body = answers.get("pin/ls", b"")
         else:
             body = b"404 page not found"
-        status = 500 if b'"Message"' in body else 200
+        status = 500 if body.startswith(b'{"Message"') else 200
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -244,6 +244,9 @@ LIES: dict[str, tuple[Callable[[str, int], str], str, str]] = {
                 '"Code": 0, "Type": "error"}', PINNED, "refused the push of"),
     "not pinned after all": (lambda r, n: root_line(r) + "\n" + stats_line(n),
                              '{"Message": "path is not pinned", "Code": 0}', "does not list it"),
+    "error line": (lambda r, n: root_line(r) + "\n" + stats_line(n) + '\n{"Message": '
+                   '"provide: context canceled", "Code": 0, "Type": "error"}', PINNED,
+                   "reported an error importing"),
     "huge answer": (lambda r, n: root_line(r) + "\n" + " " * (2 << 20), PINNED, "over"),
     "nested too deep": (lambda r, n: "[" * 200_000 + "]" * 200_000, PINNED, "not JSON"),
     "refusal nested too deep": (lambda r, n: '{"Message": ' + "[" * 200_000 + "]" * 200_000

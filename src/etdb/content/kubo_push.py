@@ -225,7 +225,12 @@ def _ndjson(raw: bytes, shown: str) -> list[Any]:
 
 
 def _check_import(answer: list[Any], root: CID, sent: _Sent, shown: str) -> None:
-    """kubo's NDJSON: a ``Root`` per CAR root (its pin error, if any), then ``Stats``."""
+    """kubo's NDJSON: a ``Root`` per CAR root (its pin error, if any), then ``Stats``; an
+    error object among them (``{"Message": ..., "Type": "error"}``) fails the push."""
+    for line in answer:
+        if isinstance(line, dict) and line.get("Type") == "error":
+            said = quoted(str(line.get("Message")))
+            raise KuboError(f"{shown} reported an error importing {root}: {said}")
     roots = [_field(a, "Root") for a in answer]
     mine = [r for r in roots if same_cid(_field(r, "Cid").get("/"), root)]
     if not mine:
