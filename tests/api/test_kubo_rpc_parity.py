@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +32,14 @@ from etdb.content.cid import CID
 from etdb.content.exporter import resolve_node
 from etdb.content.tarstream import TarFormat, tar_stream
 from etdb.content.unixfs import Importer
-from tests.api.kubo_rpc_dataset import LEAF, LONG_DIRS, UNSAFE_LINKS, write_dataset
+from tests.api.kubo_rpc_dataset import (
+    FILES,
+    LEAF,
+    LONG_DIRS,
+    SAFE_LINKS,
+    UNSAFE_LINKS,
+    write_dataset,
+)
 from tests.content.peers_harness import EtdbNode
 from tests.kubo.daemon import KuboDaemon
 
@@ -299,3 +308,34 @@ def test_methods_other_than_post_are_refused_alike(pair: Pair) -> None:
             )
         )
         assert ours.headers["allow"] == theirs.headers["allow"]
+
+
+# -- kubo's own command line, pointed at etdb ------------------------------------------------------
+
+
+def test_kubos_own_cli_downloads_from_etdb(pair: Pair, tmp_path: Path) -> None:
+    """``ipfs --api <etdb>``: kubo's client (go-ipfs-cmds) and its tar extractor (boxo's, which
+    refuses unsafe paths) take etdb's answers as a kubo node's."""
+    env = {**os.environ, "IPFS_PATH": str(tmp_path / "no-repo")}
+    api = ["--api", f"/ip4/127.0.0.1/tcp/{pair.etdb.port}"]
+
+    def ipfs(*args: str) -> bytes:
+        done = subprocess.run(
+            [str(pair.kubo.binary), *api, *args], env=env, capture_output=True, timeout=WAIT
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        return done.stdout
+
+    for cid in (pair.v1, pair.v0):
+        dest = tmp_path / cid
+        ipfs("get", "-o", str(dest), cid)
+        for rel, data in FILES.items():
+            assert (dest / rel).read_bytes() == data, rel
+        for rel, target in SAFE_LINKS.items():
+            assert os.readlink(dest / rel) == target
+        assert not any(os.path.lexists(dest / rel) for rel in UNSAFE_LINKS)
+    series = FILES["tilt/series.mrc"]
+    got = ipfs("cat", "--offset", str(LEAF - 3), "--length", "9", f"{pair.v1}/tilt/series.mrc")
+    assert got == series[LEAF - 3 : LEAF + 6]
+    listed = ipfs("ls", f"{pair.v0}/tilt").decode().splitlines()
+    assert sorted(line.split()[-1] for line in listed) == ["empty.dat", "link-up", "series.mrc"]
