@@ -295,6 +295,26 @@ def test_ls_of_a_file_lists_its_chunks(served: Served) -> None:
     assert rpc(served, "ls", f"{served.v1}/notes.txt").json()["Objects"][0]["Links"] == []
 
 
+def test_a_node_with_an_upstream_serves_what_it_never_stored(
+    served: Served, tmp_path: Path
+) -> None:
+    """The RPC reads what the gateway's accessor gives: through upstream peers (``peers``),
+    every block verified, a file's range read ahead, nothing stored in the blockstore."""
+    home = tmp_path / "reader"
+    settings = {"peers": served.node.url, "peer_cache": str(home / "cache")}
+    with EtdbNode(tmp_path / "no-blocks", home, settings) as reader:
+        base = f"{reader.url}/api/v0"
+        for rel, data in FILES.items():
+            r = httpx.post(f"{base}/cat", params={"arg": f"{served.v0}/{rel}"}, timeout=WAIT)
+            assert r.status_code == 200 and r.content == data, rel
+        r = httpx.post(f"{base}/get", params={"arg": served.v1}, timeout=WAIT)
+        members = tar_of(r.content)
+        assert all(members[f"{served.v1}/{rel}"][1] == data for rel, data in FILES.items())
+        r = httpx.post(f"{base}/ls", params={"arg": served.v1}, timeout=WAIT)
+        assert r.json() == rpc(served, "ls", served.v1).json()
+    assert not (tmp_path / "no-blocks").exists()
+
+
 # -- errors, paths, methods ---------------------------------------------------------------------
 
 

@@ -58,7 +58,9 @@ from etdb.content.cid import CID
 from etdb.content.errors import BlockNotFoundError, ContentError
 from etdb.content.exporter import iter_file
 from etdb.content.nodes import Kind, Node
+from etdb.content.readthrough import read_ahead
 from etdb.content.tarstream import TarFormat, check_member, tar_stream
+from etdb.web.gateway_budget import ResponseBudget
 from etdb.web.gateway_stream import RETRY_AFTER, SlotStream, StreamSlots
 
 __all__ = ["MAX_LISTING", "MAX_LISTING_BYTES", "PREFIX", "install"]
@@ -214,27 +216,40 @@ def _compression(query: Query) -> int | None:
 # -- bodies (run in a worker thread, reading through the stream's budget) ----------------------
 
 
-def _cat_pieces(store: BlockGetter, parts: list[CatPart]) -> Iterator[bytes | memoryview]:
+class _Reading:
+    """What a streamed body reads through: the store, every read counted by the stream's
+    budget; a file's bytes read ahead when the store reads through upstream peers."""
+
+    def __init__(self, store: BlockGetter, budget: ResponseBudget) -> None:
+        self.raw = store
+        self.budget = budget
+        self.store = budget.guard(store)
+
+    def bytes_of(
+        self, node: Node, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes | memoryview]:
+        """A file's bytes, or a symlink's target (kubo reads a symlink as its target)."""
+        end = (node.size or 0) if end is None else end
+        if node.kind == Kind.SYMLINK:
+            assert node.unixfs is not None
+            yield (node.unixfs.data or b"")[start:end]
+            return
+        with read_ahead(self.raw, node, start, end) as store:
+            yield from iter_file(self.budget.guard(store), node, start, end)
+
+
+def _cat_pieces(read: _Reading, parts: list[CatPart]) -> Iterator[bytes | memoryview]:
     for part in parts:
-        yield from _bytes_of(store, part.node, part.start, part.end)
-
-
-def _bytes_of(store: BlockGetter, node: Node, start: int, end: int) -> Iterator[bytes | memoryview]:
-    """A file's bytes, or a symlink's target (kubo reads a symlink as its target)."""
-    if node.kind == Kind.SYMLINK:
-        assert node.unixfs is not None
-        yield (node.unixfs.data or b"")[start:end]
-    else:
-        yield from iter_file(store, node, start, end)
+        yield from read.bytes_of(part.node, part.start, part.end)
 
 
 def _get_pieces(
-    store: BlockGetter, node: Node, name: str, fmt: TarFormat, level: int | None, tar: bool
+    read: _Reading, node: Node, name: str, fmt: TarFormat, level: int | None, tar: bool
 ) -> Iterator[bytes | memoryview]:
     if level is not None and not tar:  # compress without archive: the file itself, gzipped
-        pieces: Iterable[bytes | memoryview] = _bytes_of(store, node, 0, node.size or 0)
+        pieces: Iterable[bytes | memoryview] = read.bytes_of(node)
     else:
-        pieces = tar_stream(store, node, name, fmt)
+        pieces = tar_stream(read.store, node, name, fmt, read_file=read.bytes_of)
     return pieces if level is None else _gzip(pieces, level)
 
 
@@ -248,11 +263,11 @@ def _gzip(pieces: Iterable[bytes | memoryview], level: int) -> Iterator[bytes]:
 
 
 def _ls_lines(
-    store: BlockGetter, args: list[str], nodes: list[Node], children: bool
+    read: _Reading, args: list[str], nodes: list[Node], children: bool
 ) -> Iterator[bytes]:
     """``stream=true``: one ``{"Objects": [{"Hash", "Links": [entry]}]}`` line per entry."""
     for arg, node in zip(args, nodes, strict=True):
-        for entry in ls_entries(store, node, children):
+        for entry in ls_entries(read.store, node, children):
             yield go_json({"Objects": [{"Hash": arg, "Links": [entry]}]})
 
 
@@ -297,14 +312,14 @@ class _Counted:
 class RpcStream(SlotStream):
     """A streamed answer (cat, get, ls with stream=true) holding one of the gateway's slots.
 
-    ``body(store)`` makes the pieces, reading through ``store`` guarded by the stream's budget.
+    ``body(read)`` makes the pieces, reading through ``read`` (a :class:`_Reading`).
     A content error mid-stream (a block gone, damaged, a hostile name in a tar) is logged on
     one line and cuts the connection: the client sees a truncated body.
     """
 
     def __init__(
         self,
-        body: Callable[[BlockGetter], Iterable[bytes | memoryview]],
+        body: Callable[[_Reading], Iterable[bytes | memoryview]],
         store: BlockGetter,
         slots: StreamSlots,
         headers: list[tuple[str, str]],
@@ -316,7 +331,7 @@ class RpcStream(SlotStream):
         self.store = store
 
     def pieces(self) -> Iterator[bytes | memoryview]:
-        return iter(self.body(self.budget.guard(self.store)))
+        return iter(self.body(_Reading(self.store, self.budget)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.head and self.slots.active >= self.slots.limit:
@@ -347,9 +362,7 @@ def _content(request: Request) -> tuple[BlockGetter, StreamSlots]:
     state = request.app.state.etdb.extra.get("gateway_state")
     if state is None:
         raise RpcError("this server serves no content (its gateway part is not installed)")
-    store = state.store
-    store = store() if callable(store) else store  # a property until the read-through lands
-    return store or EMPTY_STORE, state.slots
+    return state.store() or EMPTY_STORE, state.slots
 
 
 def go_json(value: Any) -> bytes:

@@ -35,11 +35,12 @@ the leaf being copied; file bytes are never gathered.
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 
 from etdb.content.blockstore import BlockGetter
@@ -72,6 +73,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _INT64 = 1 << 63
 
 
+#: A file's bytes, given its node.
+FileReader = Callable[[Node], Iterable[bytes | memoryview]]
+
+
 class TarFormat(Enum):
     PAX = "pax"  # kubo's transport format (archive=false)
     USTAR = "ustar"  # archive=true: USTAR, PAX only where USTAR cannot hold an entry
@@ -84,9 +89,14 @@ def tar_stream(
     fmt: TarFormat = TarFormat.PAX,
     *,
     now_ns: int | None = None,
+    read_file: FileReader | None = None,
 ) -> Iterator[bytes | memoryview]:
-    """The tar of ``root`` (file, directory or symlink) named ``name``, piece by piece."""
+    """The tar of ``root`` (file, directory or symlink) named ``name``, piece by piece.
+
+    ``read_file(node)`` gives a file's bytes (default: ``iter_file`` over ``store``; a server
+    passes one that reads ahead from its upstream peers)."""
     now = time.time_ns() if now_ns is None else now_ns
+    read = read_file or functools.partial(iter_file, store)
     check_member(name)
     for path, node in _entries(store, root, name):
         if node.kind == Kind.SYMLINK:
@@ -101,7 +111,7 @@ def tar_stream(
         else:
             size = node.size or 0
             yield _header(path, node, size, "", fmt, now)
-            yield from _file_data(store, node, size)
+            yield from _file_data(read(node), node, size)
     yield bytes(2 * BLOCK)  # end of archive; Go pads no further
 
 
@@ -177,10 +187,12 @@ def check_member(name: str, where: str = "the requested path", path: str | None 
         raise UnsafeExportError(f"{where}: member path longer than {MAX_PATH} bytes")
 
 
-def _file_data(store: BlockGetter, node: Node, size: int) -> Iterator[bytes | memoryview]:
+def _file_data(
+    pieces: Iterable[bytes | memoryview], node: Node, size: int
+) -> Iterator[bytes | memoryview]:
     """The file's bytes, exactly ``size`` of them, then zeros to the next block boundary."""
     sent = 0
-    for piece in iter_file(store, node):
+    for piece in pieces:
         sent += len(piece)
         if sent > size:
             raise InvalidNodeError(node.cid, f"file holds more than the {size} bytes it declares")
