@@ -278,6 +278,36 @@ def test_waiting_is_bounded_in_time_and_in_number(
         assert all(not f.done() for f in futures)
 
 
+def test_a_block_no_peer_delivered_is_not_asked_again_at_once(
+    upstream: tuple[Path, CID, bytes], through: list[ReadThrough], tmp_path: Path
+) -> None:
+    # A burst of requests for a block nobody has (a page reloaded, a player retrying) costs
+    # the peers one request, not one each.
+    store, _, _ = upstream
+    log = tmp_path / "requests.log"
+    [(missing, _block)] = blocks_of(1, 1000, seed=99)
+    with BlockServer(store, log=log) as server:
+        rt = read_through(through, [server.url], None)
+        for _ in range(5):
+            with pytest.raises(FetchError, match="not found"):
+                rt.get(missing)
+    assert [c for _, c in read_log(log)] == [str(missing)]
+
+
+def test_a_caller_may_wait_less_and_the_fetch_goes_on(
+    upstream: tuple[Path, CID, bytes], through: list[ReadThrough], tmp_path: Path
+) -> None:
+    store, cid, _ = upstream
+    log = tmp_path / "requests.log"
+    leaf = leaf_cids(store, cid)[5]
+    with BlockServer(store, delay=2.0, log=log) as slow:
+        rt = read_through(through, [slow.url], None)
+        with pytest.raises(UpstreamTimeout, match=r"within 0\.2 s"):
+            rt.waiting(0.2).get(leaf)  # a page: it would rather show "not available"
+        assert CID.hash(rt.get(leaf), codec=RAW) == leaf  # the same fetch, finished
+    assert [c for _, c in read_log(log)] == [str(leaf)]
+
+
 def test_held_blocks_never_ask_the_network(
     upstream: tuple[Path, CID, bytes], through: list[ReadThrough], tmp_path: Path
 ) -> None:

@@ -14,8 +14,12 @@ Bounds, because every request may name a block nobody holds:
   ``MAX_PENDING_PER_FETCH * concurrency`` blocks waiting for one; past that ``UpstreamBusy``;
 * one fetch per CID at a time: requests wanting a block already being fetched wait for that
   fetch (per process; several ``--workers`` may each fetch it once);
-* a request waits at most ``wait`` seconds for a block (``UpstreamTimeout``); one block request
-  takes at most ``UPSTREAM_TIMEOUT`` seconds and each peer ``UPSTREAM_RETRIES`` more tries.
+* a request waits at most ``wait`` seconds for a block (``UpstreamTimeout``; a caller that must
+  answer sooner, a page, asks through ``waiting_at_most``); one block request takes at most
+  ``UPSTREAM_TIMEOUT`` seconds and each peer ``UPSTREAM_RETRIES`` more tries;
+* a block no peer could deliver is answered with that failure for ``FAILURE_MEMORY`` seconds
+  (``FAILURES_KEPT`` of them at most) instead of asking the peers again for every request of a
+  burst (a page reloaded, a player retrying).
 
 Streams read ahead (``reading``): the exporter reads a file's leaves one after another, and one
 upstream round trip per 256 KiB leaf would be slow. A read-ahead (``readahead.py``) plans the
@@ -34,7 +38,8 @@ import contextlib
 import logging
 import queue
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +64,7 @@ __all__ = [
     "open_read_through",
     "read_ahead",
     "upstream_status",
+    "waiting_at_most",
 ]
 
 #: Upstream block requests at once, per server process.
@@ -71,6 +77,9 @@ UPSTREAM_TIMEOUT = 10.0
 UPSTREAM_RETRIES = 1
 #: The longest a request waits for one block, however many peers and tries that takes.
 DEFAULT_WAIT = 60.0
+#: Seconds a block no peer could deliver is answered with that failure without asking again.
+FAILURE_MEMORY = 10.0
+FAILURES_KEPT = 1024
 #: Read-aheads (one CAR stream each) at once, per server process.
 READAHEAD_STREAMS = 4
 #: File ranges shorter than this are read block by block (a video's seek, an MRC header).
@@ -214,6 +223,7 @@ class ReadThrough:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="etdb-readthrough")
         self._max_pending = MAX_PENDING_PER_FETCH * concurrency
         self._inflight: dict[CID, Future[bytes]] = {}
+        self._failed: OrderedDict[CID, tuple[float, Future[bytes]]] = OrderedDict()  # until when
         self._lock = threading.Lock()
         self._readaheads = threading.BoundedSemaphore(readahead_streams)
 
@@ -228,6 +238,11 @@ class ReadThrough:
     def has(self, cid: CID) -> bool:
         """Whether the block is held here (the upstream peers are not asked)."""
         return self.held.has(cid)
+
+    def waiting(self, seconds: float) -> BlockGetter:
+        """This getter, but waiting at most ``seconds`` for a block (``UpstreamTimeout``); the
+        fetch goes on, so the block is there for the next request."""
+        return _Waiting(self, seconds)
 
     def get_many(self, cids: Iterable[CID]) -> Iterator[tuple[CID, bytes]]:
         """``(cid, block)`` for each CID, in order, up to ``concurrency`` fetched at once."""
@@ -271,6 +286,10 @@ class ReadThrough:
             future = self._inflight.get(cid)
             if future is not None:
                 return future
+            failed = self._failed.pop(cid, None)
+            if failed is not None and time.monotonic() < failed[0]:
+                self._failed[cid] = failed
+                return failed[1]
             if len(self._inflight) >= self._max_pending:
                 raise UpstreamBusy(
                     f"block {cid}: {len(self._inflight)} blocks are waiting for the upstream "
@@ -290,22 +309,46 @@ class ReadThrough:
         return block
 
     def _forget(self, cid: CID, future: Future[bytes]) -> None:
+        """A fetch ended: no longer in flight; remembered a while if no peer delivered."""
         with self._lock:
             if self._inflight.get(cid) is future:
                 del self._inflight[cid]
+            if not future.cancelled() and isinstance(future.exception(), FetchError):
+                self._failed[cid] = (time.monotonic() + FAILURE_MEMORY, future)
+                while len(self._failed) > FAILURES_KEPT:
+                    self._failed.popitem(last=False)
 
-    def _result(self, cid: CID, future: Future[bytes]) -> bytes:
+    def _result(self, cid: CID, future: Future[bytes], wait: float | None = None) -> bytes:
+        wait = self.wait if wait is None else wait
         try:
-            return future.result(timeout=self.wait)
+            return future.result(timeout=wait)
         except TimeoutError:
             raise UpstreamTimeout(
-                f"block {cid}: not delivered by the upstream peers within {self.wait:g} s"
+                f"block {cid}: not delivered by the upstream peers within {wait:g} s"
             ) from None
         except CancelledError:
             raise FetchError(cid, {}, "the server is shutting down") from None
 
     def _ready(self, cid: CID, block: bytes | Future[bytes]) -> tuple[CID, bytes]:
         return cid, block if isinstance(block, bytes) else self._result(cid, block)
+
+
+class _Waiting:
+    """A read-through that waits at most ``seconds`` for a block (``ReadThrough.waiting``)."""
+
+    def __init__(self, through: ReadThrough, seconds: float) -> None:
+        self.through, self.seconds = through, seconds
+
+    def get(self, cid: CID) -> bytes:
+        block = self.through.held.find(cid)
+        if block is not None:
+            return block
+        return self.through._result(cid, self.through._fetch(cid), self.seconds)
+
+
+def waiting_at_most(getter: BlockGetter, seconds: float) -> BlockGetter:
+    """``getter``, waiting at most ``seconds`` for a block if it reads through peers."""
+    return getter.waiting(seconds) if isinstance(getter, ReadThrough) else getter
 
 
 def read_ahead(

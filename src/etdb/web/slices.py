@@ -46,7 +46,7 @@ from etdb.content.errors import (
     NotAFileError,
     PathNotFoundError,
 )
-from etdb.content.readthrough import read_ahead, upstream_status
+from etdb.content.readthrough import read_ahead, upstream_status, waiting_at_most
 from etdb.web.mrcslice import MrcError, MrcLayout, encode_png, read_layout, read_section
 from etdb.web.mrcslice import render_section as render
 
@@ -72,6 +72,9 @@ CACHE_BYTES = 64 << 20
 LAYOUT_ENTRIES = 256
 IMMUTABLE = f"public, max-age={365 * 24 * 3600}, immutable"
 MAX_SIDECAR = 64 << 10  # a .rawtlt lists one angle per line: a few hundred bytes
+#: Seconds the dataset page waits for a file's header from upstream peers before it lists the
+#: file as not available (the fetch goes on: the next view has it).
+PAGE_WAIT = 3.0
 #: Record file subtypes the viewer shows (lower case), in the order it lists them.
 VIEWABLE = {"reconstruction": 0, "tiltseries": 1}
 MRC_SUFFIXES = (".mrc", ".rec", ".st", ".ali", ".preali", ".mrcs", ".map")
@@ -150,7 +153,8 @@ def slice_viewer(request: Request, artifact: Mapping[str, Any]) -> dict[str, Any
     The dataset page passes it as ``slice_viewer`` (it is plain JSON, fit for the page's
     twin too). The file and section come from the page's ``slice_file`` and ``z`` query
     parameters, so the viewer works without JavaScript (its form reloads the page); headers
-    are read through the layout cache, and a file this server does not hold is listed with
+    are read through the layout cache, and a file this server does not hold (or, read through
+    upstream peers, cannot get within ``PAGE_WAIT`` seconds) is listed with
     ``available: false`` instead of failing the page.
     """
     files = viewable_files(artifact)
@@ -192,7 +196,7 @@ def _cached_layout(request: Request, layouts: SliceCache, value: str) -> MrcLayo
     if layout is not None:
         return layout
     try:
-        store = blockstore_of(request)
+        store = waiting_at_most(blockstore_of(request), PAGE_WAIT)
         with exporter.open_file(store, value) as reader:
             layout = read_layout(reader, reader.size, name=path or cid)
         layout = _with_sidecar_angles(store, cid, path, layout)
