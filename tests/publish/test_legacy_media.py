@@ -266,11 +266,11 @@ def test_a_conversion_that_never_ends_is_killed_and_leaves_nothing(tmp_path):
 
 
 def test_a_probe_that_never_ends_is_the_files_problem(tmp_path):
-    fifo, done, writer = _stalled_flv(tmp_path)
-    fifo.unlink()
-    os.mkfifo(fifo)  # this time nobody ever writes: ffmpeg blocks opening it
-    done.set()
-    writer.join(timeout=30)
+    fifo = tmp_path / "data" / "ab-1" / "keymov_ab-1.flv"
+    fifo.parent.mkdir(parents=True)
+    # Nobody ever writes: ffmpeg blocks opening it. (Not _stalled_flv's FIFO replaced: its
+    # writer thread, if slow to start, would open the new FIFO and feed ffmpeg after all.)
+    os.mkfifo(fifo)
     reason = transcode.flv_problem(fifo, timeout=2) or ""
     assert "not a readable video" in reason and "did not finish within 2 s" in reason
     assert _nobody_reads(fifo)
