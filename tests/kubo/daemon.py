@@ -62,22 +62,28 @@ class KuboDaemon:
         daemon.cli("init", "--profile=test", "--empty-repo")
         for key, value in (config or {}).items():
             daemon.cli("config", "--json", key, json.dumps(value))
-        with open(daemon._log, "wb") as log:
-            daemon.process = subprocess.Popen(
-                [str(binary), "daemon", "--enable-gc=false"],
-                env=daemon._env(),
+        daemon.restart()
+        return daemon
+
+    def restart(self) -> None:
+        """Run ``ipfs daemon`` on this repo (again, after ``stop`` or a kill: same peer ID and
+        blocks, new ports), and wait until it is ready."""
+        self.stop()
+        with open(self._log, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(self.binary), "daemon", "--enable-gc=false"],
+                env=self._env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         try:
-            daemon._wait_ready()
-            daemon.peer_id = json.loads(daemon.cli("id").stdout)["ID"]
+            self._wait_ready()
+            self.peer_id = json.loads(self.cli("id").stdout)["ID"]
         except BaseException:
-            daemon.stop()
+            self.stop()
             raise
-        return daemon
 
     def _env(self) -> dict[str, str]:
         # No telemetry plugin phoning home, no colour codes in the log we parse.

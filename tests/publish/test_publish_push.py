@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +57,6 @@ def kill(daemon: KuboDaemon) -> None:
     os.killpg(daemon.process.pid, signal.SIGKILL)
     daemon.process.wait(timeout=20)
     daemon.process = None
-
-
-def restart(daemon: KuboDaemon) -> None:
-    """Start ``ipfs daemon`` again on the same repo (same peer ID, new ports): what an operator
-    does after kubo went down. (tests/kubo's KuboDaemon only starts fresh repos.)"""
-    with open(daemon.repo / "daemon.log", "wb") as log:
-        daemon.process = subprocess.Popen(
-            [str(daemon.binary), "daemon", "--enable-gc=false"],
-            env=daemon._env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    daemon._wait_ready()
 
 
 # -- the journal's pushes (no kubo) ---------------------------------------------------------------
@@ -163,7 +147,7 @@ def test_kubo_stopped_mid_push_then_the_rerun_completes(tmp_path, lab, kubo_fact
     assert len(lab.entries()) == 1  # nothing on the ledger for what kubo does not have
     assert not any(isinstance(e, BlocksPushed) and e.sid == "ds-3" for e in lab.events)
 
-    restart(daemon)  # same repo, same peer ID, new port
+    daemon.restart()  # same repo, same peer ID, new port
     lab.events.clear()
     with KuboApi(daemon.api_url) as kubo:
         again = lab.publisher(source, kubo=kubo)
