@@ -31,7 +31,7 @@ test: $(STAMP) lint
 	-$(BIN)/python -m tests.content.references --install
 	-$(BIN)/python -m tests.kubo.build --install
 	-$(BIN)/python -m tests.web.helia_client --install
-	-$(BIN)/python -m tests.api.kubo_rpc_clients --install
+	-$(BIN)/python -m tests.web.kubo_rpc_clients --install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PostgreSQL and MariaDB on 127.0.0.1:5432 / 3306 for the database suites (Debian packages;
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/publish.py --write docs/benchmarks.md
 	$(BIN)/python bench/portal.py --write docs/benchmarks.md
 	$(BIN)/python bench/download.py --write docs/benchmarks.md
+	$(BIN)/python bench/readthrough.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -3,7 +3,7 @@
 Trees are imported by etdb's own importer into a real in-memory blockstore from files written
 here, so expected names, kinds and bytes come from the disk; hostile trees are built with the
 project's dag-pb code, as anyone could publish them. The byte-level comparison with kubo's own
-tar is in tests/api/test_kubo_rpc_parity.py.
+tar is in tests/web/test_kubo_rpc_parity.py.
 """
 
 from __future__ import annotations

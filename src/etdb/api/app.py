@@ -28,7 +28,7 @@ from etdb.index.query import CatalogReader
 from etdb.ledger import Ledger
 
 OPENAPI_URL = "/api/openapi.json"
-#: Response headers browsers may read: the API's, and those kubo RPC clients read (kubo_rpc.py).
+#: Response headers browsers may read: the API's, and those kubo RPC clients read (web/kubo_rpc.py).
 EXPOSED_HEADERS = ("ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated")
 RPC_HEADERS = ("X-Stream-Output", "X-Chunked-Output", "X-Content-Length")
 
@@ -38,7 +38,7 @@ PARTS: dict[str, str] = {
     "compat": "etdb.api.compat:router",
     "docs": "etdb.api.docs:install",
     "gateway": "etdb.web.gateway:install",  # /ipfs/<cid>/<path>
-    "kubo_rpc": "etdb.api.kubo_rpc:install",  # POST /api/v0/{get,cat,ls,version} (needs gateway)
+    "kubo_rpc": "etdb.web.kubo_rpc:install",  # POST /api/v0/{get,cat,ls,version} (needs gateway)
     "portal": "etdb.web:install",  # / (catch-all: keep last)
 }
 DEFAULT_PARTS: tuple[str, ...] = tuple(PARTS)

@@ -42,17 +42,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from etdb import __version__
-from etdb.api.kubo_rpc_query import COMMANDS, Query, QueryError, parse_query
-from etdb.api.kubo_rpc_unixfs import (
-    EMPTY_STORE,
-    CatPart,
-    RpcError,
-    announced_size,
-    cat_plan,
-    ls_entries,
-    resolve,
-    split_path,
-)
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID
 from etdb.content.errors import BlockNotFoundError, ContentError
@@ -62,6 +51,17 @@ from etdb.content.readthrough import read_ahead
 from etdb.content.tarstream import TarFormat, check_member, tar_stream
 from etdb.web.gateway_budget import ResponseBudget
 from etdb.web.gateway_stream import RETRY_AFTER, SlotStream, StreamSlots
+from etdb.web.kubo_rpc_query import COMMANDS, Query, QueryError, parse_query
+from etdb.web.kubo_rpc_unixfs import (
+    EMPTY_STORE,
+    CatPart,
+    RpcError,
+    announced_size,
+    cat_plan,
+    ls_entries,
+    resolve,
+    split_path,
+)
 
 __all__ = ["MAX_LISTING", "MAX_LISTING_BYTES", "PREFIX", "install"]
 

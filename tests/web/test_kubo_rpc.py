@@ -28,12 +28,13 @@ import httpx
 import pytest
 
 from etdb import __version__
-from etdb.api.kubo_rpc import MAX_LISTING, MAX_LISTING_BYTES
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.cid import CID
 from etdb.content.tarstream import MAX_PATH
 from etdb.content.unixfs import Importer
-from tests.api.kubo_rpc_dataset import (
+from etdb.web.kubo_rpc import MAX_LISTING, MAX_LISTING_BYTES
+from tests.content.peers_harness import EtdbNode
+from tests.web.kubo_rpc_dataset import (
     FILES,
     LEAF,
     SAFE_LINKS,
@@ -42,7 +43,6 @@ from tests.api.kubo_rpc_dataset import (
     build_hostile,
     write_dataset,
 )
-from tests.content.peers_harness import EtdbNode
 
 LIMIT = 2  # the node's gateway_streams
 WAIT = 60.0  # "eventually": generous, for a loaded 2-core machine

@@ -1,6 +1,6 @@
 """The real kubo RPC clients for the RPC tests, installed by this harness itself.
 
-``tests/api/kubo_rpc_clients/``: ``package.json`` pins ``ipfs-api`` 22.3.0 (the last 22.x, what
+``tests/web/kubo_rpc_clients/``: ``package.json`` pins ``ipfs-api`` 22.3.0 (the last 22.x, what
 the original ETDB-downloads CLI calls ``files.getReadableStream`` and ``ls`` with) and
 ``kubo-rpc-client`` 7.1.0; ``clients.mjs`` runs a list of calls of either against one server.
 ipfs-api 22's ``libp2p-crypto`` names ``webcrypto-shim`` by a GitHub URL, which needs git and
@@ -11,7 +11,7 @@ does): under a file lock, with a stamp (the package.json's hash) written only af
 both modules load, so installing is idempotent and parallel test processes do not race.
 ``npm install --ignore-scripts``: no native build is needed.
 
-``python -m tests.api.kubo_rpc_clients --install`` pre-installs (``make test`` does); the tests
+``python -m tests.web.kubo_rpc_clients --install`` pre-installs (``make test`` does); the tests
 use :func:`rpc_clients`, which skips (laptop) or fails (CI) when they cannot be prepared.
 """
 

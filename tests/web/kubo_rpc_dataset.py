@@ -13,11 +13,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from etdb.api.kubo_rpc import MAX_LISTING_BYTES
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.cid import CID, DAG_PB, RAW
 from etdb.content.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
 from etdb.content.tarstream import MAX_PATH
+from etdb.web.kubo_rpc import MAX_LISTING_BYTES
 
 LONG_DIRS = "d" * 60 + "/" + "e" * 60
 FILES = {

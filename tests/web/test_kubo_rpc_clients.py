@@ -29,8 +29,9 @@ from etdb import __version__
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_unixfs
 from etdb.content.unixfs import Importer
-from tests.api.kubo_rpc_clients import RpcClients, rpc_clients
-from tests.api.kubo_rpc_dataset import (
+from tests.client.nodes import Node, make_demo_home, run_etdb
+from tests.web.kubo_rpc_clients import RpcClients, rpc_clients
+from tests.web.kubo_rpc_dataset import (
     FILES,
     LEAF,
     SAFE_LINKS,
@@ -39,7 +40,6 @@ from tests.api.kubo_rpc_dataset import (
     put_raw,
     write_dataset,
 )
-from tests.client.nodes import Node, make_demo_home, run_etdb
 
 LEGACY, MODERN = "ipfs-api", "kubo-rpc-client"
 

@@ -1,4 +1,4 @@
-// The real kubo RPC clients against one server, for tests/api/test_kubo_rpc_clients.py:
+// The real kubo RPC clients against one server, for tests/web/test_kubo_rpc_clients.py:
 // ipfs-api 22 (what the original ETDB-downloads CLI uses) and kubo-rpc-client.
 //
 //   node clients.mjs API_URL SECONDS OPS_JSON

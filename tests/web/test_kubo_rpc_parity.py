@@ -32,7 +32,9 @@ from etdb.content.cid import CID
 from etdb.content.exporter import resolve_node
 from etdb.content.tarstream import TarFormat, tar_stream
 from etdb.content.unixfs import Importer
-from tests.api.kubo_rpc_dataset import (
+from tests.content.peers_harness import EtdbNode
+from tests.kubo.daemon import KuboDaemon
+from tests.web.kubo_rpc_dataset import (
     FILES,
     LEAF,
     LONG_DIRS,
@@ -40,8 +42,6 @@ from tests.api.kubo_rpc_dataset import (
     UNSAFE_LINKS,
     write_dataset,
 )
-from tests.content.peers_harness import EtdbNode
-from tests.kubo.daemon import KuboDaemon
 
 pytestmark = pytest.mark.kubo
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etdb.api.kubo_rpc_query import go_quote
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID, DAG_PB, RAW, CIDError
 from etdb.content.dagpb import DagPBError, UnixFSType, decode_node, decode_unixfs
@@ -30,6 +29,7 @@ from etdb.content.errors import BlockNotFoundError, InvalidNodeError
 from etdb.content.exporter import iter_links, lookup
 from etdb.content.nodes import Kind, Node, load_node
 from etdb.content.tarstream import unixfs_mtime
+from etdb.web.kubo_rpc_query import go_quote
 
 __all__ = [
     "EMPTY_STORE",
