@@ -174,6 +174,8 @@ def serve(request: Request, cid: str, path: str = "") -> Response:
         _, segments = parse_path(content_path)
     except InvalidPathError as exc:
         raise BadParameter("path", str(exc)) from None
+    # Trustless requests (other peers' fetchers) get held blocks only, never the upstream
+    # peers: no loops between nodes, no amplification (gateway_trustless.py's docstring).
     store = state.store() if wanted is None else state.held()
     if store is None:
         raise ApiError(404, f"{root} is not stored on this server (it keeps no blockstore)")
