@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 
 from etdb.content.blockstore import FSBlockstore
-from etdb.content.cid import CID, RAW
+from etdb.content.cid import CID, DAG_PB, RAW
+from etdb.content.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
 from etdb.content.errors import BlockNotFoundError
 from etdb.content.exporter import iter_file, resolve_node
 from etdb.content.fetch import FetchError
 from etdb.content.filefetch import plan_file
 from etdb.content.peercache import LOW_WATER, STALE_TEMP_AGE, TEMP_PREFIX, PeerCache
 from etdb.content.readthrough import (
+    READAHEAD_STREAMS,
     HeldBlocks,
     ReadThrough,
     UpstreamBusy,
@@ -355,15 +357,66 @@ def test_read_ahead_streams_the_range_as_one_verified_car(
 def test_read_ahead_from_a_peer_lying_mid_stream_gives_the_right_bytes(
     upstream: tuple[Path, CID, bytes], node_a: EtdbNode, through: list[ReadThrough], tmp_path: Path
 ) -> None:
-    # The proxy flips a byte of the 4th block of every CAR stream: it is dropped, the rest of
-    # the file comes from the honest node.
-    _, cid, data = upstream
+    # The proxy flips a byte of the 4th block of every CAR stream (its raw blocks are honest):
+    # the read-ahead stops at the lie, the rest comes block by block, verified, and the liar
+    # is not asked for CARs again. Fails without the CAR reader's verification.
+    store, cid, data = upstream
     with CarProxy(node_a.url, corrupt_block=4) as liar:
         rt = read_through(through, [liar.url, node_a.url], tmp_path / "cache")
         rt.fetcher.peer_set.peers[1].ewma_seconds = 1.0  # the liar is asked first
         assert read_all(rt, cid) == data
-        stats = {s.url: s for s in rt.fetcher.peers()}
-    assert stats[liar.url].dropped and stats[liar.url].lies == 1
+        assert rt.fetcher.peer_set.peers[0].serves_car is False
+    rt.held.flush()
+    cache = rt.held.cache
+    assert cache is not None
+    for leaf in leaf_cids(store, cid):
+        block = cache.get(leaf)
+        assert block is None or CID.hash(block, codec=RAW) == leaf  # nothing wrong was kept
+
+
+def repeating_dag(store_path: Path, levels: int, fanout: int, leaf: bytes) -> CID:
+    """A file of ``levels`` levels whose every node links ``fanout`` times to one child: a
+    few blocks naming ``fanout ** levels`` leaf positions."""
+    with FSBlockstore(store_path) as store:
+        child, size = CID.hash(leaf, codec=RAW), len(leaf)
+        store.put(child, leaf)
+        for _ in range(levels):
+            data = encode_unixfs(
+                UnixFSData(UnixFSType.FILE, filesize=size * fanout, blocksizes=(size,) * fanout)
+            )
+            block = encode_node(
+                PBNode(tuple(PBLink(child, None, size) for _ in range(fanout)), data)
+            )
+            child, size = CID.hash(block, codec=DAG_PB), size * fanout
+            store.put(child, block)
+    return child
+
+
+def test_a_dag_naming_exponentially_many_leaves_is_read_ahead_without_listing_them(
+    through: list[ReadThrough], tmp_path: Path
+) -> None:
+    # Hostile: 5 levels of 1000 links to one child name 10^15 leaf positions over 6 blocks.
+    # A read-ahead that lists the file's leaves first (filefetch.plan_file) never finishes
+    # that list (nor stops filling memory); this one streams the range asked for, and is
+    # over when the reading is. Fails with a plan-first read-ahead (its slot never comes back).
+    leaf = bytes(range(256)) * 4
+    root = repeating_dag(tmp_path / "blocks", 5, 1000, leaf)
+    got: list[bytes] = []
+    with EtdbNode(tmp_path / "blocks", tmp_path / "node") as node:
+        rt = read_through(through, [node.url], None)
+        reader = threading.Thread(
+            target=lambda: got.append(read_all(rt, root, 0, 2 << 20)), daemon=True
+        )
+        reader.start()
+        reader.join(180)
+        assert not reader.is_alive(), "the read did not finish"
+        assert got == [(leaf * 2048)]
+        slots = rt._readaheads  # every read-ahead has ended: all slots free
+        free = 0
+        deadline = time.monotonic() + 30
+        while free < READAHEAD_STREAMS and time.monotonic() < deadline:
+            free += slots.acquire(timeout=1)
+        assert free == READAHEAD_STREAMS
 
 
 def test_read_ahead_block_by_block_from_a_peer_without_car(

@@ -251,11 +251,23 @@ def test_with_a_liar_and_an_honest_upstream_the_right_bytes_come(setup: Setup) -
         assert response.status_code == 200 and response.content == setup.dataset.bytes_of(name)
 
 
-def test_a_lie_mid_stream_aborts_the_body_never_sends_wrong_bytes(setup: Setup) -> None:
-    # The only upstream answers raw blocks honestly but flips a byte of the 3rd block of every
-    # CAR stream: B's read-ahead drops it mid-file, no source is left, the 200 already sent is
-    # cut short. Fails without the CAR reader's verification (the flipped leaf would be sent).
+def test_a_car_stream_that_lies_mid_file_never_reaches_the_client(setup: Setup) -> None:
+    # The only upstream flips a byte of the 3rd block of every CAR stream (its raw blocks are
+    # honest): B's read-ahead stops there and reads the rest block by block, verified.
+    # Fails without the CAR reader's verification (the flipped block would be sent).
     liar = setup.keep(CarProxy(setup.a.url, corrupt_block=3))
+    b = setup.node_b("b-car-liar", [liar.url])
+    response = httpx.get(setup.url(b, TILT_SERIES), timeout=WAIT)
+    assert response.status_code == 200
+    assert response.content == setup.dataset.bytes_of(TILT_SERIES)
+
+
+def test_with_no_honest_source_left_mid_file_the_body_is_cut_short(setup: Setup) -> None:
+    # The only upstream lies about the 5th leaf of the file (and serves no CARs): the 200 is
+    # already sent when that leaf is read, so the body ends there. Fails without the block
+    # fetcher's verification (the wrong leaf would be sent, and the rest after it).
+    fifth = setup.leaves(TILT_SERIES)[4]
+    liar = setup.keep(BlockServer(setup.blocks, corrupt=fifth))
     b = setup.node_b("b-mid", [liar.url])
     data = setup.dataset.bytes_of(TILT_SERIES)
     got = bytearray()
@@ -266,7 +278,8 @@ def test_a_lie_mid_stream_aborts_the_body_never_sends_wrong_bytes(setup: Setup) 
                 got += chunk
     assert 0 < len(got) < len(data)
     assert bytes(got) == data[: len(got)]
-    assert "upstream" in (setup.root / "b-mid" / "serve.log").read_text()
+    log = (setup.root / "b-mid" / "serve.log").read_text()
+    assert "upstream" in log and str(fifth) in log
 
 
 # -- the cache ------------------------------------------------------------------------------------

@@ -1,44 +1,52 @@
-"""One stream's read-ahead: a file range's missing leaves fetched ahead of its reader, verified.
+"""One stream's read-ahead: a file range asked of a peer as one CAR, verified, ahead of its reader.
 
 A path gateway response reads a file's blocks in file order through the exporter, one ``get``
-at a time. Over the network that would be one round trip per leaf. ``ReadAhead`` is the getter
-such a stream reads through instead; on its first ``get`` it
+at a time; over the network that would be one round trip per 256 KiB leaf. ``ReadAhead`` is
+the getter such a stream reads through instead. At the first block the node does not hold, a
+thread of its own asks the best CAR-capable peer for the range as one verified CAR
+(``peers.open_car``: ``dag-scope=entity&entity-bytes=first:last``; ``car.read_car`` checks each
+block against its CID and bounds its size): the blocks a DFS walk of the range meets, in the
+order the exporter asks for them. They wait for the reader in a buffer of at most ``limit``
+bytes (the thread, and so the peer's stream, waits while it is full).
 
-1. plans the file (``filefetch.plan_file``: its internal nodes, a few round trips) and lists
-   the leaves of the range the node does not hold;
-2. opens one CAR stream of those leaves from the peers (``carfetch.car_leaves`` with a single
-   run: one request, blocks in file order, each verified, a lying peer dropped and the rest of
-   the run asked of another), which its own thread reads ahead of the reader;
-3. once that stream has ended, fetches whatever it did not bring block by block, in order,
-   ``concurrency`` at a time (peers without CAR support, a run given up after failures).
+``get`` answers a block from that buffer (dropping what arrived before it: the reader has gone
+past those), from the few blocks it answered last (a run of repeated leaves is sent once in a
+``dups=n`` CAR), from what the node holds, or waits for the stream to bring it; anything the
+stream will not bring (it already went past it, it failed, the buffer is full of blocks the
+reader does not want) is read through the ``ReadThrough`` itself, verified there. So a
+read-ahead only ever makes a stream faster, never wrong. A block is kept in the peer cache
+when the reader takes it, so a peer cannot fill the cache with blocks nobody asked for.
 
-A ``get`` of a leaf still to come pulls from those sources, keeping each leaf in the peer cache
-and holding the ones wanted later (a repeated leaf, one that came early) in a buffer of at most
-``limit`` bytes. Anything else — internal nodes, held blocks, a leaf the sources gave up on or
-that is further ahead than the buffer holds — is read through the ``ReadThrough`` itself. So a
-read-ahead only ever makes a stream faster, never wrong: every block it hands out was verified
-against its CID by the fetcher or the CAR reader that brought it. No thread of its own: the
-reader's thread does this work, the CAR stream's thread only reads and verifies.
+No plan of the file is made (``filefetch.plan_file`` lists every leaf, and a published DAG whose
+nodes link many times to the same child lists exponentially many), and no block is judged by
+its place in the DAG, only by its hash: a stream that fails ends the read-ahead (the peer's
+health counts it; the reader goes on block by block, through the block fetcher, which drops a
+peer whose blocks lie); a stream that is not a valid CAR or carries a block that does not hash
+to its CID also stops the peer from being asked for CARs again. A DAG crafted so that a plan
+would take an honest peer's correct blocks for lies can therefore not get that peer dropped.
 
-``close`` (the response ended, or the client went away) shuts the CAR stream down on a short
-helper thread (so the event loop never waits for it) and then gives the read-ahead slot back.
+``close`` (the response ended, or the client went away) stops the thread: its socket is shut
+down, and the read-ahead slot is given back when the thread has ended.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
+import http.client
+import io
 import logging
+import socket
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator
-from functools import partial
-from typing import TYPE_CHECKING
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
-from etdb.content.carfetch import car_leaves
+from etdb.content.car import read_car
 from etdb.content.cid import CID
-from etdb.content.filefetch import FilePlan, plan_file
+from etdb.content.errors import CARError
 from etdb.content.nodes import Node
+from etdb.content.peers import CAR_MEDIA, MAX_BLOCK_SIZE, Peer, open_car
 
 if TYPE_CHECKING:
     from etdb.content.readthrough import ReadThrough
@@ -47,14 +55,29 @@ __all__ = ["ReadAhead"]
 
 log = logging.getLogger(__name__)
 
-#: A source of verified leaves: ``(cid, block, already kept in the cache)``.
-_Source = Iterator[tuple[CID, bytes, bool]]
+#: Blocks answered last, kept for a reader asking again (a run of repeated leaves).
+RECENT_BLOCKS = 4
+#: CIDs of blocks the stream brought that a read-ahead remembers (so the reader does not wait
+#: for one the stream already went past); past this, the reader waits for the buffer to fill.
+SEEN_MAX = 1 << 17
+#: Bytes read from the peer's response at a time (small reads of a CAR are then cheap).
+READ_BUFFER = 1 << 20
+_POLL = 0.2  # seconds between checks of the stop flag while the thread waits for room
+
+
+class _Stopped(Exception):
+    """The reader has gone: the stream ends here."""
+
+
+class _Answer(NamedTuple):
+    data: bytes
+    fresh: bool  # just taken from the stream (else answered again)
 
 
 class ReadAhead:
     """A ``BlockGetter`` for reading bytes ``[start, end)`` of ``node`` in order (see the
-    module docstring); ``done`` is called once, after ``close``, when its stream has ended.
-    One reader at a time (a stream's body is produced by one thread at a time)."""
+    module docstring); ``done`` is called once, when its stream thread has ended (or at
+    ``close`` if it never started). One reader at a time."""
 
     def __init__(
         self,
@@ -67,135 +90,186 @@ class ReadAhead:
         done: Callable[[], None],
     ) -> None:
         self._through = through
-        self._want = (node, start, end)
+        self._want = (node.cid, start, end - 1)
         self._limit = limit
         self._done = done
-        self._lock = threading.Lock()  # a get against close
-        self._buffer: dict[CID, list] = {}  # cid -> [block, reads still expected]
+        self._cond = threading.Condition()
+        self._buffer: OrderedDict[CID, bytes] = OrderedDict()
         self._buffered = 0
-        self._pending: Counter[CID] | None = None  # leaves still to come; None: not planned
-        self._sources: list[Callable[[], _Source]] = []  # sources not opened yet, in order
-        self._source: _Source | None = None
-        self._closed = False
+        self._recent: OrderedDict[CID, bytes] = OrderedDict()
+        self._seen: set[CID] = set()
+        self._started = False  # a stream was asked for (at the first block not held)
+        self._streaming = False  # its thread runs and may bring more
+        self._full = False  # the thread waits for the reader to make room
+        self._stopped = False
+        self._ended = False  # ``done`` was called
+        self._socket: socket.socket | None = None
+
+    # -- the reader's side ------------------------------------------------------------------------
 
     def get(self, cid: CID) -> bytes:
-        with self._lock:
-            if self._closed:
-                raise ValueError("read-ahead used after close")
-            if self._pending is None:
-                self._plan()
-            assert self._pending is not None
-            entry = self._buffer.get(cid)
-            if entry is None and self._pending[cid] > 0:
-                entry = self._pull(cid)
-            if entry is not None:
-                return self._take(cid, entry)
-            if self._pending[cid] > 0:
-                self._pending[cid] -= 1  # read directly: no need to hold it when it comes
-        return self._through.get(cid)
+        with self._cond:
+            block = self._answered(cid)
+        if block is None:
+            block = self._through.held.find(cid)
+            if block is not None:
+                return block
+            with self._cond:
+                if not self._started and not self._stopped:
+                    self._start()
+                deadline = time.monotonic() + self._through.wait
+                while self._coming(cid):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                block = self._answered(cid)
+            if block is None:
+                return self._through.get(cid)
+        if block.fresh:  # the reader wants it: kept (verified by the CAR reader)
+            self._through.held.keep(cid, block.data)
+        return block.data
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
+        with self._cond:
+            self._stopped = True
             self._buffer.clear()
-            source, self._source = self._source, None
-        if source is None:
+            self._recent.clear()
+            self._cond.notify_all()
+            sock, streaming = self._socket, self._streaming
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # a read blocked on the peer ends now
+        if not streaming:
+            self._end()
+
+    def _end(self) -> None:
+        """Give the read-ahead slot back, once."""
+        with self._cond:
+            ended, self._ended = self._ended, True
+        if not ended:
             self._done()
-            return
-        # Closing the CAR stream joins its thread: not on the caller's (the event loop's).
-        threading.Thread(target=self._close_source, args=(source,), daemon=True).start()
 
-    def _close_source(self, source: _Source) -> None:
+    def _answered(self, cid: CID) -> _Answer | None:
+        """``cid`` from the recent ones, or fresh from the buffer (dropping what came before
+        it: the reader has gone past those). Locked."""
+        data = self._recent.get(cid)
+        fresh = data is None and cid in self._buffer
+        if fresh:
+            while True:
+                got, data = self._buffer.popitem(last=False)
+                self._buffered -= len(data)
+                if got == cid:
+                    break
+            self._full = False
+            self._cond.notify_all()
+        if data is None:
+            return None
+        self._recent[cid] = data
+        self._recent.move_to_end(cid)
+        while len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
+        return _Answer(data, fresh)
+
+    def _coming(self, cid: CID) -> bool:
+        """Whether waiting may bring ``cid``: the stream runs, has not brought it yet, and
+        is not stuck waiting for room the reader would have to make. Locked."""
+        if self._stopped or not self._streaming or self._full:
+            return False
+        return cid not in self._buffer and cid not in self._seen
+
+    # -- the stream -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Ask the best peer that serves CARs for the range, on a thread of its own. Locked."""
+        self._started = True
+        peers = self._through.fetcher.peer_set
+        peer = peers.choose({p for p in peers.peers if p.serves_car is False})
+        if peer is None:
+            return  # no peer to stream from now: the reader reads block by block
+        self._streaming = True
+        thread = threading.Thread(
+            target=self._stream, args=(peer,), name="etdb-readahead", daemon=True
+        )
+        thread.start()
+
+    def _stream(self, peer: Peer) -> None:
+        peers = self._through.fetcher.peer_set
+        root, first, last = self._want
+        started = time.monotonic()
+        blocks = size = 0
         try:
-            with contextlib.suppress(Exception):
-                source.close()  # type: ignore[attr-defined]
+            response = open_car(peer, root, first, last)
+            conn, _ = peer.connections.get()
+            with self._cond:
+                self._socket = conn.sock
+                if self._stopped:
+                    raise _Stopped
+            outcome = _car_status(response)
+            if outcome is not None:
+                if outcome == "refused":
+                    peer.serves_car = False  # raw blocks only, from now on
+                peers.absent(peer)
+                return
+            stream = io.BufferedReader(response, READ_BUFFER)  # type: ignore[arg-type]
+            for cid, block in read_car(stream, max_section=MAX_BLOCK_SIZE + 128):
+                self._deliver(cid, block)
+                blocks, size = blocks + 1, size + len(block)
+            peer.serves_car = True
+            peers.delivered(peer, blocks, size, time.monotonic() - started)
+        except _Stopped:
+            peers.absent(peer)  # our doing: no blame
+        except (OSError, http.client.HTTPException, CARError) as exc:
+            if self._stopped:
+                peers.absent(peer)  # its socket was shut down by ``close``
+                return
+            if isinstance(exc, CARError) and "truncated" not in str(exc):
+                # Not a CAR, or a block that is not what its CID names: no CARs from this
+                # peer again (its raw blocks are still checked one by one by the fetcher).
+                peer.serves_car = False
+            peers.failure(peer, progressed=blocks > 0)
+            log.debug("read-ahead of %s from %s ended: %s", root, peer.url, exc)
+        except BaseException:
+            peers.failure(peer)
+            raise
         finally:
-            self._done()
+            peer.connections.discard()  # this thread's connection: closed, never left open
+            with self._cond:
+                self._streaming = False
+                self._socket = None
+                self._cond.notify_all()
+            self._end()
 
-    # -- planning -------------------------------------------------------------------------------
+    def _deliver(self, cid: CID, block: bytes) -> None:
+        """Hand a verified block to the reader, waiting while the buffer is full."""
+        with self._cond:
+            while self._buffer and self._buffered + len(block) > self._limit:
+                if self._stopped:
+                    raise _Stopped
+                if not self._full:
+                    self._full = True
+                    self._cond.notify_all()  # a reader waiting for another block reads it itself
+                self._cond.wait(_POLL)
+            if self._stopped:
+                raise _Stopped
+            if len(self._seen) < SEEN_MAX:
+                self._seen.add(cid)
+            if cid not in self._buffer:
+                self._buffer[cid] = block
+                self._buffered += len(block)
+            self._cond.notify_all()
 
-    def _plan(self) -> None:
-        node, start, end = self._want
-        try:
-            plan = plan_file(self._through, node.cid)
-        except Exception as exc:  # the reader reads through and meets the error itself
-            log.debug("read-ahead of %s: no plan: %s", node.cid, exc)
-            self._pending = Counter()
-            return
-        missing = self._missing(plan, start, end)
-        self._pending = Counter(plan.leaves[i].cid for i in missing)
-        if missing:
-            self._sources = [
-                partial(self._car, plan, missing),
-                partial(self._by_block, plan, missing),
-            ]
 
-    def _missing(self, plan: FilePlan, start: int, end: int) -> list[int]:
-        """Indices of the leaves covering ``[start, end)`` that are not held here."""
-        offsets = [leaf.offset for leaf in plan.leaves]
-        first = max(bisect.bisect_right(offsets, start) - 1, 0)
-        last = bisect.bisect_left(offsets, end)
-        held = self._through.held
-        leaves = plan.leaves
-        return [
-            i
-            for i in range(first, last)
-            if not leaves[i].cid.is_identity and not held.has(leaves[i].cid)
-        ]
-
-    def _car(self, plan: FilePlan, missing: list[int]) -> _Source:
-        """The missing leaves as one CAR stream (verified by the CAR reader)."""
-        fetcher = self._through.fetcher
-        leaves = car_leaves(fetcher, plan, missing, run_bytes=plan.size)
-        try:
-            for cid, block, _indices in leaves:
-                yield cid, block, False
-        finally:
-            leaves.close()
-
-    def _by_block(self, plan: FilePlan, missing: list[int]) -> _Source:
-        """What the CAR stream did not bring, block by block, in file order (kept by the
-        read-through's fetches)."""
-        assert self._pending is not None
-        wanted = dict.fromkeys(plan.leaves[i].cid for i in missing)
-        left = [cid for cid in wanted if self._pending[cid] > 0]
-        for cid, block in self._through.in_order(left, self._through.concurrency):
-            yield cid, block, True
-
-    # -- pulling --------------------------------------------------------------------------------
-
-    def _pull(self, cid: CID) -> list | None:
-        """Pull from the sources until ``cid`` comes (its buffer entry); None if it will not
-        come soon enough (the buffer is full, or the sources are done or failed)."""
-        assert self._pending is not None
-        while self._buffered < self._limit:
-            if self._source is None:
-                if not self._sources:
-                    return None
-                self._source = self._sources.pop(0)()
-            try:
-                got, block, kept = next(self._source)
-            except StopIteration:
-                self._source = None
-                continue
-            except Exception as exc:  # the reader reads through and meets the error itself
-                log.debug("read-ahead of %s stopped: %s", self._want[0].cid, exc)
-                self._source, self._sources = None, []
-                return None
-            if not kept:
-                self._through.held.keep(got, block)
-            reads = self._pending.pop(got, 0)
-            if reads > 0:  # else it was read directly meanwhile
-                entry = self._buffer.setdefault(got, [block, 0])
-                self._buffered += len(block) if entry[1] == 0 else 0
-                entry[1] += reads
-            if got == cid:
-                return self._buffer.get(cid)
-        return None
-
-    def _take(self, cid: CID, entry: list) -> bytes:
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del self._buffer[cid]
-            self._buffered -= len(entry[0])
-        return entry[0]
+def _car_status(response: http.client.HTTPResponse) -> str | None:
+    """None for a CAR stream; "absent" (404/410: not held there), "refused" (no CAR from this
+    peer: 400/406/501 or another type); any other status raises, as a transient failure.
+    The body is not read (the connection is discarded after)."""
+    status = response.status
+    if status == 200:
+        media = (response.getheader("content-type") or "").partition(";")[0].strip().lower()
+        return None if media == CAR_MEDIA else "refused"
+    if status in (404, 410):
+        return "absent"
+    if status in (408, 429) or (status >= 500 and status != 501):
+        raise http.client.HTTPException(f"HTTP {status}")
+    return "refused"

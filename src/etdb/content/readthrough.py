@@ -21,12 +21,12 @@ Bounds, because every request may name a block nobody holds:
   (``FAILURES_KEPT`` of them at most) instead of asking the peers again for every request of a
   burst (a page reloaded, a player retrying).
 
-Streams read ahead (``reading``): the exporter reads a file's leaves one after another, and one
-upstream round trip per 256 KiB leaf would be slow. A read-ahead (``readahead.py``) plans the
-file (``filefetch.plan_file``), asks the peers for the range's missing leaves as one verified
-CAR stream (``carfetch.car_leaves``, in file order), then block by block for what no CAR
-brought, and holds at most ``READAHEAD_BYTES`` of verified leaves ahead of the reader. At most
-``READAHEAD_STREAMS`` read-aheads run at once; other streams read block by block.
+Streams read ahead (``reading``): the exporter reads a file's blocks one after another, and one
+upstream round trip per 256 KiB leaf would be slow. A read-ahead (``readahead.py``) asks the
+best peer for the range as one verified CAR stream, at the first block not held, and holds at
+most ``READAHEAD_BYTES`` of its blocks ahead of the reader; what the stream does not bring is
+read through block by block. At most ``READAHEAD_STREAMS`` read-aheads run at once; other
+streams read block by block.
 
 ``HeldBlocks`` is the node's blockstore and cache without the network: what the trustless
 gateway answers other peers from (see ``web/gateway_trustless.py`` for why).
