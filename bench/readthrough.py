@@ -148,10 +148,10 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], s
         f"{median['no cache'] / median['direct']:.2f}x, from a warm cache "
         f"{median['warm cache'] / median['direct']:.2f}x. Through B every block is hashed "
         "twice (A re-hashes what it reads, B verifies what it receives); direct, once. Cold, "
-        "B also writes every block to its cache as a new file (a background thread; the "
-        "kernel then writes the whole file back to disk): on this VM that costs about as much "
-        "CPU as the rest of the read-through, and A, B, curl and the writeback share the two "
-        "cores, which is the gap between the cold and the uncached runs.",
+        "B also writes every block it sends to its cache as a new file (a background thread; "
+        "the kernel then writes it back to disk), CPU that A, B, curl and the writeback share "
+        "on the two cores: the gap between the cold and the uncached runs. Runs on this "
+        "shared VM vary by about 0.05x.",
         END,
     ]
     return "\n".join(lines) + "\n"
