@@ -143,7 +143,8 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], s
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, Python {m['python']}, "
         f"{m['os']}; load average {load} before, {load_after} after (the machine is shared: "
-        "other work ran during the runs, so curl and the downloader vary between runs). A {size / 2**30:.2f} GiB file "
+        "other work ran during the runs, so curl and the downloader vary between runs). "
+        f"A {size / 2**30:.2f} GiB file "
         "(kubo-v1 layout: 256 KiB raw leaves) in a one-file folder, served by `etdb serve` on "
         f"loopback; {args.runs} interleaved runs of each, concurrency "
         f"{args.concurrency}. The downloader asks for the file as verified CAR streams "
