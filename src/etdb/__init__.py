@@ -10,7 +10,9 @@ Packages, lowest layer first (imports only flow downward):
 - ``etdb.api`` / ``etdb.web`` / ``etdb.client`` the REST API, portal and client
 """
 
-__version__ = "0.1.0"
+from etdb._version import __version__
+
+__all__ = ["__version__"]
 
 
 def __getattr__(name: str) -> object:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.commands._common import fail
 
 app = typer.Typer(

@@ -20,7 +20,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.api.context import DEFAULT_EXPORT_ROWS, DEFAULT_MAX_AGE, AppContext
 from etdb.api.errors import HANDLERS
 from etdb.config import Settings

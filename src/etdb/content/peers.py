@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.content.cid import CID
 from etdb.content.errors import ContentError
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.api import models
 from etdb.api.context import AppContext, not_modified, run_search
 from etdb.api.errors import BadParameter

@@ -42,7 +42,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.api.errors import ApiError, BadParameter
 from etdb.config import Settings
 from etdb.content.blockstore import BlockGetter, FSBlockstore

@@ -41,7 +41,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID
 from etdb.content.errors import BlockNotFoundError, ContentError

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from etdb import __version__
+from etdb._version import __version__
 from etdb.api.errors import safe_json, safe_text
 from etdb.record.decoding import UNSAFE_TEXT
 
