@@ -34,7 +34,7 @@ from etdb.record import (
     verify_part,
     verify_publish,
 )
-from etdb.record.multipart import FLO_DATA_LIMIT
+from etdb.record.multipart import FLO_DATA_LIMIT, MULTIPART_PREFIXES
 
 app = typer.Typer(
     help="Verify, sign and re-encode OIP 0.4.2 Research-Tomogram records.",
@@ -42,7 +42,6 @@ app = typer.Typer(
 )
 
 SOURCE_ARG = typer.Argument(..., metavar="FILE|-", help="Input file, or - for stdin.")
-_MULTIPART_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
 
 
 def _read(source: str) -> str:
@@ -74,7 +73,7 @@ def _unwrap(text: str) -> str:
 
 def _verify_text(text: str, publisher: str | None) -> tuple[VerifyResult, dict[str, Any]]:
     extra: dict[str, Any] = {}
-    if text.startswith(_MULTIPART_PREFIXES):
+    if text.startswith(MULTIPART_PREFIXES):
         part = parse_part(text, verify=False)
         extra = {"part": part.part, "max": part.max_index, "reference": part.reference}
         return verify_part(part), extra

@@ -20,17 +20,17 @@ from etdb.index.validate import Rejected, guarded
 from etdb.ledger import Block, Ledger
 from etdb.ledger.follow import Cursor
 from etdb.record import Part, join, parse_part
+from etdb.record.multipart import MULTIPART_PREFIXES
 
 #: Meta key noting, for the blocks of one commit, the earlier parts each consumed (completed
 #: or expired); keyed by the commit's last height. See :meth:`MultipartDesk.rollback`.
 META_CONSUMED = "multipart.consumed.{height}"
 #: Refusals decided by a block rather than by one of its entries (expiry) sort before them.
 BEFORE_ENTRIES = -1
-_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
 
 
 def is_multipart(payload: str) -> bool:
-    return payload.lstrip().startswith(_PREFIXES)
+    return payload.lstrip().startswith(MULTIPART_PREFIXES)
 
 
 def read_part(payload: str) -> Part | Rejected:

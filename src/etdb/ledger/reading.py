@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from etdb.ledger.base import Ledger, LedgerError
-from etdb.record.multipart import MultipartError, Part, join, parse_part
+from etdb.record.multipart import MULTIPART_PREFIXES, MultipartError, Part, join, parse_part
 
 __all__ = ["DEFAULT_SCAN_BLOCKS", "LedgerMessage", "MessageNotFound", "read_message"]
 
 #: How many blocks after part 0 are searched for the later parts: oipd gives up on an
 #: incomplete multipart after a week, about 15,000 FLO blocks.
 DEFAULT_SCAN_BLOCKS = 20_000
-_MULTIPART = ("oip-mp(", "alexandria-media-multipart(")
 
 
 class MessageNotFound(LedgerError):
@@ -49,7 +48,7 @@ def read_message(
     found = LedgerMessage(
         entry.payload, (entry.txid,), block.height, block.hash, block.time, entry.sender
     )
-    if not entry.payload.startswith(_MULTIPART):
+    if not entry.payload.startswith(MULTIPART_PREFIXES):
         return found
     try:
         head = parse_part(entry.payload, verify=False)
@@ -64,7 +63,7 @@ def read_message(
     stop = min(ledger.tip().height, block.height + scan_blocks)
     for later in ledger.blocks(block.height, stop):
         for e in later.entries:
-            if not e.payload.startswith(_MULTIPART) or e.txid == entry.txid:
+            if not e.payload.startswith(MULTIPART_PREFIXES) or e.txid == entry.txid:
                 continue
             try:
                 part = parse_part(e.payload, verify=False)

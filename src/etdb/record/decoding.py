@@ -18,6 +18,7 @@ from typing import Any
 from etdb.record.errors import WireFormatError
 from etdb.record.messages import Deactivate, Edit, Message, Publish
 from etdb.record.model import Artifact
+from etdb.record.multipart import MULTIPART_PREFIXES
 from etdb.record.patch import normalize_patch
 
 __all__ = ["MAX_DEPTH", "UNSAFE_TEXT", "decode", "loads", "text_problem"]
@@ -33,7 +34,6 @@ MAX_DEPTH = 64  # records are ~5 levels deep; this bounds recursion in everythin
 #: text never has them (ETDB-Caltech's historical records have none).
 UNSAFE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 _ARTIFACT_KEYS = frozenset({"floAddress", "timestamp", "type", "info", "details", "storage"})
-_MULTIPART_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
 
 
 def _reject_constant(name: str) -> Any:
@@ -107,7 +107,7 @@ def _payload(text: str) -> str:
         raise WireFormatError("empty floData")
     if s.startswith(("json:", "text:")):  # the 2018 daemon stripped both prefixes
         return s[5:]
-    if s.startswith(_MULTIPART_PREFIXES):
+    if s.startswith(MULTIPART_PREFIXES):
         raise WireFormatError(
             "this is one part of a multipart message (oip-mp); join all parts with "
             "etdb.record.multipart.join and decode the result"

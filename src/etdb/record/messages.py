@@ -6,8 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from etdb.record.model import Artifact
+from etdb.record.signing import (
+    Network,
+    SigningError,
+    address_network,
+    is_valid_address,
+    recover_address,
+    signature_problem,
+    verify_message,
+)
 
-__all__ = ["Deactivate", "Edit", "Message", "Publish", "VerifyResult"]
+__all__ = ["Deactivate", "Edit", "Message", "Publish", "VerifyResult", "check_signature"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +84,48 @@ class VerifyResult:
     reason: str
     kind: str = "publish"
     preimage: str | None = None
+
+
+def _failure_reason(address: str, preimage: str, signature: str, network: Network | None) -> str:
+    networks = (network,) if network is not None else None
+    if not (is_valid_address(address, networks) if networks else is_valid_address(address)):
+        return f"address {address!r} is not a valid address"
+    try:
+        signer = recover_address(preimage, signature, network or address_network(address))
+    except SigningError as exc:
+        return f"malformed signature: {exc}"
+    return (
+        f"bad signature: over the preimage {preimage!r} it recovers {signer}, not {address} "
+        "(the signed fields differ, or another key signed)"
+    )
+
+
+def check_signature(
+    kind: str,
+    address: str | None,
+    preimages: list[str],
+    signature: str | None,
+    network: Network | None = None,
+) -> VerifyResult:
+    """Whether ``signature`` by ``address`` signs any of ``preimages``, with a precise reason."""
+    if not address:
+        return VerifyResult(False, None, f"no publisher address to check the {kind} against", kind)
+    if not signature:
+        return VerifyResult(False, address, f"unsigned: the {kind} has no signature", kind)
+    for preimage in preimages:
+        if not verify_message(address, preimage, signature, network):
+            continue
+        # Canonical form is required of every signature (publish, edit, deactivate, multipart
+        # part): otherwise one signature has several spellings that all verify, and a copy of
+        # a record with another spelling (its metadata being unsigned, with another title or
+        # file list) passes for a different signature. Safe for every OIP 0.4.2 record: FLO
+        # Core >= 0.15 signs with libsecp256k1, which emits low S only, and base64 encoders
+        # emit the standard text; the historical ETDB records are all canonical
+        # (tests/record/test_conformance.py).
+        problem = signature_problem(signature)
+        if problem is not None:
+            reason = f"non-canonical signature ({problem}): only the canonical form is accepted"
+            return VerifyResult(False, address, reason, kind, preimage)
+        return VerifyResult(True, address, f"signed by {address}", kind, preimage)
+    reason = _failure_reason(address, preimages[0], signature, network)
+    return VerifyResult(False, address, reason, kind, preimages[0])

@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from etdb.record.errors import MultipartError
-from etdb.record.messages import VerifyResult
+from etdb.record.messages import VerifyResult, check_signature
 from etdb.record.signing import Network, PrivateKey, multipart_preimage, sign_message
-from etdb.record.wire import check_signature
 
 __all__ = [
     "FLO_DATA_LIMIT",
     "MAX_INDEX",
+    "MULTIPART_PREFIXES",
     "Completed",
     "MultipartAssembler",
     "Part",
@@ -41,7 +41,8 @@ __all__ = [
 FLO_DATA_LIMIT = 1040  # MAX_FLO_DATA_SIZE, bytes
 MAX_INDEX = 999  # oipd never assembles more than 1000 parts
 LEGACY_PART0_REFERENCE = "0" * 64  # older signers put 64 zeros in part 0's preimage
-_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
+#: How a multipart part opens: oipd's ``oip-mp(`` and the older Alexandria spelling.
+MULTIPART_PREFIXES = ("oip-mp(", "alexandria-media-multipart(")
 _SIGNATURE_CHARS = 88  # base64 of a 65-byte compact signature
 _NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")
 _TXID = re.compile(r"[0-9a-fA-F]{64}")
@@ -104,7 +105,7 @@ def parse_part(text: str, *, verify: bool = True, network: Network | None = None
     """Parse (and by default verify) one part, as oipd does: split on the first ``"):"``."""
     if not isinstance(text, str):
         raise MultipartError(f"a multipart part is text, not {type(text).__name__}")
-    prefix = next((p for p in _PREFIXES if text.startswith(p)), None)
+    prefix = next((p for p in MULTIPART_PREFIXES if text.startswith(p)), None)
     if prefix is None:
         raise MultipartError(f"not a multipart part: expected 'oip-mp(', got {text[:12]!r}")
     header, sep, data = text[len(prefix) :].partition("):")
