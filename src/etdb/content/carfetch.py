@@ -45,7 +45,7 @@ from etdb.content.fetch import BlockFetched, BlockFetcher, PeerDropped, Retry
 from etdb.content.peers import CAR_MEDIA, Peer, open_car
 
 if TYPE_CHECKING:
-    from etdb.content.filefetch import FilePlan
+    from etdb.content.fileplan import FilePlan
 
 __all__ = ["QUEUED_LEAVES", "RUN_BYTES", "STREAMS_PER_PEER", "car_leaves"]
 

@@ -1,9 +1,7 @@
 """Download one UnixFS file from the network, block-verified and resumable.
 
-``plan_file`` fetches only the file's internal nodes (a few hundred bytes per 174 leaves) and
-lists its leaves: where each one's bytes go, how many there are, and their CID. Internal nodes
-are fetched a level at a time (``get_many`` when the getter has it), so planning a 5 GB file
-costs a handful of round trips, not a walk of 20,000 blocks.
+``plan_file`` (from :mod:`etdb.content.fileplan`, re-exported here) lists the file's leaves
+by fetching only its internal nodes.
 
 ``download_file`` fetches the leaves through a ``BlockFetcher`` (each one verified against its
 CID before a byte of it is written) and writes them where they belong with ``os.pwrite`` into
@@ -29,17 +27,15 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-from etdb.content.blockstore import BlockGetter
 from etdb.content.carfetch import RUN_BYTES, car_leaves
 from etdb.content.cid import CID, DAG_PB, RAW
-from etdb.content.dagpb import DagPBError, PBLink, decode_node, decode_unixfs
-from etdb.content.errors import ContentError, InvalidNodeError, NotAFileError
-from etdb.content.exporter import MAX_DEPTH, Kind, Node, load_node, resolve_node
+from etdb.content.dagpb import DagPBError, decode_node, decode_unixfs
+from etdb.content.errors import ContentError, InvalidNodeError
 from etdb.content.fetch import BlockFetcher
+from etdb.content.fileplan import FilePlan, Leaf, plan_file
 from etdb.content.fsutil import fsync_dir
 
 try:
@@ -52,126 +48,6 @@ __all__ = ["FilePlan", "Leaf", "download_file", "plan_file", "resumed_bytes"]
 JOURNAL_BYTES = 64 << 20
 JOURNAL_SECONDS = 2.0
 JOURNAL_FORMAT = "etdb-part/1"
-#: A dag-pb leaf's link Tsize exceeds its file bytes by its framing: at most 14 bytes for any
-#: block under 2 MiB. An internal node adds at least one 36-byte link. Between the two: a leaf.
-_LEAF_FRAME_MAX = 32
-
-
-@dataclass
-class Leaf:
-    """``size`` file bytes at ``offset``, held by the block ``cid`` (a raw block, or the Data of
-    a dag-pb node)."""
-
-    offset: int
-    size: int
-    cid: CID
-
-
-@dataclass
-class FilePlan:
-    """A file's root, size, and its leaves in file order (internal nodes already fetched).
-    ``internal``: the CIDs of those internal nodes (blocks a CAR of the file may also hold)."""
-
-    cid: CID
-    size: int
-    leaves: list[Leaf]
-    internal: set[CID] = field(default_factory=set, compare=False)
-
-
-# -- planning -----------------------------------------------------------------------------------
-
-
-def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
-    """Resolve ``CID`` or ``CID/sub/path`` to a file and list its leaves (see module doc)."""
-    root = resolve_node(getter, path)
-    if not root.is_file:
-        raise NotAFileError(f"{path} is a {root.kind}, not a file")
-    size = root.size or 0
-    leaves: list[Leaf] = []
-    internal = {root.cid}
-    level: list[tuple[Node, int]] = [(root, 0)]
-    depth = 0
-    while level:
-        if depth > MAX_DEPTH:
-            raise InvalidNodeError(root.cid, f"file DAG deeper than {MAX_DEPTH}")
-        wanted: dict[CID, list[tuple[int, int, CID]]] = {}  # child -> (offset, size, parent)
-        for node, offset in level:
-            own = _own_bytes(node)
-            if own:
-                leaves.append(Leaf(offset, own, node.cid))
-            if node.kind == Kind.RAW:
-                continue
-            assert node.pb is not None and node.unixfs is not None
-            child_offset = offset + own
-            for link, child_size in zip(node.pb.links, node.unixfs.blocksizes, strict=True):
-                if child_size and _is_leaf(link, child_size):
-                    leaves.append(Leaf(child_offset, child_size, link.cid))
-                elif child_size:
-                    wanted.setdefault(link.cid, []).append((child_offset, child_size, node.cid))
-                child_offset += child_size
-        level = []
-        for cid, block in _get_all(getter, list(wanted)):
-            internal.add(cid)
-            child = load_node(_OneBlock(cid, block), cid)
-            for offset, child_size, parent in wanted[cid]:
-                if not child.is_file:
-                    raise InvalidNodeError(parent, f"file links to a {child.kind} ({cid})")
-                if child.size != child_size:
-                    raise InvalidNodeError(
-                        parent, f"child {cid} holds {child.size} bytes, blocksizes say {child_size}"
-                    )
-                level.append((child, offset))
-        depth += 1
-    leaves.sort(key=lambda leaf: leaf.offset)
-    _check_coverage(root.cid, size, leaves)
-    return FilePlan(root.cid, size, leaves, internal)
-
-
-def _own_bytes(node: Node) -> int:
-    if node.kind == Kind.RAW:
-        return len(node.block)
-    return len(node.unixfs.data or b"") if node.unixfs is not None else 0
-
-
-def _is_leaf(link: PBLink, size: int) -> bool:
-    """Whether a child can be planned as a leaf without fetching it. A raw child always is; a
-    dag-pb child when its Tsize says "just framing" (no Tsize: fetched to find out). A wrong
-    Tsize cannot corrupt the file: ``download_file`` checks each leaf holds ``size`` bytes."""
-    if link.cid.codec == RAW:
-        return True
-    return link.tsize is not None and 0 <= link.tsize - size <= _LEAF_FRAME_MAX
-
-
-def _get_all(getter: BlockGetter, cids: list[CID]) -> Iterator[tuple[CID, bytes]]:
-    if not cids:
-        return iter(())
-    get_many = getattr(getter, "get_many", None)
-    if get_many is not None:
-        return get_many(cids)  # type: ignore[no-any-return]
-    return ((cid, getter.get(cid)) for cid in cids)
-
-
-class _OneBlock:
-    """A BlockGetter holding one already-verified block (to decode it with ``load_node``)."""
-
-    def __init__(self, cid: CID, block: bytes) -> None:
-        self.cid, self.block = cid, block
-
-    def get(self, cid: CID) -> bytes:
-        assert cid == self.cid
-        return self.block
-
-
-def _check_coverage(root: CID, size: int, leaves: list[Leaf]) -> None:
-    at = 0
-    for leaf in leaves:
-        if leaf.offset != at:
-            raise InvalidNodeError(root, f"leaves leave a gap or overlap at byte {at}")
-        at += leaf.size
-    if at != size:
-        raise InvalidNodeError(root, f"leaves hold {at} bytes, the file is {size}")
-
-
 # -- downloading --------------------------------------------------------------------------------
 
 
