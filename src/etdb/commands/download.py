@@ -2,8 +2,9 @@
 
 The filters are the API's, under the same names (``--date-from`` is ``date_from``), so the
 browse page's "download this selection" command (``etdb.web.selection.download_command``)
-runs as printed. See docs/downloading.md. The work is in :mod:`etdb.client.download`; this
-module parses, asks, and draws.
+runs as printed (the filter options are :mod:`etdb.commands._filters`'). See
+docs/downloading.md. The work is in :mod:`etdb.client.download_request`; this module parses,
+asks, and draws.
 
 Exit codes (the house convention of ``etdb.commands._common``): 0 when every selected file is
 on disk and verified (or for a dry run), 1 when a file failed or the selection could not be
@@ -28,53 +29,20 @@ from etdb.commands._common import (
     emit,
     err_console,
     fail,
-    settings,
 )
 from etdb.commands._download_view import DownloadView, print_summary
+from etdb.commands._filters import SERVER_OPTION, client_error, selection_options, server_url
 
 if TYPE_CHECKING:
-    from etdb.client.download import Dataset
+    from etdb.client.download import Dataset, DownloadSummary
+    from etdb.client.download_request import DownloadRequest, PreparedDownload
 
 INTERRUPTED = 130
-_MULTI = "repeat for any-of"
 
 
-def _filter(flag: str, help: str) -> Any:
-    return typer.Option(None, flag, help=help, rich_help_panel="Selection (API filters)")
-
-
+@selection_options()
 def download(
-    q: str | None = _filter("--q", "Full text (title, species, notes, file names...)."),
-    publisher: list[str] | None = _filter("--publisher", f"Publisher address; {_MULTI}."),
-    species: list[str] | None = _filter("--species", f"Species name; {_MULTI}."),
-    taxid: list[str] | None = _filter("--taxid", f"NCBI taxonomy id; {_MULTI}."),
-    strain: list[str] | None = _filter("--strain", f"Strain; {_MULTI}."),
-    scope: list[str] | None = _filter("--scope", f"Microscope; {_MULTI}."),
-    lab: list[str] | None = _filter("--lab", f"Lab; {_MULTI}."),
-    institution: list[str] | None = _filter("--institution", f"Institution; {_MULTI}."),
-    microscopist: list[str] | None = _filter("--microscopist", f"Microscopist; {_MULTI}."),
-    tilt_axis: str | None = _filter("--tilt-axis", "single (1) or dual (2)."),
-    date_from: str | None = _filter("--date-from", "Acquired on or after (ISO date, unix s)."),
-    date_to: str | None = _filter("--date-to", "Acquired on or before (a bare date: that day)."),
-    published_from: str | None = _filter("--published-from", "Published on or after."),
-    published_to: str | None = _filter("--published-to", "Published on or before."),
-    tilt_min_from: str | None = _filter("--tilt-min-from", "Minimum tilt >= (degrees)."),
-    tilt_min_to: str | None = _filter("--tilt-min-to", "Minimum tilt <= (degrees)."),
-    tilt_max_from: str | None = _filter("--tilt-max-from", "Maximum tilt >= (degrees)."),
-    tilt_max_to: str | None = _filter("--tilt-max-to", "Maximum tilt <= (degrees)."),
-    tilt_step_from: str | None = _filter("--tilt-step-from", "Tilt step >= (degrees)."),
-    tilt_step_to: str | None = _filter("--tilt-step-to", "Tilt step <= (degrees)."),
-    defocus_from: str | None = _filter("--defocus-from", "Defocus >= (µm)."),
-    defocus_to: str | None = _filter("--defocus-to", "Defocus <= (µm)."),
-    dosage_from: str | None = _filter("--dosage-from", "Dosage >= (e/Å²)."),
-    dosage_to: str | None = _filter("--dosage-to", "Dosage <= (e/Å²)."),
-    emdb: str | None = _filter("--emdb", "EMDB id."),
-    include_deactivated: bool = typer.Option(
-        False,
-        "--include-deactivated",
-        help="Also records their publisher deactivated.",
-        rich_help_panel="Selection (API filters)",
-    ),
+    filters: dict[str, Any],
     filter_file: Path | None = typer.Option(
         None,
         "--filter-file",
@@ -101,9 +69,7 @@ def download(
         help="Path of each file under --dest (default {species}/{sid}/{name}); placeholders: "
         "species, sid, id, publisher, lab, microscopist, date, type, name, path.",
     ),
-    server: str | None = typer.Option(
-        None, "--server", metavar="URL", help="etdb API to select from (default: local node)."
-    ),
+    server: str | None = SERVER_OPTION,
     peers: list[str] | None = typer.Option(
         None,
         "--peer",
@@ -120,98 +86,64 @@ def download(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download the files of the selected datasets, verified block by block, resumable."""
-    from etdb.client.api import ApiClient, ClientError
-    from etdb.client.download import select
-    from etdb.client.layout import DEFAULT_LAYOUT, Layout, LayoutError
-    from etdb.client.manifest import Manifest, ManifestError
-    from etdb.client.selection import SelectionError, api_params, load_filter, parse_file_types
+    from etdb.client.download_request import DownloadRequest
 
-    values = dict(locals())
-    params = api_params(values)
-    base = (server or f"http://127.0.0.1:{settings().port}").rstrip("/")
-    check_urls("--server", [base])
-    check_urls("--peer", peers or ())
-    try:
-        types = parse_file_types(file_type)
-        template = Layout(layout or DEFAULT_LAYOUT)
-        group = load_filter(filter_file) if filter_file else None
-        if ids and (params or group):
-            raise SelectionError("--id selects exactly those records: drop the filters")
-        with ApiClient(base) as api:
-            records = select(api, params, ids=ids or (), filter_group=group)
-        datasets = _planned(records, types, template)
-        manifest = Manifest.load(dest) if not dry_run else None
-    except ClientError as exc:
-        flag = f"--{exc.parameter.replace('_', '-')}: " if exc.parameter else ""
-        fail(f"{flag}{exc}")
-    except (SelectionError, LayoutError, ManifestError) as exc:
-        fail(str(exc))
-    total = sum(d.bytes for d in datasets)
-    nfiles = sum(len(d.files) for d in datasets)
-    about = {
-        "server": base,
-        "peers": peers or [base],
-        "dest": str(dest),
-        "layout": template.template,
-    }
-    if dry_run or manifest is None:
-        emit({"dry_run": True, **about, **_listing(datasets)}, as_json,
-             lambda: _print_listing(datasets, full=True))  # fmt: skip
+    request = DownloadRequest(
+        server=server_url(server), filters=filters, ids=ids or (), filter_file=filter_file,
+        file_types=file_type, dest=dest, layout=layout, peers=peers or (),
+        concurrency=concurrency,
+    )  # fmt: skip
+    check_urls("--peer", request.peers)
+    prepared = _prepare(request, dry_run)
+    if prepared.manifest is None:
+        emit({"dry_run": True, **prepared.listing()}, as_json,
+             lambda: _print_listing(prepared.datasets, full=True))  # fmt: skip
         return
-    if not datasets:
-        emit({"dry_run": False, **about, **_listing(datasets), "summary": None}, as_json,
+    if not prepared.datasets:
+        emit({"dry_run": False, **prepared.listing(), "summary": None}, as_json,
              lambda: console.print("Nothing selected."))  # fmt: skip
         return
     if not as_json:
-        _print_listing(datasets, full=False)
+        _print_listing(prepared.datasets, full=False)
     question = (
-        f"Download {nfiles} files of {len(datasets)} datasets ({human_bytes(total)}) into {dest}?"
+        f"Download {prepared.files} files of {len(prepared.datasets)} datasets "
+        f"({human_bytes(prepared.bytes)}) into {dest}?"
     )
     if not yes and _interactive() and not typer.confirm(question, default=False, err=True):
         fail("nothing was downloaded (not confirmed)")
-    manifest.selection = {"server": base, "params": params, "ids": ids or [],
-                          "filter_file": str(filter_file) if filter_file else None,
-                          "file_types": sorted(types), "layout": template.template}  # fmt: skip
-    for dataset in datasets:
-        dataset.files = manifest.merge({dataset.id: dataset.record}, dataset.files)
-    summary = _run(datasets, manifest, peers or [base], concurrency)
-    emit({"dry_run": False, **about, **_listing(datasets), "summary": summary.to_json()},
-         as_json, lambda: print_summary(summary, manifest))  # fmt: skip
+    summary = _run(prepared)
+    emit({"dry_run": False, **prepared.listing(), "summary": summary.to_json()},
+         as_json, lambda: print_summary(summary, prepared.manifest))  # fmt: skip
     if summary.failed:
         raise typer.Exit(1)
 
 
-def _planned(records: list[dict[str, Any]], types: frozenset[str], layout: Any) -> list[Dataset]:
-    from etdb.client.download import plan
+def _prepare(request: DownloadRequest, dry_run: bool) -> PreparedDownload:
+    from etdb.client.api import ClientError
+    from etdb.client.download_request import prepare
+    from etdb.client.layout import LayoutError
+    from etdb.client.manifest import ManifestError
+    from etdb.client.selection import SelectionError
 
-    return plan(records, types, layout)
+    try:
+        return prepare(request, dry_run=dry_run)
+    except ClientError as exc:
+        fail(client_error(exc))
+    except (SelectionError, LayoutError, ManifestError) as exc:
+        fail(str(exc))
 
 
-def _run(datasets: list[Dataset], manifest: Any, peers: list[str], concurrency: int) -> Any:
-    from etdb.client.download import Downloader
-    from etdb.content.fetch import BlockFetcher
+def _run(prepared: PreparedDownload) -> DownloadSummary:
+    from etdb.client.download_request import run
 
     view = DownloadView(enabled=err_console.is_terminal)
     try:
-        with BlockFetcher(peers, concurrency=concurrency) as fetcher, view.running(datasets):
-            return Downloader(fetcher, manifest, listener=view).run(datasets)
+        with view.running(prepared.datasets):
+            return run(prepared, view)
     except KeyboardInterrupt:
-        fail(f"interrupted; progress is in {manifest.path}: re-run the same command to resume",
+        where = prepared.manifest.path if prepared.manifest else prepared.request.dest
+        fail(f"interrupted; progress is in {where}: re-run the same command to resume",
              INTERRUPTED)  # fmt: skip
-
-
-def _listing(datasets: list[Dataset]) -> dict[str, Any]:
-    return {
-        "datasets": [_dataset_json(d) for d in datasets],
-        "files": sum(len(d.files) for d in datasets),
-        "total_bytes": sum(d.bytes for d in datasets),
-    }
-
-
-def _dataset_json(d: Dataset) -> dict[str, Any]:
-    files = [{"fname": f.fname, "path": f.path, "type": f.type, "size": f.size, "cid": f.cid,
-              "status": f.status} for f in d.files]  # fmt: skip
-    return {"id": d.id, "sid": d.sid, "species": d.species, "bytes": d.bytes, "files": files}
 
 
 def _print_listing(datasets: list[Dataset], *, full: bool) -> None:

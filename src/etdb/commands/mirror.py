@@ -4,16 +4,18 @@ The selection comes from a node's API (``--server``); blocks come from ``--peer`
 (default: that node), each verified against its CID before it is stored. After a first pass
 the command keeps polling for newly published records (``--once`` stops after one pass). The
 local ``etdb serve`` serves the blockstore, so a mirror is also a new source for everyone.
+The work is :func:`etdb.client.mirror_run.run_mirror`; this module parses options and draws.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import typer
 
+from etdb.client.mirror import MirroredDataset
+from etdb.client.mirror_run import MirrorListener, MirrorReport, MirrorTotals
 from etdb.commands._common import (
     JSON_OPTION,
     check_urls,
@@ -73,49 +75,50 @@ def mirror_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Fetch and keep every block of the selected datasets; keep following for new ones."""
-    from etdb.client.client import Client, ClientError
-    from etdb.client.mirror import Mirror, MirroredDataset
-    from etdb.content.blockstore import FSBlockstore
-    from etdb.content.fetch import BlockFetcher
+    from etdb.client.client import ClientError
+    from etdb.client.mirror_run import MirrorRequest, run_mirror
 
-    if not server and not peer:
-        fail("give --server URL (the node listing the records) or at least one --peer URL")
-    server = server or (peer or [""])[0]
-    peers = list(peer or [server])
-    check_urls("--server", [server])
+    try:
+        listing, peers = MirrorRequest.sources(server, peer)
+    except ValueError as exc:
+        fail(str(exc))
+    check_urls("--server", [listing])
     check_urls("--peer", peers)
-    filters: dict[str, Any] = {
-        "publisher": publisher,
-        "species": species,
-        "taxid": taxid,
-        "lab": lab,
-        "institution": institution,
-        "microscopist": microscopist,
-        "date_from": date_from,
-        "date_to": date_to,
-    }
+    filters: dict[str, Any] = {"publisher": publisher, "species": species, "taxid": taxid,
+                               "lab": lab, "institution": institution,
+                               "microscopist": microscopist, "date_from": date_from,
+                               "date_to": date_to}  # fmt: skip
     if query:
         filters["q"] = query
-    s = settings()
-    store = FSBlockstore(s.blockstore_path)
-    totals = {"fetched_blocks": 0, "fetched_bytes": 0, "held_blocks": 0}
+    request = MirrorRequest(listing, peers, filters, settings().blockstore_path, once=once,
+                            interval=interval, concurrency=concurrency)  # fmt: skip
+    try:
+        report = run_mirror(request, _View(as_json))
+    except ClientError as exc:
+        flag = f" (option --{exc.parameter.replace('_', '-')})" if exc.parameter else ""
+        fail(f"{exc}{flag}")
+    if as_json:
+        _write_json(report.as_json())
+    else:
+        _print_report(report)
+    if report.failed or report.interrupted:
+        raise typer.Exit(130 if report.interrupted else 1)
 
-    def on_block(_cid: object, size: int, fetched: bool) -> None:
-        key = "fetched_blocks" if fetched else "held_blocks"
-        totals[key] += 1
-        if fetched:
-            totals["fetched_bytes"] += size
 
-    def on_start(hit: Any) -> None:
-        if not as_json:
-            err_console.print(
-                f"mirroring {hit.id[:12]} {hit.title!r} ({_size(hit.total_bytes)})",
-                highlight=False,
-                soft_wrap=True,
-            )
+class _View(MirrorListener):
+    """Text as it goes on stderr (stdout: one line per dataset, the summary); with ``--json``,
+    one JSON line per pass that mirrored something while following."""
 
-    def on_done(outcome: MirroredDataset) -> None:
-        if as_json:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def started(self, hit: Any) -> None:
+        if not self.as_json:
+            err_console.print(f"mirroring {hit.id[:12]} {hit.title!r} ({_size(hit.total_bytes)})",
+                              highlight=False, soft_wrap=True)  # fmt: skip
+
+    def finished(self, outcome: MirroredDataset) -> None:
+        if self.as_json:
             return
         if outcome.ok and outcome.dag is not None:
             d = outcome.dag
@@ -127,76 +130,34 @@ def mirror_command(
         else:
             console.print(f"  [red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
 
-    outcomes: list[MirroredDataset] = []
-    started = time.monotonic()
-    fetcher = BlockFetcher(peers, local=store, keep=store, concurrency=concurrency)
-    client = Client(server, peers=peers, cache=store)
-    mirror = Mirror(client, store, fetcher, filters, on_block, on_start, on_done)
-    interrupted = False
-    try:
-        if once:
-            outcomes = mirror.pass_once()
-        else:
-            if not as_json:
-                err_console.print(f"following {server} every {interval:g} s (Ctrl-C stops)")
+    def following(self, server: str, interval: float) -> None:
+        if not self.as_json:
+            err_console.print(f"following {server} every {interval:g} s (Ctrl-C stops)")
 
-            def on_error(exc: Exception) -> None:
-                err_console.print(f"[yellow]warning:[/] {exc} (retrying)", highlight=False)
+    def retrying(self, exc: Exception) -> None:
+        err_console.print(f"[yellow]warning:[/] {exc} (retrying)", highlight=False)
 
-            for batch in mirror.follow(interval, on_error=on_error):
-                outcomes.extend(batch)
-                if as_json and batch:
-                    _write_json({"pass": [o.as_json() for o in batch], "totals": totals})
-    except KeyboardInterrupt:
-        interrupted = True
-    except ClientError as exc:
-        flag = f" (option --{exc.parameter.replace('_', '-')})" if exc.parameter else ""
-        fail(f"{exc}{flag}")
-    finally:
-        fetcher.close()
-        client.close()
-        store.close()  # blocks fetched before an interruption are kept (they are verified)
-    failed = [o for o in outcomes if not o.ok]
-    summary = {
-        "datasets": len(outcomes),
-        "failed": len(failed),
-        **totals,
-        "seconds": round(time.monotonic() - started, 3),
-        "interrupted": interrupted,
-        "peers": [_peer_json(p) for p in fetcher.peers()],
-        "items": [o.as_json() for o in outcomes],
-    }
-    if as_json:
-        _write_json(summary)
-    else:
+    def passed(self, batch: list[MirroredDataset], totals: MirrorTotals) -> None:
+        if self.as_json and batch:
+            _write_json({"pass": [o.as_json() for o in batch], "totals": totals.as_json()})
+
+
+def _print_report(report: MirrorReport) -> None:
+    t, n = report.totals, len(report.outcomes)
+    console.print(
+        f"{n - len(report.failed)} of {n} datasets mirrored; {t.fetched_blocks} blocks "
+        f"({_size(t.fetched_bytes)}) fetched, {t.held_blocks} already held"
+        + (" (interrupted)" if report.interrupted else ""),
+        highlight=False,
+    )
+    for p in report.peers:
+        state = f"dropped: {p.reason}" if p.dropped else "ok"
         console.print(
-            f"{len(outcomes) - len(failed)} of {len(outcomes)} datasets mirrored; "
-            f"{totals['fetched_blocks']} blocks ({_size(totals['fetched_bytes'])}) fetched, "
-            f"{totals['held_blocks']} already held" + (" (interrupted)" if interrupted else ""),
+            f"  {p.url}: {p.blocks} blocks, {_size(p.bytes)}, {p.failures} failures, "
+            f"{p.lies} lies ({state})",
             highlight=False,
+            soft_wrap=True,
         )
-        for p in fetcher.peers():
-            state = f"dropped: {p.reason}" if p.dropped else "ok"
-            console.print(
-                f"  {p.url}: {p.blocks} blocks, {_size(p.bytes)}, {p.failures} failures, "
-                f"{p.lies} lies ({state})",
-                highlight=False,
-                soft_wrap=True,
-            )
-    if failed or interrupted:
-        raise typer.Exit(130 if interrupted else 1)
-
-
-def _peer_json(p: Any) -> dict[str, Any]:
-    return {
-        "url": p.url,
-        "blocks": p.blocks,
-        "bytes": p.bytes,
-        "failures": p.failures,
-        "lies": p.lies,
-        "dropped": p.dropped,
-        "reason": p.reason,
-    }
 
 
 def _write_json(data: Any) -> None:
