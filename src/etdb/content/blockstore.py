@@ -208,6 +208,7 @@ class FSBlockstore:
         if data is None:
             path = self.root / shard_of(key) / (key + DATA_SUFFIX)
             data = self._read(cid, path, missing_ok=False)
+            assert data is not None  # missing_ok=False raises instead
         if not cid.verify(data):
             raise CorruptBlockError(cid, path)
         return data

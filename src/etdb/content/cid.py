@@ -113,6 +113,8 @@ class CID:
     codec: int
     hash_code: int
     digest: bytes
+    _bytes: bytes | None  # binary form, made on first use
+    _str: str | None  # text form, made on first use
 
     def __init__(self, version: int, codec: int, hash_code: int, digest: bytes) -> None:
         if version == 0 and (codec != DAG_PB or hash_code != SHA2_256 or len(digest) != 32):

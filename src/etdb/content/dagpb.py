@@ -10,8 +10,10 @@ UnixFS spec: https://specs.ipfs.tech/unixfs/ — proto2, so ``filesize=0`` is wr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Literal
 
 from etdb.content.cid import CID, CIDError, decode_varint, encode_varint
 
@@ -66,8 +68,14 @@ def _len_delimited(field_no: int, payload: bytes) -> bytes:
     return _key(field_no, 2) + encode_varint(len(payload)) + payload
 
 
-def _iter_fields(buf: bytes | memoryview):
-    """Yield (field number, wire type, value) where value is an int or a memoryview."""
+# One protobuf field: (number, wire type, value); the value is a memoryview for wire type 2
+# (length-delimited), an int for the others. Typed so a decoder matching on the wire type
+# gets the value's type with it.
+_Field = tuple[int, Literal[0, 1, 5], int] | tuple[int, Literal[2], memoryview]
+
+
+def _iter_fields(buf: bytes | memoryview) -> Iterator[_Field]:
+    """Yield each field of ``buf`` as a ``_Field``."""
     mv = memoryview(buf)
     pos = 0
     end = len(mv)
@@ -130,24 +138,26 @@ def encode_node(node: PBNode) -> bytes:
 def _decode_link(buf: memoryview) -> PBLink:
     cid = name = tsize = None
     last = 0
-    for field_no, wire_type, value in _iter_fields(buf):
+    for pb_field in _iter_fields(buf):
+        field_no = pb_field[0]
         if field_no <= last:
             raise DagPBError("PBLink fields out of order or repeated")
         last = field_no
-        if field_no == 1 and wire_type == 2:
-            try:
-                cid = CID.from_bytes(bytes(value))
-            except CIDError as exc:
-                raise DagPBError(f"bad link hash: {exc}") from None
-        elif field_no == 2 and wire_type == 2:
-            try:
-                name = bytes(value).decode("utf-8")
-            except UnicodeDecodeError:
-                raise DagPBError("link name is not UTF-8") from None
-        elif field_no == 3 and wire_type == 0:
-            tsize = value
-        else:
-            raise DagPBError(f"unexpected PBLink field {field_no}")
+        match pb_field:
+            case (1, 2, value):
+                try:
+                    cid = CID.from_bytes(bytes(value))
+                except CIDError as exc:
+                    raise DagPBError(f"bad link hash: {exc}") from None
+            case (2, 2, value):
+                try:
+                    name = bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DagPBError("link name is not UTF-8") from None
+            case (3, 0, value):
+                tsize = value
+            case _:
+                raise DagPBError(f"unexpected PBLink field {field_no}")
     if cid is None:
         raise DagPBError("PBLink without Hash")
     return PBLink(cid, name, tsize)
@@ -157,17 +167,18 @@ def decode_node(block: bytes | memoryview) -> PBNode:
     """Decode a dag-pb block strictly (links before data, no unknown fields)."""
     links: list[PBLink] = []
     data: bytes | None = None
-    for field_no, wire_type, value in _iter_fields(block):
-        if field_no == 2 and wire_type == 2:
-            if data is not None:
-                raise DagPBError("PBNode Links after Data")
-            links.append(_decode_link(value))
-        elif field_no == 1 and wire_type == 2:
-            if data is not None:
-                raise DagPBError("PBNode has two Data fields")
-            data = bytes(value)
-        else:
-            raise DagPBError(f"unexpected PBNode field {field_no}")
+    for pb_field in _iter_fields(block):
+        match pb_field:
+            case (2, 2, value):
+                if data is not None:
+                    raise DagPBError("PBNode Links after Data")
+                links.append(_decode_link(value))
+            case (1, 2, value):
+                if data is not None:
+                    raise DagPBError("PBNode has two Data fields")
+                data = bytes(value)
+            case _:
+                raise DagPBError(f"unexpected PBNode field {pb_field[0]}")
     return PBNode(tuple(links), data)
 
 
@@ -197,42 +208,49 @@ def encode_unixfs(msg: UnixFSData) -> bytes:
     return bytes(out)
 
 
+def _decode_mtime(buf: memoryview) -> tuple[int, int | None]:
+    """UnixTime {Seconds (int64 as a varint), FractionalNanoseconds (fixed32)}."""
+    seconds, nanos = 0, None
+    for pb_field in _iter_fields(buf):
+        match pb_field:
+            case (1, 0, value):
+                seconds = value - (1 << 64) if value >= 1 << 63 else value
+            case (2, 5, value):
+                nanos = value
+    return seconds, nanos
+
+
 def decode_unixfs(buf: bytes | memoryview) -> UnixFSData:
     fields: dict[str, object] = {}
     blocksizes: list[int] = []
-    for field_no, wire_type, value in _iter_fields(buf):
-        if field_no == 1 and wire_type == 0:
-            try:
-                fields["type"] = UnixFSType(value)
-            except ValueError:
-                raise DagPBError(f"unknown UnixFS type {value}") from None
-        elif field_no == 2 and wire_type == 2:
-            fields["data"] = bytes(value)
-        elif field_no == 3 and wire_type == 0:
-            fields["filesize"] = value
-        elif field_no == 4 and wire_type == 0:
-            blocksizes.append(value)
-        elif field_no == 4 and wire_type == 2:  # tolerate packed encoding from other writers
-            pos = 0
-            while pos < len(value):
-                size, pos = decode_varint(value, pos)
-                blocksizes.append(size)
-        elif field_no == 5 and wire_type == 0:
-            fields["hash_type"] = value
-        elif field_no == 6 and wire_type == 0:
-            fields["fanout"] = value
-        elif field_no == 7 and wire_type == 0:
-            fields["mode"] = value
-        elif field_no == 8 and wire_type == 2:
-            seconds, nanos = 0, None
-            for f2, w2, v2 in _iter_fields(value):
-                if f2 == 1 and w2 == 0:
-                    seconds = v2 - (1 << 64) if v2 >= 1 << 63 else v2
-                elif f2 == 2 and w2 == 5:
-                    nanos = v2
-            fields["mtime"] = (seconds, nanos)
-        else:
-            raise DagPBError(f"unexpected UnixFS field {field_no}")
+    for pb_field in _iter_fields(buf):
+        match pb_field:
+            case (1, 0, value):
+                try:
+                    fields["type"] = UnixFSType(value)
+                except ValueError:
+                    raise DagPBError(f"unknown UnixFS type {value}") from None
+            case (2, 2, value):
+                fields["data"] = bytes(value)
+            case (3, 0, value):
+                fields["filesize"] = value
+            case (4, 0, value):
+                blocksizes.append(value)
+            case (4, 2, value):  # tolerate packed encoding from other writers
+                pos = 0
+                while pos < len(value):
+                    size, pos = decode_varint(value, pos)
+                    blocksizes.append(size)
+            case (5, 0, value):
+                fields["hash_type"] = value
+            case (6, 0, value):
+                fields["fanout"] = value
+            case (7, 0, value):
+                fields["mode"] = value
+            case (8, 2, value):
+                fields["mtime"] = _decode_mtime(value)
+            case _:
+                raise DagPBError(f"unexpected UnixFS field {pb_field[0]}")
     if "type" not in fields:
         raise DagPBError("UnixFS Data without Type")
     return UnixFSData(blocksizes=tuple(blocksizes), **fields)  # type: ignore[arg-type]

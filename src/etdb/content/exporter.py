@@ -28,7 +28,10 @@ from etdb.content.errors import (
     NotAFileError,
     PathNotFoundError,
 )
-from etdb.content.nodes import MAX_DEPTH, Kind, Node, load_node
+from etdb.content.nodes import MAX_DEPTH as MAX_DEPTH
+from etdb.content.nodes import Kind as Kind
+from etdb.content.nodes import Node as Node
+from etdb.content.nodes import load_node as load_node
 
 
 class Stat(NamedTuple):
@@ -194,7 +197,7 @@ def _walk(
     """``walk_file`` below ``node``; returns whether every block under it was visited."""
     if depth > MAX_DEPTH:
         raise InvalidNodeError(node.cid, f"file DAG deeper than {MAX_DEPTH}")
-    own = memoryview(node.block) if node.kind == Kind.RAW else memoryview(node.unixfs.data or b"")
+    own = _own_bytes(node)
     lo, hi = max(want.start - offset, 0), max(min(want.end - offset, len(own)), 0)
     yield node, own[lo:hi] if lo < hi else own[:0]
     whole = True
@@ -203,6 +206,14 @@ def _walk(
     if whole and want.done is not None:
         want.done[node.cid] = node.size or 0
     return whole
+
+
+def _own_bytes(node: Node) -> memoryview:
+    """The file bytes ``node`` holds itself: all of a raw block, a dag-pb node's Data."""
+    if node.kind == Kind.RAW:
+        return memoryview(node.block)
+    assert node.unixfs is not None  # load_node gives every dag-pb node its UnixFS data
+    return memoryview(node.unixfs.data or b"")
 
 
 def _walk_children(

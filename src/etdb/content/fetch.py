@@ -351,7 +351,8 @@ def _backoff(tries: int) -> float:
     """Exponential backoff with jitter, so retries of many blocks do not arrive in lockstep."""
     if tries <= 0:
         return 0.0
-    return min(FIRST_BACKOFF * 2 ** (tries - 1), MAX_BACKOFF) * random.uniform(0.5, 1.5)
+    growth: int = 2 ** (tries - 1)  # an int: tries > 0 here
+    return min(FIRST_BACKOFF * growth, MAX_BACKOFF) * random.uniform(0.5, 1.5)
 
 
 def _describe(exc: BaseException) -> str:

@@ -56,6 +56,6 @@ def syncfs(path: str | os.PathLike[str]) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        return fn(fd) == 0
+        return int(fn(fd)) == 0
     finally:
         os.close(fd)

@@ -87,7 +87,7 @@ class Connections:
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(check_peer_url(url))
         self.https = parts.scheme == "https"
-        self.host = parts.hostname
+        self.host = parts.hostname or ""  # check_peer_url refused a URL without a host
         self.port = parts.port
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout

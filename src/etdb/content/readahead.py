@@ -111,9 +111,9 @@ class ReadAhead:
         with self._cond:
             block = self._answered(cid)
         if block is None:
-            block = self._through.held.find(cid)
-            if block is not None:
-                return block
+            held = self._through.held.find(cid)
+            if held is not None:
+                return held
             with self._cond:
                 if not self._started and not self._stopped:
                     self._start()
@@ -211,7 +211,7 @@ class ReadAhead:
                     peer.serves_car = False  # raw blocks only, from now on
                 peers.absent(peer)
                 return
-            stream = io.BufferedReader(response, READ_BUFFER)  # type: ignore[arg-type]
+            stream = io.BufferedReader(response, READ_BUFFER)
             for cid, block in read_car(stream, max_section=MAX_BLOCK_SIZE + 128):
                 self._deliver(cid, block)
                 blocks, size = blocks + 1, size + len(block)

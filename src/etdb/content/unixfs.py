@@ -291,13 +291,11 @@ class Importer:
                 entry = top.pending.pop()
                 name_bytes = self._name_bytes(entry.path, entry.name)
                 rel = f"{top.rel}/{entry.name}" if top.rel else entry.name
+                if isinstance(entry, _OverlayDir):
+                    stack.append(_Dir(entry.path, entry.name, rel, entry.entries, []))
+                    continue
                 if entry.is_dir(follow_symlinks=False):
-                    children = (
-                        entry.entries
-                        if isinstance(entry, _OverlayDir)
-                        else self._entries(entry.path)
-                    )
-                    stack.append(_Dir(entry.path, entry.name, rel, children, []))
+                    stack.append(_Dir(entry.path, entry.name, rel, self._entries(entry.path), []))
                     continue
                 mode = entry.stat(follow_symlinks=False).st_mode
                 res = self._leaf_entry(entry.path, mode)

@@ -358,7 +358,7 @@ class PrivateKey:
     def __hash__(self) -> int:
         return hash((self.public_key, self._network))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would write the secret in clear to wherever the pickle goes (caches, queues).
         raise TypeError("PrivateKey cannot be pickled; store it with etdb.publish.keystore")
 
