@@ -21,20 +21,33 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from etdb.index.identity import IndexerError
 from etdb.index.query import MAX_LIMIT, CatalogReader, Rejection, SearchQuery
+from etdb.index.store import CatalogStore
 from etdb.ledger import LedgerUnavailable
-
-if TYPE_CHECKING:
-    from etdb.index.indexer import Indexer
+from etdb.ledger.follow import Cursor
 
 #: Differences listed in a report (the counts are always complete).
 MAX_LISTED = 50
 _PAGE = 1000
 #: How a difference in ``metadata_signed`` reads (the portal's and record check's words).
 _SIGNED = {True: "metadata signed", False: "location only"}
+
+
+class Rebuildable(Protocol):
+    """What :func:`check` needs of an indexer (``indexer.Indexer``, which sits above this
+    module and calls it): its catalog, its cursor, and a twin writing elsewhere."""
+
+    @property
+    def store(self) -> CatalogReader: ...
+
+    def indexed_cursor(self) -> Cursor: ...
+
+    def twin(self, store: CatalogStore) -> Rebuildable: ...
+
+    def run(self, limit_blocks: int | None = None) -> object: ...
 
 
 class CopyState(NamedTuple):
@@ -155,7 +168,7 @@ def _superseded(by: str | None) -> str:
     return f"superseded by {by}" if by else "not superseded"
 
 
-def _build_to_tip(twin: Indexer) -> str | None:
+def _build_to_tip(twin: Rebuildable) -> str | None:
     """Index the rest of the ledger into ``twin``: why it fails, or None."""
     try:
         twin.run()
@@ -200,7 +213,7 @@ class CheckReport:
         }
 
 
-def check(indexer: Indexer) -> CheckReport:
+def check(indexer: Rebuildable) -> CheckReport:
     """Rebuild ``indexer``'s ledger into a temporary SQLite catalog, to the height its
     catalog has reached, with the same settings, and compare."""
     from etdb.index.catalog import open_catalog  # the SQL layer, only when checking
