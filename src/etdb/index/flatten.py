@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from etdb.index.fields import flat_columns, flat_fields
 from etdb.record import Artifact, Details, Info, Storage, ValidationError
 from etdb.record.limits import INT64_MAX
 
@@ -100,38 +101,22 @@ class Flat:
 
     def facet_values(self) -> Iterator[tuple[str, str]]:
         """(facet, value) pairs this record counts towards, except ``publisher``."""
-        c = self.columns
-        for facet in ("species", "strain", "scope", "lab", "institution", "microscopist"):
-            if c[facet] is not None:
-                yield facet, c[facet]
-        for facet in ("taxid", "tilt_axis", "year"):
-            if c[facet] is not None:
-                yield facet, str(c[facet])
+        for name in _FACET_COLUMNS:
+            value = self.columns[name]
+            if value is not None:
+                yield name, str(value)
         for subtype in self.file_types:
             yield "file_type", subtype
 
 
-#: The flat columns of ``records`` (besides identity and provenance).
+#: Facets kept in a column of their own (``publisher`` is counted by the writer).
+_FACET_COLUMNS = tuple(f.name for f in flat_columns() if f.facet)
+#: The flat columns of ``records`` (besides identity and provenance): the registry's (in its
+#: order) between the title and what only the record pages and downloads show.
 COLUMNS = (
     "title",
-    "species",
-    "taxid",
-    "strain",
-    "scope",
-    "lab",
-    "institution",
-    "microscopist",
-    "tilt_axis",
-    "date",
-    "year",
-    "published",
-    "tilt_min",
-    "tilt_max",
-    "tilt_step",
-    "defocus",
-    "dosage",
+    *(f.name for f in flat_columns()),
     "magnification",
-    "emdb",
     "sid",
     "location",
     "thumbnail",
@@ -150,26 +135,12 @@ def flatten(wire: dict[str, Any]) -> Flat:
     files = art.files
     subtypes = sorted({s for f in files if (s := label(f.subtype))})
     thumb = next(iter(art.files_of("thumbnail") or art.files_of("keyimg")), None)
+    fields = {f.name: _CONVERT[f.column](_at(art, f.path)) for f in flat_fields() if f.column}
     columns: dict[str, Any] = {
         "title": label(info.title) or "",
-        "species": label(d.speciesName),
-        "taxid": _int64(d.NCBItaxID),
-        "strain": label(d.strain),
-        "scope": label(d.scopeName),
-        "lab": label(d.lab),
-        "institution": label(d.institution),
-        "microscopist": label(d.microscopist),
-        "tilt_axis": _int64(d.tiltSingleDual),
-        "date": _int64(d.date),
-        "year": _year(_int64(d.date)),
-        "published": _int64(art.timestamp),
-        "tilt_min": _float(d.tiltMin),
-        "tilt_max": _float(d.tiltMax),
-        "tilt_step": _float(d.tiltStep),
-        "defocus": _float(d.defocus),
-        "dosage": _float(d.dosage),
+        **fields,
+        "year": _year(fields["date"]),
         "magnification": _float(d.magnification),
-        "emdb": label(d.emdb),
         "sid": label(d.sid),
         "location": clean(art.location) or None,
         "thumbnail": clean(thumb.fname) if thumb and thumb.fname else None,
@@ -201,16 +172,35 @@ def bytes_total(counts: Mapping[str, int]) -> int:
     return counts.get(BYTES_LOW, 0) + (counts.get(BYTES_HIGH, 0) << 32)
 
 
-def _int64(value: int | None) -> int | None:
-    """Both databases store 64-bit integers; a larger one (valid JSON) is left out."""
-    return value if value is not None and -INT64_MAX <= value <= INT64_MAX else None
+def _int64(value: Any) -> int | None:
+    """Both databases store 64-bit integers; a larger one (valid JSON) is left out, and so is
+    anything not an integer (a registry field may read an extra key of any JSON type)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -INT64_MAX <= value <= INT64_MAX else None
 
 
-def _float(value: float | None) -> float | None:
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
     try:
-        return float(value) if value is not None else None
+        return float(value)
     except OverflowError:  # an integer beyond any double
         return None
+
+
+#: Catalog column type (fields.ColumnType) -> the stored value of an artifact's value.
+_CONVERT: dict[str, Callable[[Any], Any]] = {"key": label, "int": _int64, "float": _float}
+
+
+def _at(art: Artifact, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` (attribute names, extras included), None where a step is absent."""
+    value: Any = art
+    for name in path:
+        value = getattr(value, name, None)
+        if value is None:
+            return None
+    return value
 
 
 def _joined(text: str | None) -> str:

@@ -33,28 +33,21 @@ import numpy as np
 import sqlalchemy as sa
 
 from etdb.index import search as s
+from etdb.index.fields import column_fields, range_names
 from etdb.index.flatten import label
 from etdb.index.fts import FullText, TextQuery
 from etdb.index.query import FacetValue, SearchQuery
 from etdb.index.schema import meta, records
 from etdb.index.textcache import DEFAULT_MAX_BYTES, TextCache, Version
 
-#: Categorical columns: int32 codes (-1 = NULL) into a per-column dictionary of strings.
-CATS = (
-    "publisher",
-    "species",
-    "taxid",
-    "strain",
-    "scope",
-    "lab",
-    "institution",
-    "microscopist",
-    "tilt_axis",
-    "year",
-    "emdb",
-)
-#: Numeric columns: float64, NaN = NULL (exact for unix times and taxids < 2**53).
-NUMS = ("date", "published", "tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
+#: Categorical columns (the registry's equality filters and facets): int32 codes (-1 = NULL)
+#: into a per-column dictionary of strings.
+CATS = tuple(f.name for f in column_fields() if f.kind != "range")
+#: Numeric columns (the registry's ranges): float64, NaN = NULL (exact for unix times and
+#: taxids < 2**53).
+NUMS = range_names()
+#: Facets whose values are numbers (ordered as numbers among equal counts).
+NUMERIC_FACETS = tuple(f.name for f in column_fields() if f.facet and f.numeric)
 #: File subtypes are bits of a uint64; a catalog with more distinct subtypes uses SQL only.
 MAX_SUBTYPES = 64
 _SLICE = 20_000  # rows per slice when loading
@@ -239,14 +232,9 @@ class MemoryIndex:
             hit = np.zeros(n, bool)
             hit[candidates[candidates < n]] = True
             mask &= hit
-        for name in ("publisher", "species", "strain", "scope", "lab", "institution"):
-            self._any_of(mask, name, [label(v) for v in getattr(query, name)])
-        self._any_of(mask, "microscopist", [label(v) for v in query.microscopist])
-        self._any_of(mask, "taxid", list(query.taxid))
-        if query.tilt_axis is not None:
-            self._any_of(mask, "tilt_axis", [query.tilt_axis])
-        if query.emdb is not None:
-            self._any_of(mask, "emdb", [label(query.emdb)])
+        for f in column_fields():
+            if f.kind in ("text", "exact"):
+                self._any_of(mask, f.name, s.wanted(f, query))
         for name in NUMS:
             rng = getattr(query, name)
             col = self.nums[name][:n]
@@ -264,8 +252,9 @@ class MemoryIndex:
             mask &= (self.ftypes[:n] & np.uint64(want)) == np.uint64(want)
         return mask
 
-    def _any_of(self, mask: np.ndarray, name: str, values: list[Any]) -> None:
-        if not values:
+    def _any_of(self, mask: np.ndarray, name: str, values: list[Any] | None) -> None:
+        """Keep the rows holding one of ``values`` (None: no filter; [] matches nothing)."""
+        if values is None:
             return
         index = self.codes[name].index
         codes = [index[v] for v in values if v is not None and v in index]
@@ -291,7 +280,7 @@ class MemoryIndex:
             values = self.codes[name].values
             counts = np.bincount(self.cats[name][hits] + 1, minlength=len(values) + 1)[1:]
             found = [(values[i], int(counts[i])) for i in np.flatnonzero(counts)]
-        numeric = name in ("taxid", "tilt_axis", "year")
+        numeric = name in NUMERIC_FACETS
         found = [(v, n) for v, n in found if n]
         found.sort(key=lambda vn: (-vn[1], int(vn[0]) if numeric else vn[0]))
         return [FacetValue(v, n) for v, n in found[: s.FACET_TOP]]

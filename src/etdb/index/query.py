@@ -7,27 +7,18 @@ SQL: stores bind them as parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from etdb.index.fields import FIELDS, Field, filter_fields
 
 SortKey = Literal["relevance", "date", "published", "species", "microscopist"]
 Order = Literal["asc", "desc"]
 
-#: Categorical fields that have facet counts (API name -> meaning).
-FACETS: dict[str, str] = {
-    "publisher": "publisher address (floAddress)",
-    "species": "species name",
-    "taxid": "NCBI taxonomy id",
-    "strain": "strain",
-    "scope": "microscope (scopeName)",
-    "lab": "lab",
-    "institution": "institution",
-    "microscopist": "microscopist",
-    "tilt_axis": "1 single axis, 2 dual axis",
-    "year": "year the data was taken",
-    "file_type": "file subtypes present (tiltSeries, reconstruction, keymov, ...)",
-}
+#: Categorical fields that have facet counts (API name -> meaning), from the registry.
+FACETS: dict[str, str] = {f.name: f.help for f in FIELDS if f.facet}
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -46,34 +37,54 @@ class Range:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """A catalog search. Tuples of values mean "any of"; different fields combine with AND."""
+class _Presentation:
+    """What a search asks besides filters: text, deactivated records, order and paging."""
 
     q: str | None = None  # full text: title, species, strain, notes, microscopist, lab, tags, files
-    publisher: tuple[str, ...] = ()
-    species: tuple[str, ...] = ()
-    taxid: tuple[int, ...] = ()
-    strain: tuple[str, ...] = ()
-    scope: tuple[str, ...] = ()
-    lab: tuple[str, ...] = ()
-    institution: tuple[str, ...] = ()
-    microscopist: tuple[str, ...] = ()
-    tilt_axis: int | None = None  # 1 single, 2 dual
-    date: Range = Range()  # acquisition date, unix seconds
-    published: Range = Range()  # artifact timestamp, unix seconds
-    tilt_min: Range = Range()
-    tilt_max: Range = Range()
-    tilt_step: Range = Range()
-    defocus: Range = Range()
-    dosage: Range = Range()
-    emdb: str | None = None
-    file_type: tuple[str, ...] = ()  # every listed subtype must be present
     include_deactivated: bool = False
     sort: SortKey = "published"  # "relevance" needs q
     order: Order = "desc"
     limit: int = DEFAULT_LIMIT
     after: str | None = None  # opaque keyset token from a previous SearchResult.next
     facets: tuple[str, ...] = ()
+
+
+def filter_type(f: Field) -> tuple[Any, Any]:
+    """The ``SearchQuery`` attribute of a filter field: (type, default). Tuples of values
+    mean "any of" (``file_type``: all of); a range is a :class:`Range`."""
+    if f.kind == "range":
+        return Range, Range()
+    item = int if f.column == "int" else str
+    if f.many:
+        return tuple[item, ...], ()  # type: ignore[valid-type]
+    return item | None, None
+
+
+def _search_query() -> type:
+    attrs = [(f.name, *filter_type(f)) for f in filter_fields()]
+    fields = [(name, kind, dataclasses.field(default=default)) for name, kind, default in attrs]
+    cls = dataclasses.make_dataclass(
+        "SearchQuery", fields, bases=(_Presentation,), frozen=True, slots=True
+    )
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "A catalog search: the registry's filters (etdb.index.fields) and :class:`_Presentation`."
+        " Tuples of values mean any of; different fields combine with AND."
+    )
+    return cls
+
+
+if TYPE_CHECKING:
+
+    class SearchQuery(_Presentation):
+        """The filters are the registry's (etdb.index.fields): typed at run time only."""
+
+        def __init__(self, **fields: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    SearchQuery = _search_query()
 
 
 @dataclass(frozen=True, slots=True)

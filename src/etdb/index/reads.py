@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from etdb.index import search as s
 from etdb.index.fts import FullText, parse_text
-from etdb.index.memindex import Found, MemoryIndex
+from etdb.index.memindex import NUMERIC_FACETS, Found, MemoryIndex
 from etdb.index.query import (
     FacetValue,
     RecordSummary,
@@ -21,8 +21,6 @@ from etdb.index.schema import (
     facet_counts,
     records,
 )
-
-_NUMERIC_FACETS = ("taxid", "tilt_axis", "year")
 
 SUMMARY_COLUMNS = (
     records.c.id,
@@ -176,7 +174,7 @@ def _page_of(
 
 
 def _facet_order(name: str, fv: FacetValue) -> tuple[int, Any]:
-    return (-fv.count, int(fv.value) if name in _NUMERIC_FACETS else fv.value)
+    return (-fv.count, int(fv.value) if name in NUMERIC_FACETS else fv.value)
 
 
 def _counted_facets(

@@ -22,9 +22,12 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from etdb.index.fields import column_fields, flat_columns
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,14 @@ class CatalogSchemaError(RuntimeError):
 
 Key = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 Int = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: fields.ColumnType -> the column's SQL type.
+_COLUMN_TYPES: dict[str | None, sa.types.TypeEngine[Any]] = {
+    "key": Key,
+    "int": Int,
+    "float": sa.Float(),
+}
+
+
 metadata = sa.MetaData()
 
 records = sa.Table(
@@ -51,24 +62,9 @@ records = sa.Table(
     sa.Column("publisher", Key, nullable=False),
     # flattened (flatten.COLUMNS)
     sa.Column("title", Key, nullable=False),
-    sa.Column("species", Key),
-    sa.Column("taxid", Int),
-    sa.Column("strain", Key),
-    sa.Column("scope", Key),
-    sa.Column("lab", Key),
-    sa.Column("institution", Key),
-    sa.Column("microscopist", Key),
-    sa.Column("tilt_axis", Int),
-    sa.Column("date", Int),
-    sa.Column("year", Int),
-    sa.Column("published", Int),
-    sa.Column("tilt_min", sa.Float),
-    sa.Column("tilt_max", sa.Float),
-    sa.Column("tilt_step", sa.Float),
-    sa.Column("defocus", sa.Float),
-    sa.Column("dosage", sa.Float),
+    # the registry's searchable fields (etdb.index.fields), in its order
+    *(sa.Column(f.name, _COLUMN_TYPES[f.column]) for f in flat_columns()),
     sa.Column("magnification", sa.Float),
-    sa.Column("emdb", Key),
     sa.Column("sid", Key),
     sa.Column("location", sa.Text),
     sa.Column("thumbnail", sa.Text),
@@ -102,12 +98,11 @@ records = sa.Table(
 # Sort keys: (column, id) so that keyset pages are one index range in either direction.
 for _col in ("published", "date", "species", "microscopist"):
     sa.Index(f"records_{_col}_id", records.c[_col], records.c.id)
-# Filters. tilt_axis (two values) is not worth an index; the other numeric ranges are, for
-# the selective ends ("tilt_min <= -65").
-for _col in ("taxid", "strain", "scope", "lab", "institution", "emdb"):
-    sa.Index(f"records_{_col}", records.c[_col])
-for _col in ("tilt_min", "tilt_max", "tilt_step", "defocus", "dosage"):
-    sa.Index(f"records_{_col}", records.c[_col])
+# Filters the registry marks ``indexed``. tilt_axis (two values) is not worth an index; the
+# numeric ranges are, for the selective ends ("tilt_min <= -65").
+for _field in column_fields():
+    if _field.indexed:
+        sa.Index(f"records_{_field.name}", records.c[_field.name])
 sa.Index("records_publisher_published", records.c.publisher, records.c.published)
 # Replay detection: one record per identity (find_identity); superseded copies step aside.
 sa.Index(

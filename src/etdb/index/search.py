@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from etdb.index.fields import Field, column_fields, filter_fields
 from etdb.index.flatten import INT64_MAX, label
 from etdb.index.fts import FullText, TextQuery
 from etdb.index.query import FACETS, MAX_LIMIT, Range, SearchQuery
@@ -45,21 +47,8 @@ SORTS = {
     "species": records.c.species,
     "microscopist": records.c.microscopist,
 }
-_TEXT_FILTERS = ("publisher", "species", "strain", "scope", "lab", "institution", "microscopist")
-_RANGES = ("date", "published", "tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
 #: facet -> column (file_type is a join)
-FACET_COLUMNS = {
-    "publisher": records.c.publisher,
-    "species": records.c.species,
-    "taxid": records.c.taxid,
-    "strain": records.c.strain,
-    "scope": records.c.scope,
-    "lab": records.c.lab,
-    "institution": records.c.institution,
-    "microscopist": records.c.microscopist,
-    "tilt_axis": records.c.tilt_axis,
-    "year": records.c.year,
-}
+FACET_COLUMNS = {f.name: records.c[f.name] for f in column_fields() if f.facet}
 
 
 def validate(query: SearchQuery) -> None:
@@ -75,29 +64,58 @@ def validate(query: SearchQuery) -> None:
     unknown = [f for f in query.facets if f not in FACETS]
     if unknown:
         raise ValueError(f"facets: unknown facet(s) {', '.join(map(repr, unknown))}")
-    for name in (*_TEXT_FILTERS, "file_type"):
-        values = getattr(query, name)
-        if not isinstance(values, tuple | list) or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"{name}: must be a list of strings")
-        if len(values) > MAX_VALUES:
-            raise ValueError(f"{name}: at most {MAX_VALUES} values")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in query.taxid):
-        raise ValueError("taxid: values must be integers")
-    if len(query.taxid) > MAX_VALUES:
-        raise ValueError(f"taxid: at most {MAX_VALUES} values")
-    if query.tilt_axis is not None and query.tilt_axis not in (1, 2):
-        raise ValueError(f"tilt_axis: must be 1 (single) or 2 (dual), got {query.tilt_axis!r}")
-    if query.emdb is not None and not isinstance(query.emdb, str):
-        raise ValueError("emdb: must be a string")
-    for name in _RANGES:
-        rng = getattr(query, name)
-        for end in (rng.lo, rng.hi):
+    for f in filter_fields():
+        _validate_field(f, getattr(query, f.name))
+
+
+def _validate_field(f: Field, value: Any) -> None:
+    if f.kind == "range":
+        for end in (value.lo, value.hi):
             if end is not None and (
                 isinstance(end, bool)
                 or not isinstance(end, int | float)
                 or (isinstance(end, float) and not math.isfinite(end))
             ):
-                raise ValueError(f"{name}: range ends must be finite numbers, got {end!r}")
+                raise ValueError(f"{f.name}: range ends must be finite numbers, got {end!r}")
+    elif f.many:
+        if f.column == "int":
+            if not isinstance(value, tuple | list) or not all(_is_int(v) for v in value):
+                raise ValueError(f"{f.name}: values must be integers")
+        elif not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{f.name}: must be a list of strings")
+        if len(value) > MAX_VALUES:
+            raise ValueError(f"{f.name}: at most {MAX_VALUES} values")
+    elif value is None:
+        return
+    elif f.choices:
+        if value not in f.choices.values() or not _is_int(value):
+            raise ValueError(f"{f.name}: must be {choices_text(f)}, got {value!r}")
+    elif not isinstance(value, int if f.column == "int" else str) or isinstance(value, bool):
+        raise ValueError(f"{f.name}: must be {'an integer' if f.column == 'int' else 'a string'}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def choices_text(f: Field) -> str:
+    """``1 (single) or 2 (dual)``: a choice field's numbers and names."""
+    named = {n: name for name, n in f.choices.items() if not name.isdigit()}
+    return " or ".join(f"{n} ({name})" for n, name in sorted(named.items()))
+
+
+def wanted(f: Field, query: SearchQuery) -> list[Any] | None:
+    """The values an equality filter (text or exact) accepts, as stored; None: no filter.
+
+    An empty list matches nothing (every value given was one no record can hold)."""
+    value = getattr(query, f.name)
+    if _is_open(value):
+        return None
+    values = value if f.many else (value,)
+    if f.column == "int":
+        # Larger than 64 bits: cannot be stored, so cannot match (and must not reach SQL).
+        return sorted({v for v in values if abs(v) <= INT64_MAX})
+    return sorted({v for v in map(label, values) if v is not None})
 
 
 def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any]:
@@ -107,32 +125,30 @@ def filters(query: SearchQuery, fts: FullText, tq: TextQuery | None) -> list[Any
         where.append(records.c.deactivated == sa.false())
     if tq is not None:
         where.append(fts.match(tq))
-    for name in _TEXT_FILTERS:
-        values = getattr(query, name)
-        if values:
-            wanted = sorted({v for v in map(label, values) if v is not None})
-            where.append(records.c[name].in_(wanted) if wanted else sa.false())
-    if query.taxid:
-        # Larger than 64 bits: cannot be stored, so cannot match (and must not reach SQL).
-        taxids = sorted({t for t in query.taxid if abs(t) <= INT64_MAX})
-        where.append(records.c.taxid.in_(taxids) if taxids else sa.false())
-    if query.tilt_axis is not None:
-        where.append(records.c.tilt_axis == query.tilt_axis)
-    if query.emdb is not None:
-        where.append(records.c.emdb == label(query.emdb))
-    for name in _RANGES:
-        rng: Range = getattr(query, name)
-        if rng.lo is not None:
-            where.append(records.c[name] >= bindable(rng.lo))
-        if rng.hi is not None:
-            where.append(records.c[name] <= bindable(rng.hi))
-    for subtype in sorted({label(v) or "" for v in query.file_type}):
+    for f in filter_fields():
+        if f.kind == "range":
+            rng: Range = getattr(query, f.name)
+            if rng.lo is not None:
+                where.append(records.c[f.name] >= bindable(rng.lo))
+            if rng.hi is not None:
+                where.append(records.c[f.name] <= bindable(rng.hi))
+        elif f.column is None:
+            where += _file_types(getattr(query, f.name))
+        elif (values := wanted(f, query)) is not None:
+            where.append(records.c[f.name].in_(values) if values else sa.false())
+    return where
+
+
+def _file_types(values: tuple[str, ...]) -> list[Any]:
+    """Every listed subtype present (``record_file_types``)."""
+    terms = []
+    for subtype in sorted({label(v) or "" for v in values}):
         has = sa.select(record_file_types.c.record_seq).where(
             record_file_types.c.record_seq == records.c.seq,
             record_file_types.c.subtype == subtype,
         )
-        where.append(sa.exists(has))
-    return where
+        terms.append(sa.exists(has))
+    return terms
 
 
 def bindable(end: float) -> float:
@@ -146,11 +162,13 @@ def unfiltered(query: SearchQuery, tq: TextQuery | None) -> bool:
     """True when ``facet_counts`` answers: active records, no text, no filter."""
     if tq is not None or query.include_deactivated:
         return False
-    if any(getattr(query, n) for n in (*_TEXT_FILTERS, "taxid", "file_type")):
-        return False
-    if query.tilt_axis is not None or query.emdb is not None:
-        return False
-    return all(getattr(query, n).is_open for n in _RANGES)
+    return all(_is_open(getattr(query, f.name)) for f in filter_fields())
+
+
+def _is_open(value: Any) -> bool:
+    if isinstance(value, Range):
+        return value.is_open
+    return value is None or (isinstance(value, tuple | list) and not value)
 
 
 # -- keyset tokens ----------------------------------------------------------------------------
@@ -169,7 +187,7 @@ def _fingerprint(query: SearchQuery) -> str:
     """What a token is bound to: the query minus paging and facets."""
     fields = {
         n: getattr(query, n)
-        for n in SearchQuery.__slots__  # type: ignore[attr-defined]
+        for n in (f.name for f in dataclasses.fields(SearchQuery))  # type: ignore[arg-type]
         if n not in ("limit", "after", "facets")
     }
     text = json.dumps(fields, sort_keys=True, default=lambda r: [r.lo, r.hi])
