@@ -35,6 +35,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("etdb.commands.mirror", None),  # mirror
     ("etdb.commands.verify", None),  # verify
     ("etdb.commands.download", None),  # download
+    ("etdb.commands.search", None),  # search
 ]
 
 
