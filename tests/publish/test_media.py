@@ -115,7 +115,7 @@ def test_key_movie_thins_and_scales(tmp_path):
 def test_unreadable_files_raise_media_error(tmp_path):
     garbage = tmp_path / "garbage.mrc"
     garbage.write_bytes(b"x" * 4096)
-    with pytest.raises(MediaError, match="not a readable MRC"):
+    with pytest.raises(MediaError, match="not an MRC file"):
         media.key_image(garbage, tmp_path / "k.jpg")
     truncated = _mrc(tmp_path / "t.mrc", _volume())
     with open(truncated, "r+b") as f:
@@ -132,7 +132,7 @@ def test_unreadable_files_raise_media_error(tmp_path):
     complex_mrc = _mrc(tmp_path / "c.mrc", np.zeros((2, 8, 8), np.complex64))
     with pytest.raises(MediaError, match="mode"):
         media.key_image(complex_mrc, tmp_path / "k.jpg")
-    with pytest.raises(MediaError, match="cannot open"):
+    with pytest.raises(MediaError, match="cannot read"):
         media.key_image(tmp_path / "missing.rec", tmp_path / "k.jpg")
     with pytest.raises(MediaError, match="cannot read image"):
         media.thumbnail(garbage, tmp_path / "s.jpg")

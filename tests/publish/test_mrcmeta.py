@@ -17,16 +17,16 @@ from hypothesis import strategies as st
 from mrcfile.dtypes import get_ext_header_dtype
 
 from etdb.demo import demo_sample, generate_dataset
+from etdb.mrc.serialem import decode_seri, shorts_to_float
+from etdb.mrc.sidecars import parse_angle_list, parse_mdoc
 from etdb.publish.mrcmeta import (
     Disagreement,
-    MrcMetaError,
+    MrcError,
     dataset_facts,
     read_mrc_facts,
     reconcile,
     tilt_summary,
 )
-from etdb.publish.mrcmeta.serialem import decode_seri, shorts_to_float
-from etdb.publish.mrcmeta.sidecars import parse_angle_list, parse_mdoc
 from etdb.record import Details
 
 ANGLES = [-60.0 + 3 * i for i in range(41)]  # -60 .. 60 every 3
@@ -235,7 +235,7 @@ def test_angle_list_precedence(tmp_path):
 
 
 def _error(path: Path) -> str:
-    with pytest.raises(MrcMetaError) as info:
+    with pytest.raises(MrcError) as info:
         read_mrc_facts(path)
     assert str(path.name) in str(info.value)
     return str(info.value)
@@ -299,7 +299,7 @@ def test_extended_header_too_short(tmp_path):
 def test_sidecar_errors_name_file_and_line(tmp_path, name, text, message):
     path = write_mrc(tmp_path / "ts.mrc", 3)
     (tmp_path / name).write_text(text)
-    with pytest.raises(MrcMetaError) as info:
+    with pytest.raises(MrcError) as info:
         read_mrc_facts(path)
     assert message in str(info.value) and name in str(info.value)
 
@@ -307,7 +307,7 @@ def test_sidecar_errors_name_file_and_line(tmp_path, name, text, message):
 def test_unused_broken_sidecar_is_still_reported(tmp_path):
     fei = write_fei(tmp_path / "f.mrc", [-1.0, 0.0, 1.0])
     (tmp_path / "f.tlt").write_text("oops\n")
-    with pytest.raises(MrcMetaError, match=r"f\.tlt: line 1: 'oops' is not an angle"):
+    with pytest.raises(MrcError, match=r"f\.tlt: line 1: 'oops' is not an angle"):
         read_mrc_facts(fei)
 
 
@@ -440,14 +440,14 @@ def test_demo_datasets(tmp_path, index):
     assert disagreements == [] and out == sample.metadata
 
 
-# -- fuzzing: garbage gives MrcMetaError, never anything else ----------------------------------
+# -- fuzzing: garbage gives MrcError, never anything else ----------------------------------
 
 
 def read_or_refuse(path: Path) -> None:
-    """Read ``path``: a refusal must be an MrcMetaError naming a file; a result must be sane."""
+    """Read ``path``: a refusal must be an MrcError naming a file; a result must be sane."""
     try:
         f = read_mrc_facts(path)
-    except MrcMetaError as exc:
+    except MrcError as exc:
         assert exc.path.name in str(exc)
         return
     assert f.tilt_angles is None or (
@@ -514,9 +514,9 @@ def test_fuzz_sidecar_parsers(lines, raw):
             for key in ("TiltAngle", "ExposureDose", "Magnification", "Defocus", "Binning"):
                 mdoc.column(key)
                 mdoc.number(None, key)
-        except MrcMetaError:
+        except MrcError:
             pass
-        with contextlib.suppress(MrcMetaError):
+        with contextlib.suppress(MrcError):
             angles = parse_angle_list(text, Path("x.tlt"))
             assert angles and all(abs(a) <= 90 for a in angles)
 

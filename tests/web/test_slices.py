@@ -3,7 +3,7 @@
 Files are written by ``mrcfile`` (an independent writer; big-endian ones too), added to a real
 ``FSBlockstore`` with the UnixFS importer, and read back through the exporter. The expected
 images are computed here from ``mrcfile``'s own reading of the same section, so the test
-checks the byte order, mode, signedness, offset, orientation and contrast of ``mrcslice``
+checks the byte order, mode, signedness, offset, orientation and contrast of ``etdb.mrc``
 against another implementation, not against itself.
 """
 
@@ -34,7 +34,7 @@ from etdb.content.cid import CID
 from etdb.content.profiles import UNIXFS_V0_2015
 from etdb.content.unixfs import Importer
 from etdb.index.catalog import open_catalog
-from etdb.web import mrcslice
+from etdb.mrc import display, png, sections
 from etdb.web.render import env
 from etdb.web.slices import CACHE_BYTES, SliceCache, slice_viewer
 
@@ -271,7 +271,7 @@ def test_a_constant_section_is_mid_grey(dataset, client):
 def test_non_finite_values_do_not_break_the_contrast() -> None:
     section = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     section[0, :5] = [np.nan, np.inf, -np.inf, np.nan, np.nan]
-    image = mrcslice.render_section(section, 1024)
+    image = display.render_section(section, 1024)
     assert image.dtype == np.uint8 and image[-1, 0] == 0  # NaN black (row 0 is shown last)
     assert image[-1, 1] == 255 and image[-1, 2] == 0  # +inf white, -inf black
     assert image.max() == 255 and image.min() == 0
@@ -422,11 +422,11 @@ def sparse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_a_section_of_a_large_file_reads_only_that_section(sparse):
     reader = CountingReader(exporter.open_file(sparse["store"], sparse["cid"]))
     size = sparse["path"].stat().st_size
-    layout = mrcslice.read_layout(reader, size, name="big.rec")
+    layout = sections.read_layout(reader, size, name="big.rec")
     assert (layout.nx, layout.ny, layout.nz) == (1024, 1024, 50)
     header_bytes = reader.bytes_read
     assert header_bytes == 1024
-    section = mrcslice.read_section(reader, layout, 10, name="big.rec")
+    section = sections.read_section(reader, layout, 10, name="big.rec")
     assert reader.bytes_read - header_bytes == layout.section_bytes  # one section: 4 MiB of 200 MB
     np.testing.assert_array_equal(section, sparse["section"])
 
@@ -588,9 +588,9 @@ def test_png_is_deflated_only_when_that_pays():
     ramp = np.tile(np.arange(500) % 256, (300, 1)).astype(np.uint8)
     for image in (noise, ramp, np.zeros((1, 1), np.uint8)):
         np.testing.assert_array_equal(
-            np.asarray(Image.open(io.BytesIO(mrcslice.encode_png(image)))), image
+            np.asarray(Image.open(io.BytesIO(png.encode_png(image)))), image
         )
-    assert len(mrcslice.encode_png(noise)) > noise.size  # stored: deflate would gain nothing
-    assert len(mrcslice.encode_png(ramp)) < ramp.size / 10
+    assert len(png.encode_png(noise)) > noise.size  # stored: deflate would gain nothing
+    assert len(png.encode_png(ramp)) < ramp.size / 10
     with pytest.raises(ValueError, match="2-d uint8"):
-        mrcslice.encode_png(np.zeros((4, 4), np.float32))
+        png.encode_png(np.zeros((4, 4), np.float32))

@@ -1,8 +1,8 @@
 """One MRC file's acquisition facts, from its headers and sidecars, without reading its data.
 
-Tilt series and tomograms are GBs; only the 1024-byte header and the extended header are read
-(``mrcfile.open(..., header_only=True)``), so the cost is the same for a 10 MB and a 10 GB
-file, and a file whose data block is a hole in a sparse file is read like any other.
+Tilt series and tomograms are GBs; only the 1024-byte header (:mod:`etdb.mrc.header`) and the
+extended header (:mod:`etdb.mrc.extended`) are read, so the cost is the same for a 10 MB and a
+10 GB file, and a file whose data block is a hole in a sparse file is read like any other.
 
 Where a value comes from, most trusted first:
 
@@ -21,21 +21,22 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import mrcfile
-import numpy as np
-from mrcfile.dtypes import get_ext_header_dtype
-
-from etdb.publish.mrcmeta.errors import MrcMetaError
-from etdb.publish.mrcmeta.rawheader import RawHeader, read_raw_header
-from etdb.publish.mrcmeta.serialem import decode_seri, looks_like_serialem
-from etdb.publish.mrcmeta.sidecars import (
+from etdb.mrc.errors import MrcError
+from etdb.mrc.extended import (
     MAX_TILT,
+    fei_table,
+    is_fei,
+    is_serialem,
+    read_extended,
+    seri_values,
+)
+from etdb.mrc.header import RawHeader, read_raw_header
+from etdb.mrc.sidecars import (
     Mdoc,
     find_sidecars,
     parse_angle_list,
@@ -91,27 +92,21 @@ class FileFacts:
 def read_mrc_facts(path: Path | str) -> FileFacts:
     """Read ``path``'s header, extended header and sidecars; never its data block.
 
-    Raises MrcMetaError naming the file for: not an MRC file, a truncated header, extended
+    Raises MrcError naming the file for: not an MRC file, a truncated header, extended
     header or data block, an extended header shorter than its sections need, and a sidecar
     that cannot be parsed (naming the line).
     """
     path = Path(path)
     raw = read_raw_header(path)
-    with warnings.catch_warnings():
-        # permissive: odd but readable headers (old IMOD files, wrong machine stamps) are
-        # accepted; read_raw_header has already refused what cannot be read.
-        warnings.simplefilter("ignore", RuntimeWarning)
+    facts = _Collector(path, raw)
+    facts.from_header()
+    if is_fei(raw) or is_serialem(raw):
         try:
-            with mrcfile.open(path, permissive=True, header_only=True) as mrc:
-                facts = _Collector(path, raw)
-                facts.from_header(mrc)
-                facts.from_extended_header(mrc)
-        except MrcMetaError:
-            raise
+            with path.open("rb") as fh:
+                data = read_extended(fh, raw)
         except OSError as exc:
-            raise MrcMetaError(path, f"cannot read: {exc.strerror or exc}") from None
-        except ValueError as exc:  # what read_raw_header did not foresee, still named
-            raise MrcMetaError(path, f"unreadable MRC header: {exc}") from None
+            raise MrcError(path, f"cannot read: {exc.strerror or exc}") from None
+        facts.from_extended_header(data)
     facts.from_sidecars()
     return facts.build()
 
@@ -133,67 +128,24 @@ class _Collector:
 
     # -- main header ------------------------------------------------------------------
 
-    def from_header(self, mrc: Any) -> None:
-        header = mrc.header
-        size = mrc.voxel_size
-        # float32 in the file: 33.33 reads as 33.3299980; 4 decimals of an Å is plenty.
-        voxel = tuple(round(float(size[axis]), 4) for axis in ("x", "y", "z"))
-        if all(math.isfinite(v) and v > 0 for v in voxel):
-            self.put("voxel_size", voxel, "header")
-        count = min(max(int(header.nlabl), 0), 10)
-        labels = tuple(
-            bytes(label).decode("ascii", errors="replace").replace("\x00", "").strip()
-            for label in header.label[:count]
-        )
-        self.values["labels"] = tuple(label for label in labels if label)
-        self.labels_text = "\n".join(self.values["labels"])
+    def from_header(self) -> None:
+        if self.raw.voxel_size is not None:
+            self.put("voxel_size", self.raw.voxel_size, "header")
+        self.values["labels"] = self.raw.labels
+        self.labels_text = "\n".join(self.raw.labels)
 
     # -- extended header ----------------------------------------------------------------
 
-    def from_extended_header(self, mrc: Any) -> None:
-        exttyp = self.raw.exttyp
-        ext = mrc.extended_header
-        data = b"" if ext is None else ext.tobytes()
-        nz = self.raw.nz
-        if exttyp in ("FEI1", "FEI2"):
-            self._fei(mrc, exttyp, data)
-        elif exttyp == "SERI" or (
-            exttyp is None and data and looks_like_serialem(self.raw.nint, self.raw.nreal)
-        ):
-            try:
-                seri = decode_seri(
-                    data, sections=nz, nint=self.raw.nint, nreal=self.raw.nreal,
-                    byteorder=self.raw.byteorder,
-                )  # fmt: skip
-            except ValueError as exc:
-                raise MrcMetaError(self.path, str(exc)) from None
+    def from_extended_header(self, data: bytes) -> None:
+        if is_fei(self.raw):
+            self._fei(fei_table(data, self.raw, self.path), self.raw.exttyp or "")
+        else:
+            seri = seri_values(data, self.raw, self.path)
             self._tilts(seri.tilt_angles, "SERI")
             self.put("magnification", _typical(seri.magnifications, positive=True), "SERI")
             self.put("dose", _total(seri.doses), "SERI")
 
-    def _fei(self, mrc: Any, exttyp: str, data: bytes) -> None:
-        dtype = get_ext_header_dtype(exttyp.encode(), self.raw.byteorder)
-        need = self.raw.nz * dtype.itemsize
-        if len(data) < need:
-            raise MrcMetaError(
-                self.path,
-                f"extended header too short: {exttyp} needs {self.raw.nz} sections x "
-                f"{dtype.itemsize} bytes = {need}, it has {len(data)}",
-            )
-        if self.raw.nz == 0:
-            return
-        # Checked before asking mrcfile: its indexed_extended_header warns and returns None
-        # for a wrong metadata size, which would read as "no FEI data".
-        declared = int(np.frombuffer(data, dtype=dtype, count=1)["Metadata size"][0])
-        if declared != dtype.itemsize:
-            raise MrcMetaError(
-                self.path,
-                f"{exttyp} extended header says {declared} bytes per section, "
-                f"{exttyp} has {dtype.itemsize}",
-            )
-        ext = mrc.indexed_extended_header
-        if ext is None:  # mrcfile could not interpret it after all
-            raise MrcMetaError(self.path, f"{exttyp} extended header cannot be interpreted")
+    def _fei(self, ext: Any, exttyp: str) -> None:
         self._tilts(tuple(float(a) for a in ext["Alpha tilt"]), exttyp)
         self.put("magnification", _typical(ext["Magnification"], positive=True), exttyp)
         # FEI writes SI units: dose in e/m² per image, defocus and pixel size in metres.
@@ -218,12 +170,12 @@ class _Collector:
             return
         where = path or self.path
         if len(angles) != self.raw.nz:
-            raise MrcMetaError(
+            raise MrcError(
                 where, f"{len(angles)} tilt angles for {self.raw.nz} sections of {self.path.name}"
             )
         for index, angle in enumerate(angles):
             if not math.isfinite(angle) or abs(angle) > MAX_TILT:
-                raise MrcMetaError(
+                raise MrcError(
                     where, f"{kind} tilt angle of section {index} is {angle!r}, not within ±90°"
                 )
         self.put("tilt_angles", tuple(round(a, 2) for a in angles), kind, path)
@@ -261,7 +213,7 @@ class _Collector:
         if mdoc.sections:
             expected = list(range(len(mdoc.sections)))
             if list(mdoc.sections) != expected:
-                raise MrcMetaError(where, "ZValue sections are not numbered 0, 1, 2, ...")
+                raise MrcError(where, "ZValue sections are not numbered 0, 1, 2, ...")
             tilts = mdoc.column("TiltAngle")
             if all(t is not None for t in tilts):
                 self._tilts(tuple(t for t in tilts if t is not None), "mdoc", where)

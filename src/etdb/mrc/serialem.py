@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -67,7 +68,9 @@ def _bytes_for(flags: int) -> int:
     return sum(size for flag, size in _LAYOUT if flags & flag)
 
 
-def decode_seri(data: bytes, *, sections: int, nint: int, nreal: int, byteorder: str) -> SeriValues:
+def decode_seri(
+    data: bytes, *, sections: int, nint: int, nreal: int, byteorder: Literal["<", ">"]
+) -> SeriValues:
     """Decode ``sections`` sections of ``nint`` bytes each from ``data``.
 
     Raises ValueError (the caller names the file) when the header fields cannot describe the

@@ -9,7 +9,7 @@
 * ``.rawtlt`` (the angles as acquired) and ``.tlt`` (as refined by IMOD's alignment) hold one
   angle in degrees per line.
 
-Parsers take the text and the file's path (for messages) and raise MrcMetaError naming the
+Parsers take the text and the file's path (for messages) and raise MrcError naming the
 line for anything else; they never raise anything else, whatever the bytes.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from etdb.publish.mrcmeta.errors import MrcMetaError
+from etdb.mrc.errors import MrcError
+from etdb.mrc.extended import MAX_TILT
 
 __all__ = [
     "MAX_SIDECAR_BYTES",
@@ -34,7 +35,6 @@ __all__ = [
 
 #: A sidecar is a few hundred lines; anything this big is not one (and is not read whole).
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
-MAX_TILT = 90.0  # |angle| beyond this is not a tilt angle
 
 _SECTION = re.compile(r"^\[\s*([^=\]]+?)\s*=\s*(.*?)\s*\]$")
 _KEY_VALUE = re.compile(r"^([A-Za-z_][\w.\-]*)\s*=\s*(.*)$")
@@ -66,7 +66,7 @@ class Mdoc:
             value = math.nan
         if not math.isfinite(value):
             line = self.lines.get((z, key), 0)
-            raise MrcMetaError(self.path, f"line {line}: {key} = {text!r} is not a number")
+            raise MrcError(self.path, f"line {line}: {key} = {text!r} is not a number")
         return value
 
     def column(self, key: str) -> list[float | None]:
@@ -80,9 +80,9 @@ def read_sidecar_text(path: Path) -> str:
         with path.open("rb") as fh:
             data = fh.read(MAX_SIDECAR_BYTES + 1)
     except OSError as exc:
-        raise MrcMetaError(path, f"cannot read: {exc.strerror or exc}") from None
+        raise MrcError(path, f"cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_SIDECAR_BYTES:
-        raise MrcMetaError(path, f"larger than {MAX_SIDECAR_BYTES} bytes: not a sidecar file")
+        raise MrcError(path, f"larger than {MAX_SIDECAR_BYTES} bytes: not a sidecar file")
     return data.decode("utf-8", errors="replace")
 
 
@@ -100,7 +100,7 @@ def parse_mdoc(text: str, path: Path) -> Mdoc:
         if line.startswith("["):
             match = _SECTION.match(line)
             if match is None:
-                raise MrcMetaError(path, f"line {number}: malformed section header {line[:60]!r}")
+                raise MrcError(path, f"line {number}: malformed section header {line[:60]!r}")
             kind, name = match.groups()
             if kind == "ZValue":
                 try:
@@ -108,11 +108,9 @@ def parse_mdoc(text: str, path: Path) -> Mdoc:
                 except ValueError:
                     z = -1
                 if z < 0:
-                    raise MrcMetaError(
-                        path, f"line {number}: ZValue {name[:20]!r} is not a Z index"
-                    )
+                    raise MrcError(path, f"line {number}: ZValue {name[:20]!r} is not a Z index")
                 if z in sections:
-                    raise MrcMetaError(path, f"line {number}: ZValue {z} appears twice")
+                    raise MrcError(path, f"line {number}: ZValue {z} appears twice")
                 current, current_z = {}, z
                 sections[z] = current
             else:
@@ -122,7 +120,7 @@ def parse_mdoc(text: str, path: Path) -> Mdoc:
             continue
         match = _KEY_VALUE.match(line)
         if match is None:
-            raise MrcMetaError(path, f"line {number}: expected 'key = value', got {line[:60]!r}")
+            raise MrcError(path, f"line {number}: expected 'key = value', got {line[:60]!r}")
         if current is not None:
             key, value = match.groups()
             current[key] = value.strip()
@@ -141,12 +139,12 @@ def parse_angle_list(text: str, path: Path) -> tuple[float, ...]:
         try:
             angle = float(line)
         except ValueError:
-            raise MrcMetaError(path, f"line {number}: {line[:40]!r} is not an angle") from None
+            raise MrcError(path, f"line {number}: {line[:40]!r} is not an angle") from None
         if not math.isfinite(angle) or abs(angle) > MAX_TILT:
-            raise MrcMetaError(path, f"line {number}: {line[:40]!r} is not a tilt angle (±90°)")
+            raise MrcError(path, f"line {number}: {line[:40]!r} is not a tilt angle (±90°)")
         angles.append(angle)
     if not angles:
-        raise MrcMetaError(path, "no angles in the file")
+        raise MrcError(path, "no angles in the file")
     return tuple(angles)
 
 

@@ -3,12 +3,9 @@
 ETDB-Caltech's dataset page shows a key movie (a sweep through z, autoplaying), a key image and
 a thumbnail for every dataset (``keymov_<sid>.mp4``, ``keyimg_<sid>.jpg``, ``keyimg_<sid>_s.jpg``).
 This module makes them for real data as well as for the demo, so it never loads a volume: the
-MRC file is memory-mapped (``mrcfile.mmap``, permissive, so slightly non-conforming files from
-old software still open) and only the slices an output needs are read, one at a time. Contrast
-comes from percentiles of a bounded subsample, so a 4 GB reconstruction costs the same memory
-as a 4 MB one.
-
-Images are shown as IMOD shows them: MRC rows run bottom-up, so they are flipped for display.
+MRC file is memory-mapped (:func:`etdb.mrc.volume.open_volume`) and only the slices an output
+needs are read, one at a time. Contrast is :mod:`etdb.mrc.display`'s one rule (the slice
+viewer's), from a bounded sample, so a 4 GB reconstruction costs the same memory as a 4 MB one.
 The movie is H.264 in an MP4 (yuv420p, even dimensions, ``+faststart``) — what every browser
 plays — encoded by the ffmpeg binary that ships with ``imageio-ffmpeg``, fed raw 8-bit frames
 through a pipe. Every output is written to a temporary name and renamed into place, so an
@@ -17,25 +14,24 @@ interrupted run never leaves a truncated JPEG or MP4 that would later be publish
 
 from __future__ import annotations
 
-import math
 import os
-import struct
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 from PIL import Image
+
+from etdb.mrc import display
+from etdb.mrc.errors import MrcError
+from etdb.mrc.volume import open_volume as _open_mrc
 
 __all__ = [
     "MediaError",
     "MovieInfo",
-    "contrast_limits",
     "ensure_media",
     "ffmpeg_exe",
     "find_reconstruction",
@@ -46,12 +42,9 @@ __all__ = [
     "thumbnail",
 ]
 
-MAX_SAMPLES = 1_000_000  # voxels read to estimate contrast
 THUMBNAIL_SIZE = 200
 _STDERR_LINES = 12
 _RECONSTRUCTION_SUFFIXES = (".rec", ".mrc")
-# Bytes per voxel of the MRC modes images come in (complex and 4-bit modes are not images).
-_VOXEL_BYTES = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}
 
 
 class MediaError(Exception):
@@ -70,105 +63,15 @@ class MovieInfo:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def _check_header(path: Path) -> None:
-    """Refuse a file whose header cannot describe it before mrcfile sees it: a corrupt header
-    can announce a 2 GB extended header, which mrcfile would then try to read into memory."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(1024)
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot open as MRC: {exc}") from exc
-    if len(head) < 1024:
-        raise MediaError(f"{path}: not a readable MRC file (shorter than the 1024-byte header)")
-    for order in "<>":  # the machine stamp is unreliable in old files; the mode tells
-        nx, ny, nz, mode = struct.unpack_from(f"{order}4i", head, 0)
-        (extended,) = struct.unpack_from(f"{order}i", head, 92)
-        if mode in _VOXEL_BYTES:
-            break
-    else:
-        raise MediaError(f"{path}: not a readable MRC file (unsupported or corrupt mode)")
-    if min(nx, ny, nz) <= 0 or extended < 0:
-        raise MediaError(f"{path}: not a readable MRC file (dimensions {nx}x{ny}x{nz})")
-    needed = 1024 + extended + nx * ny * nz * _VOXEL_BYTES[mode]
-    if needed > size:
-        raise MediaError(
-            f"{path}: not a readable MRC file (truncated: the header needs {needed} bytes, "
-            f"the file has {size})"
-        )
-
-
 @contextmanager
 def open_volume(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
-    """The MRC data as a read-only memory map of shape ``(z, y, x)`` (an image is one slice)."""
-    path = Path(path)
-    _check_header(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            mrc = mrcfile.mmap(path, mode="r", permissive=True)
-        except (OSError, ValueError) as exc:
-            raise MediaError(f"{path}: cannot open as MRC: {exc}") from exc
-    with mrc:
-        data = mrc.data
-        if data is None:
-            why = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or "no data block"
-            raise MediaError(f"{path}: not a readable MRC file ({why})")
-        if np.iscomplexobj(data) or data.ndim not in (2, 3, 4) or data.size == 0:
-            raise MediaError(
-                f"{path}: unsupported MRC data (mode {int(mrc.header.mode)}, shape {data.shape})"
-            )
-        if data.ndim == 2:
-            data = data[np.newaxis]
-        elif data.ndim == 4:  # a volume stack: show its first volume
-            data = data[0]
-        yield data
-
-
-def contrast_limits(
-    data: np.ndarray, low: float = 0.5, high: float = 99.5, max_samples: int = MAX_SAMPLES
-) -> tuple[float, float]:
-    """Percentile display limits from at most ``max_samples`` voxels spread over the volume.
-
-    Up to 32 slices (the outer 10 % of z, mostly empty or noisy, skipped when there are enough)
-    are read with a stride in y and x; nothing else of the file is touched.
-    """
-    nz, ny, nx = data.shape
-    first, last = (nz // 10, nz - nz // 10) if nz >= 20 else (0, nz)
-    zs = np.unique(np.linspace(first, last - 1, min(32, last - first)).astype(int))
-    per_slice = max(1, max_samples // len(zs))
-    stride = max(1, math.ceil(math.sqrt(ny * nx / per_slice)))
-    sample = np.concatenate(
-        [np.asarray(data[z, ::stride, ::stride], dtype=np.float32).ravel() for z in zs]
-    )
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(sample, [low, high])
-    return float(lo), float(hi)
-
-
-def _slab(data: np.ndarray, center: int | None, thickness: int) -> np.ndarray:
-    """The average of ``thickness`` slices around ``center`` (default: the middle), float32."""
-    nz = data.shape[0]
-    thickness = max(1, min(thickness, nz))
-    mid = nz // 2 if center is None else min(max(center, 0), nz - 1)
-    start = min(max(mid - thickness // 2, 0), nz - thickness)
-    acc = np.zeros(data.shape[1:], np.float64)
-    for z in range(start, start + thickness):  # one slice in memory at a time
-        acc += np.nan_to_num(np.asarray(data[z], dtype=np.float64))
-    return (acc / thickness).astype(np.float32)
-
-
-def default_slab(nz: int) -> int:
-    """Key images average ~10 % of the slices (at most 20): less noise, features stay sharp."""
-    return max(1, min(20, nz // 10))
-
-
-def _gray8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out = np.clip((image - lo) * scale, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(out[::-1])  # MRC rows run bottom-up
+    """The MRC data as a read-only memory map of shape ``(z, y, x)``; MediaError if it cannot
+    be shown (:func:`etdb.mrc.volume.open_volume`'s refusals, same message)."""
+    try:
+        with _open_mrc(path) as data:
+            yield data
+    except MrcError as exc:
+        raise MediaError(str(exc)) from exc
 
 
 def _fit(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
@@ -190,14 +93,13 @@ def render_slab(
     box: tuple[int, int, int, int] | None = None,
     max_size: int | None = None,
 ) -> Image.Image:
-    """A slab average as an 8-bit image, contrast from its own 0.5-99.5 percentiles.
+    """A slab average as an 8-bit image, contrast from the slab itself (one rule: display).
 
     ``box`` = (left, top, right, bottom) in displayed pixels crops before scaling.
     """
     with open_volume(mrc_path) as data:
-        image = _slab(data, center, thickness or default_slab(data.shape[0]))
-    lo, hi = np.percentile(image[np.isfinite(image)], [0.5, 99.5]) if image.size else (0, 1)
-    pic = Image.fromarray(_gray8(image, float(lo), float(hi)), mode="L")
+        image = display.slab_average(data, center, thickness or display.default_slab(len(data)))
+    pic = Image.fromarray(display.to_gray8(image, display.contrast_limits(image)), mode="L")
     if box is not None:
         pic = pic.crop(box)
     target = _fit(pic.size, max_size)
@@ -283,7 +185,7 @@ def key_movie(
     exe = ffmpeg or ffmpeg_exe()
     with open_volume(mrc_path) as data:
         nz, ny, nx = data.shape
-        lo, hi = contrast_limits(data)
+        limits = display.volume_contrast_limits(data)
         zs = np.unique(np.linspace(0, nz - 1, min(nz, max_frames)).round().astype(int))
         width, height = _movie_size(nx, ny, max_size)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +202,7 @@ def key_movie(
                 )
             except OSError as exc:
                 raise MediaError(f"cannot run ffmpeg ({exe}): {exc}") from exc
-            code = _feed(proc, (_frame(data[z], lo, hi, width, height) for z in zs), tmp)
+            code = _feed(proc, (_frame(data[z], limits, width, height) for z in zs), tmp)
             if code != 0:
                 tmp.unlink(missing_ok=True)
                 errors.seek(0)
@@ -329,8 +231,10 @@ def _feed(proc: subprocess.Popen[bytes], frames: Iterator[bytes], tmp: Path) -> 
     return proc.wait()
 
 
-def _frame(section: np.ndarray, lo: float, hi: float, width: int, height: int) -> bytes:
-    gray = _gray8(np.asarray(section, dtype=np.float32), lo, hi)
+def _frame(
+    section: np.ndarray, limits: tuple[float, float] | None, width: int, height: int
+) -> bytes:
+    gray = display.to_gray8(np.asarray(section, dtype=np.float32), limits)
     h, w = gray.shape
     if (w, h) != (width, height):
         if width <= w and height <= h and w - width < 2 and h - height < 2:

@@ -4,8 +4,9 @@
 least tilted image), ``?size=`` the longest side in pixels (default 1024, at most 2048), and
 ``?info=1`` answers the file's geometry as JSON instead (``nx, ny, nz, mode, voxel_size, kind,
 default_z``, plus ``tilt_angles`` when the extended header or a ``.rawtlt`` beside the file gives
-them). Only the header and the one section are read from the blockstore (``mrcslice.py``), so
-the first image of a 5 GB reconstruction costs what the first image of a 50 MB one does.
+them). Only the header and the one section are read from the blockstore
+(:mod:`etdb.mrc.sections`), so the first image of a 5 GB reconstruction costs what the first
+image of a 50 MB one does.
 
 Caching: a CID's bytes never change, so a rendered section never does either. Responses are
 ``immutable`` for a year under an ETag derived from the request (and :data:`RENDER_VERSION`,
@@ -47,8 +48,10 @@ from etdb.content.errors import (
     PathNotFoundError,
 )
 from etdb.content.readthrough import read_ahead, upstream_status, waiting_at_most
-from etdb.web.mrcslice import MrcError, MrcLayout, encode_png, read_layout, read_section
-from etdb.web.mrcslice import render_section as render
+from etdb.mrc.display import render_section as render
+from etdb.mrc.errors import MrcError
+from etdb.mrc.png import encode_png
+from etdb.mrc.sections import MrcLayout, read_layout, read_section
 
 __all__ = [
     "DEFAULT_SIZE",

@@ -8,21 +8,21 @@ IMOD ``.rawtlt``/``.tlt`` angle lists. The publishing pipeline uses this package
     facts = dataset_facts(folder, tilt_series=[...], reconstructions=[...])
     metadata, disagreements = reconcile(metadata, facts)
 
-Modules: :mod:`.rawheader` (the 1024-byte header, checked), :mod:`.serialem` (SERI decoding),
-:mod:`.sidecars` (mdoc/rawtlt/tlt parsing), :mod:`.header` (one file's facts),
-:mod:`.dataset` (a dataset's facts and tilt summary), :mod:`.reconcile`.
+One file's facts (headers, extended headers, sidecars) are read by :mod:`etdb.mrc.facts`;
+here: :mod:`.dataset` (a dataset's facts and the record values they imply) and
+:mod:`.reconcile`.
 """
 
+from etdb.mrc.errors import MrcError
+from etdb.mrc.facts import FileFacts, Source, read_mrc_facts
 from etdb.publish.mrcmeta.dataset import DatasetFacts, dataset_facts, tilt_summary
-from etdb.publish.mrcmeta.errors import MrcMetaError
-from etdb.publish.mrcmeta.header import FileFacts, Source, read_mrc_facts
 from etdb.publish.mrcmeta.reconcile import Disagreement, reconcile
 
 __all__ = [
     "DatasetFacts",
     "Disagreement",
     "FileFacts",
-    "MrcMetaError",
+    "MrcError",
     "Source",
     "dataset_facts",
     "read_mrc_facts",

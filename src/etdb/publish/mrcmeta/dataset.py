@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from etdb.publish.mrcmeta.errors import MrcMetaError
-from etdb.publish.mrcmeta.header import FileFacts, Source, read_mrc_facts
+from etdb.mrc.errors import MrcError
+from etdb.mrc.facts import FileFacts, Source, read_mrc_facts
 
 __all__ = ["DatasetFacts", "dataset_facts", "tilt_summary"]
 
@@ -54,7 +54,7 @@ def dataset_facts(
     for rel in dict.fromkeys([*tilt_series, *reconstructions]):
         try:
             files[rel] = read_mrc_facts(folder / rel)
-        except MrcMetaError as exc:
+        except MrcError as exc:
             problems.append((rel, str(exc)))
     values, sources = _record_values(folder, files, tuple(tilt_series))
     first = next((files[rel] for rel in reconstructions if rel in files), None)
