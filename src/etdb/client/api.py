@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import httpx
 
-from etdb.client.client import ClientError
+from etdb.client.errors import ClientError
 
 __all__ = ["ApiClient", "ClientError", "Page", "Params"]
 

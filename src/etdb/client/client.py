@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from etdb.client import download as downloader
+from etdb.client.api import ApiClient
+from etdb.client.errors import ClientError
 from etdb.client.remote_file import RemoteFile
 from etdb.content.blockstore import FSBlockstore
 from etdb.index.query import Provenance, RecordSummary
@@ -32,16 +35,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVER = "http://127.0.0.1:8780"
 PAGE_SIZE = 200  # records per API page while iterating a search
-
-
-class ClientError(Exception):
-    """The server refused a request or answered something unusable; the message says which
-    parameter (when the server named one) and why."""
-
-    def __init__(self, message: str, *, status: int | None = None, parameter: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.parameter = parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +74,6 @@ class Client:
     ) -> None:
         self.server = server.rstrip("/")
         self.peers = [p.rstrip("/") for p in peers] if peers else [self.server]
-        from etdb.client.api import ApiClient  # imports ClientError from here
-
         self._api = ApiClient(self.server, timeout=timeout)
         self._timeout = timeout
         if cache is None or isinstance(cache, FSBlockstore):
@@ -144,10 +135,8 @@ class Client:
         """Download ``records`` (Records, search hits or ids) into ``dest`` with the downloader's
         guarantees (verified blocks, resumable, manifest); ``options`` are those of
         :func:`etdb.client.download.download` (``file_types``, ``layout``, ``on_event``...)."""
-        from etdb.client import download as downloader
-
         ids = [r if isinstance(r, str) else r.id for r in records]
-        return downloader.download_ids(self, ids, Path(dest), **options)
+        return downloader.download_ids(self.server, self.fetcher, ids, Path(dest), **options)
 
     def _location(self, record: Record | RecordSummary | str) -> str:
         if isinstance(record, Record):

@@ -23,10 +23,16 @@ from typing import TYPE_CHECKING, Any
 from etdb.client.api import ApiClient, Params
 from etdb.client.layout import DEFAULT_LAYOUT, Layout, LayoutError
 from etdb.client.manifest import FileEntry, Manifest
-from etdb.client.selection import Group, file_category, needs_record, record_view, server_params
+from etdb.client.selection import (
+    Group,
+    file_category,
+    needs_record,
+    parse_file_types,
+    record_view,
+    server_params,
+)
 
 if TYPE_CHECKING:
-    from etdb.client.client import Client
     from etdb.content.fetch import BlockFetcher
     from etdb.content.filefetch import FilePlan
 
@@ -301,7 +307,8 @@ def _matches_plan(target: Path, file_plan: FilePlan) -> bool:
 
 
 def download_ids(
-    client: Client,
+    server: str,
+    fetcher: BlockFetcher,
     ids: Sequence[str],
     dest: Path,
     *,
@@ -309,16 +316,14 @@ def download_ids(
     layout: str = DEFAULT_LAYOUT,
     listener: DownloadListener | None = None,
 ) -> DownloadSummary:
-    """``etdb.Client.download``: records ``ids`` into ``dest`` through the client's fetcher,
+    """``etdb.Client.download``: records ``ids`` of ``server`` into ``dest`` through ``fetcher``,
     with the command's manifest, layout and resume (``file_types``: names of
     :data:`etdb.client.selection.FILE_TYPES`; none = every file)."""
-    from etdb.client.selection import parse_file_types
-
-    with ApiClient(client.server) as api:
+    with ApiClient(server) as api:
         records = select(api, (), ids=ids)
     datasets = plan(records, parse_file_types(file_types), Layout(layout))
     manifest = Manifest.load(Path(dest))
     manifest.selection = {"ids": list(ids)}
     for dataset in datasets:
         dataset.files = manifest.merge({dataset.id: dataset.record}, dataset.files)
-    return Downloader(client.fetcher, manifest, listener=listener).run(datasets)
+    return Downloader(fetcher, manifest, listener=listener).run(datasets)
