@@ -34,7 +34,7 @@ from etdb.content.cid import CID
 from etdb.content.profiles import UNIXFS_V0_2015
 from etdb.content.unixfs import Importer
 from etdb.index.catalog import open_catalog
-from etdb.mrc import display, png, sections
+from etdb.mrc import sections
 from etdb.web.render import env
 from etdb.web.slices import CACHE_BYTES, SliceCache, slice_viewer
 
@@ -266,15 +266,6 @@ def test_size_downsamples_with_a_box_filter(dataset, client):
 def test_a_constant_section_is_mid_grey(dataset, client):
     image = decode(client.get(url(dataset, "odd/constant.mrc", z=0)).content)
     assert image.shape == (16, 16) and (image == 128).all()
-
-
-def test_non_finite_values_do_not_break_the_contrast() -> None:
-    section = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    section[0, :5] = [np.nan, np.inf, -np.inf, np.nan, np.nan]
-    image = display.render_section(section, 1024)
-    assert image.dtype == np.uint8 and image[-1, 0] == 0  # NaN black (row 0 is shown last)
-    assert image[-1, 1] == 255 and image[-1, 2] == 0  # +inf white, -inf black
-    assert image.max() == 255 and image.min() == 0
 
 
 # -- info -----------------------------------------------------------------------------------------
@@ -580,17 +571,3 @@ def test_a_file_not_stored_here_is_explained_not_shown(dataset, app):
     elements = Elements(html)
     assert not any(a.get("id") in ("slice-image", "slice-z") for _, a in elements.tags)
     assert "not stored on this server" in html
-
-
-def test_png_is_deflated_only_when_that_pays():
-    rng = np.random.default_rng(9)
-    noise = rng.integers(0, 256, (300, 500), dtype=np.uint8)
-    ramp = np.tile(np.arange(500) % 256, (300, 1)).astype(np.uint8)
-    for image in (noise, ramp, np.zeros((1, 1), np.uint8)):
-        np.testing.assert_array_equal(
-            np.asarray(Image.open(io.BytesIO(png.encode_png(image)))), image
-        )
-    assert len(png.encode_png(noise)) > noise.size  # stored: deflate would gain nothing
-    assert len(png.encode_png(ramp)) < ramp.size / 10
-    with pytest.raises(ValueError, match="2-d uint8"):
-        png.encode_png(np.zeros((4, 4), np.float32))

@@ -1,0 +1,1 @@
+"""Tests of etdb.mrc: headers, extended headers, sidecars, sections, display."""
