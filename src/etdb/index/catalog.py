@@ -404,8 +404,8 @@ class SqlCatalog:
     def clear(self) -> None:
         """Empty the catalog, including indexer state (meta ``cursor`` ...); keeps the
         schema version and the page-token key."""
-        tables = (records, documents, record_file_types, record_txids, edits, rejections)
-        tables += (pending_parts,)
+        tables: tuple[sa.Table, ...] = (records, documents, record_file_types, record_txids)
+        tables += (edits, rejections, pending_parts)
         with self._writing() as w:
             w.flush()
             conn = w.conn

@@ -206,13 +206,14 @@ _PG_CLASSES = {
 
 def _pg_vector() -> sa.ColumnElement[Any]:
     """``setweight(to_tsvector('simple', :fts_A), 'A') || ...``, one bound text per class."""
-    vector: Any = None
+    vector: sa.ColumnElement[Any] | None = None
     for cls in _PG_CLASSES:
         part = sa.func.setweight(
             sa.func.to_tsvector(sa.literal_column("'simple'"), sa.bindparam(f"fts_{cls}")),
             sa.literal_column(f"'{cls}'"),
         )
         vector = part if vector is None else vector.op("||")(part)
+    assert vector is not None  # _PG_CLASSES is not empty
     return vector
 
 
@@ -274,7 +275,7 @@ class PgText:
         # memindex.py applies them to arrays instead (~1 ns per record and filter).
         if tq.impossible:
             return _NONE, (_NO_SCORES if scored else None)
-        comma = sa.literal_column("','")
+        comma: sa.ColumnClause[Any] = sa.literal_column("','")
         seqs = sa.func.string_agg(sa.cast(record_search.c.seq, sa.Text), comma)
         # float8 text is the shortest exact form (extra_float_digits = 1, PostgreSQL 12+).
         scores = sa.func.string_agg(sa.cast(self._score(tq), sa.Text), comma)

@@ -73,7 +73,7 @@ def _exact(conn: sa.Connection, txid: str) -> str | None:
         .where(record_txids.c.txid == txid),
         sa.select(edits.c.record_id).where(edits.c.txid == txid),
     ):
-        found = conn.execute(stmt).scalar_one_or_none()
+        found: str | None = conn.execute(stmt).scalar_one_or_none()
         if found is not None:
             return found
     return None

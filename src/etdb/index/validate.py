@@ -181,9 +181,9 @@ def check_edit(
     change (that would be a transfer, which OIP 0.4.2 leaves unimplemented). The edit message
     and the patched document must keep ``limits``, as a publish must.
     """
-    state = _active("edit", edit.txid, state)
-    if isinstance(state, Rejected):
-        return state
+    active = _active("edit", edit.txid, state)
+    if isinstance(active, Rejected):
+        return active
     late = _moves_forward("edit", edit.txid, edit.timestamp, last_edit)
     if late is not None:
         return late
@@ -192,7 +192,7 @@ def check_edit(
     )
     if over is not None:
         return Rejected("edit", f"over the record limits: {over}")
-    signed = guarded("edit", lambda: verify_edit(edit, state.publisher))
+    signed = guarded("edit", lambda: verify_edit(edit, active.publisher))
     if isinstance(signed, Rejected):
         return signed
     if not signed.valid:
@@ -203,21 +203,22 @@ def check_edit(
             "the edit's signature covers the legacy preimage (artifactID-publisher-timestamp, "
             "a deactivation's) but the edit is in the newer form, which signs txid-timestamp",
         )
-    document = guarded("edit", lambda: apply_patch(state.artifact, edit.patch))
+    document = guarded("edit", lambda: apply_patch(active.artifact, edit.patch))
     if isinstance(document, Rejected):
         return document
     patched = guarded("edit", lambda: Artifact.from_wire(document))
     if isinstance(patched, Rejected):
         return Rejected("edit", f"the patched artifact is invalid: {patched.reason}")
-    over = guarded("edit", lambda: limits.problem(document))
-    if isinstance(over, Rejected):
-        return over
-    if over is not None:
-        return Rejected("edit", f"the edited record is over the record limits: {over}")
-    if patched.floAddress != state.publisher:
+    artifact: dict[str, Any] = document  # from_wire took it: an artifact object
+    still_over = guarded("edit", lambda: limits.problem(document))
+    if isinstance(still_over, Rejected):
+        return still_over
+    if still_over is not None:
+        return Rejected("edit", f"the edited record is over the record limits: {still_over}")
+    if patched.floAddress != active.publisher:
         return Rejected(
             "edit",
-            f"the edit changes floAddress from {state.publisher} to {patched.floAddress}: "
+            f"the edit changes floAddress from {active.publisher} to {patched.floAddress}: "
             "records cannot change hands by an edit",
         )
     result = guarded("edit", lambda: verify_publish(patched))
@@ -225,7 +226,7 @@ def check_edit(
         return result
     if not result.valid:
         return Rejected("edit", f"the edited record is not valid: {result.reason}")
-    return document
+    return artifact
 
 
 def check_deactivate(
@@ -233,15 +234,15 @@ def check_deactivate(
 ) -> int | Rejected:
     """The deactivation's timestamp if it may apply: it must target an active record and be
     signed by the record's original publisher."""
-    state = _active("deactivate", message.artifact_id, state)
-    if isinstance(state, Rejected):
-        return state
+    active = _active("deactivate", message.artifact_id, state)
+    if isinstance(active, Rejected):
+        return active
     if message.timestamp is None:
         return Rejected("deactivate", "the deactivation has no timestamp: nothing was signed")
     late = _moves_forward("deactivate", message.artifact_id, message.timestamp, last_edit)
     if late is not None:
         return late
-    result = guarded("deactivate", lambda: verify_deactivate(message, state.publisher))
+    result = guarded("deactivate", lambda: verify_deactivate(message, active.publisher))
     if isinstance(result, Rejected):
         return result
     return message.timestamp if result.valid else Rejected("deactivate", result.reason)

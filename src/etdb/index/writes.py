@@ -361,7 +361,10 @@ assert set(COLUMNS) <= set(records.c.keys())
 
 
 def current_artifact(row: Any) -> dict[str, Any]:
-    return json.loads(row.artifact if row.artifact is not None else row.original)
+    artifact: dict[str, Any] = json.loads(
+        row.artifact if row.artifact is not None else row.original
+    )
+    return artifact
 
 
 def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
