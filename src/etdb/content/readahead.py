@@ -40,16 +40,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from etdb.content.car import read_car
 from etdb.content.cid import CID
 from etdb.content.errors import CARError
+from etdb.content.fetch import BlockFetcher
 from etdb.content.nodes import Node
 from etdb.content.peers import CAR_MEDIA, MAX_BLOCK_SIZE, Peer, open_car
-
-if TYPE_CHECKING:
-    from etdb.content.readthrough import ReadThrough
 
 __all__ = ["ReadAhead"]
 
@@ -63,6 +61,28 @@ SEEN_MAX = 1 << 17
 #: Bytes read from the peer's response at a time (small reads of a CAR are then cheap).
 READ_BUFFER = 1 << 20
 _POLL = 0.2  # seconds between checks of the stop flag while the thread waits for room
+
+
+class _Held(Protocol):
+    def find(self, cid: CID) -> bytes | None: ...
+
+    def keep(self, cid: CID, block: bytes) -> None: ...
+
+
+class Through(Protocol):
+    """What a read-ahead needs of the ``readthrough.ReadThrough`` that starts it (that module
+    sits above this one): its held blocks, its wait, its fetcher's peers, its own ``get``."""
+
+    @property
+    def held(self) -> _Held: ...
+
+    @property
+    def fetcher(self) -> BlockFetcher: ...
+
+    @property
+    def wait(self) -> float: ...
+
+    def get(self, cid: CID) -> bytes: ...
 
 
 class _Stopped(Exception):
@@ -81,7 +101,7 @@ class ReadAhead:
 
     def __init__(
         self,
-        through: ReadThrough,
+        through: Through,
         node: Node,
         start: int,
         end: int,
