@@ -1,4 +1,7 @@
-"""Home, featured tomograms, challenges, about and contact: the portal's own pages.
+"""Home, featured tomograms, challenges, about, contact, terms and apps: the portal's pages.
+
+The old ETDB-Caltech site's addresses keep working: ``/terms``, ``/thirdpartyapps``, and
+``/featured/<section>`` by its old name (a 301 to the category's page).
 
 Every catalog question goes through the portal scope (``scope_of(request).apply``), so a lab's
 portal counts and features only its own records. What these pages show changes only when the
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from etdb.api.context import AppContext, run_search
 from etdb.api.models import summary_json
@@ -47,6 +50,21 @@ PAPER = {
     "doi": "10.1371/journal.pone.0215531",
     "url": "https://doi.org/10.1371/journal.pone.0215531",
 }
+#: The programs that read this portal's data (the old site's "third-party apps" page).
+APPS = (
+    {"name": "etdb command line",
+     "what": "etdb search, etdb download (every block verified, resumable) and etdb mirror "
+             "(keep a lab's datasets and serve them again); part of this software."},
+    {"name": "etdb Python client",
+     "what": "etdb.Client: search, records, and files read or downloaded with every block "
+             "checked against its CID."},
+    {"name": "ETDB-downloads",
+     "what": "The original ETDB-Caltech command-line downloader: its search (/api/v2) and "
+             "IPFS (/api/v0) calls are answered here, so it works against this portal."},
+    {"name": "Any IPFS client",
+     "what": "The gateway at /ipfs/ serves every dataset folder by its CID: kubo (ipfs get), "
+             "a browser, curl, or a trustless client verifying blocks itself."},
+)  # fmt: skip
 _HEX_ID = re.compile(r"[0-9a-fA-F]{6,64}")
 
 
@@ -125,15 +143,41 @@ def featured(request: Request) -> Response:
 def featured_category(request: Request, slug: str) -> Response:
     ctx, scope = _context(request)
     slug = slug.removesuffix(".json")  # "/featured/{slug}" also matches the JSON twin's path
-    found = [s for s in _showcases(ctx, scope) if s.category.slug == slug]
+    showcases = _showcases(ctx, scope)
+    found = [s for s in showcases if s.category.slug == slug]
     if not found:
-        raise HTTPException(404, f"no featured category {slug!r}")
+        moved = _old_section(slug, showcases)
+        if moved is None:
+            raise HTTPException(404, f"no featured category {slug!r}")
+        suffix = ".json" if request.url.path.endswith(".json") else ""
+        return RedirectResponse(f"/featured/{moved}{suffix}", status_code=301)
     showcase = found[0]
     return page(
         request,
         "featured_category.html",
         {"data": showcase.to_json(), "showcase": showcase, "active": "featured"},
     )
+
+
+def _old_section(slug: str, showcases: list[Showcase]) -> str | None:
+    """The category an old ETDB-Caltech link names (``/featured/:id``: a title such as
+    ``Gas Vesicles`` or ``gas_vesicles``, or its first word such as ``contractile``)."""
+    words = re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-")
+    if not words:
+        return None
+    found = [s.category.slug for s in showcases
+             if s.category.slug == words or s.category.slug.startswith(words + "-")]  # fmt: skip
+    return found[0] if len(found) == 1 else None
+
+
+@twin(router, "/terms")
+def terms(request: Request) -> Response:
+    return page(request, "terms.html", {"data": {"terms": "/terms", "paper": PAPER}})
+
+
+@twin(router, "/thirdpartyapps")
+def third_party_apps(request: Request) -> Response:
+    return page(request, "apps.html", {"data": {"apps": list(APPS)}})
 
 
 @twin(router, "/challenges")
