@@ -227,12 +227,14 @@ class Publisher:
     def _run_one(self, planned: PlannedDataset) -> None:
         sid = planned.sid
         work = self._prepared.get(sid)
-        if work is None or work.source is None:  # a plan made by another Publisher
+        source = work.source if work is not None else None
+        if work is None or source is None:  # a plan made by another Publisher
             found = [d for d in self.source.datasets([sid]) if isinstance(d, SourceDataset)]
             if not found:
                 self._fail(sid, "the source no longer lists it")
                 return
-            work = Prepared(planned, found[0], None, {}, None, None, must_add=True)
+            source = found[0]
+            work = Prepared(planned, source, None, {}, None, None, must_add=True)
         # Re-decide against the journal as it is now: recovery may have moved this dataset.
         entry = self.config.journal.get(sid)
         known: Known | None = None
@@ -240,7 +242,7 @@ class Publisher:
             known = from_journal(entry)
         elif work.known is not None and work.known.from_catalog:
             known = work.known  # still to be adopted
-        work = self.planner.prepare(work.source, known)
+        work = self.planner.prepare(source, known)
         assert work.source is not None
         action = work.planned.action
         if action is Action.PROBLEM:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 
 import anyio.to_thread
 from anyio import CancelScope
@@ -64,7 +64,7 @@ class StreamSlots:
         self.active -= 1
 
 
-def batched(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+def batched(pieces: Iterable[bytes | memoryview]) -> Generator[bytes, None, None]:
     """``pieces`` joined into chunks of about :data:`CHUNK` bytes (one worker-thread hop each).
 
     If ``pieces`` raises, what was gathered before is still yielded, then the error is raised:

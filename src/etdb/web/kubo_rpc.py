@@ -112,7 +112,7 @@ async def rpc(request: Request) -> Response:
     try:
         return await _HANDLERS[name](request, query)
     except RpcError as exc:
-        return _error(exc.message, exc.code, **exc.headers)
+        return _error(exc.message, exc.code, None, **exc.headers)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def _cat_pieces(read: _Reading, parts: list[CatPart]) -> Iterator[bytes | memory
 
 def _get_pieces(
     read: _Reading, node: Node, name: str, fmt: TarFormat, level: int | None, tar: bool
-) -> Iterator[bytes | memoryview]:
+) -> Iterable[bytes | memoryview]:
     if level is not None and not tar:  # compress without archive: the file itself, gzipped
         pieces: Iterable[bytes | memoryview] = read.bytes_of(node)
     else:
@@ -327,11 +327,11 @@ class RpcStream(SlotStream):
         empty: bool = False,
     ) -> None:
         super().__init__(status=200, headers=headers, slots=slots, empty=empty)
-        self.body = body
+        self.make_pieces = body  # not ``body``: Response.body is the bytes of a whole answer
         self.store = store
 
     def pieces(self) -> Iterator[bytes | memoryview]:
-        return iter(self.body(_Reading(self.store, self.budget)))
+        return iter(self.make_pieces(_Reading(self.store, self.budget)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.head and self.slots.active >= self.slots.limit:

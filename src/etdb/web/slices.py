@@ -285,6 +285,7 @@ def slice_image(
                 index = _section(layout, z_index, name)
                 png = encode_png(render(_read_section(store, reader, layout, index, name), side))
         images.put((cid, path, index, side), png, len(png))
+    assert layout is not None  # a cached picture is only looked up with its layout
     headers["Content-Disposition"] = f'inline; filename="{_png_name(name, index)}"'
     if layout.tilt_angles:
         headers["X-Tilt-Angle"] = f"{layout.tilt_angles[index]:g}"

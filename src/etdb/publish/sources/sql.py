@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ class _Columns:
     """Result column names, matched case-insensitively where unambiguous (PostgreSQL folds
     unquoted names to lower case, so one mapping works on MariaDB, SQLite and PostgreSQL)."""
 
-    def __init__(self, keys: Sequence[str], query: str, where: str) -> None:
+    def __init__(self, keys: Iterable[str], query: str, where: str) -> None:
         self.keys = list(keys)
         self.query, self.where = query, where
 
@@ -175,7 +175,7 @@ class SqlSource:
                 counts[sid] += 1
         return raw_by_sid, counts, nulls
 
-    def _resolve_dataset_columns(self, keys: Sequence[str]) -> dict[str, str]:
+    def _resolve_dataset_columns(self, keys: Iterable[str]) -> dict[str, str]:
         if self._dataset_cols is None:
             spec = self.mapping.spec
             cols = _Columns(keys, "the datasets query", self.mapping.path)
@@ -213,8 +213,8 @@ class SqlSource:
         spec = self.mapping.spec.files
         if spec is not None:
             with self._connect("the files query") as conn:
-                for row in self._file_rows(conn, spec, raw_sids):
-                    files[str(row["sid"])].append(row)
+                for file_row in self._file_rows(conn, spec, raw_sids):
+                    files[str(file_row["sid"])].append(file_row)
         return rows, files
 
     def _file_rows(
@@ -242,7 +242,7 @@ class SqlSource:
             values["sid"] = _plain(values["sid"])
             yield values
 
-    def _resolve_file_columns(self, keys: Sequence[str]) -> dict[str, str]:
+    def _resolve_file_columns(self, keys: Iterable[str]) -> dict[str, str]:
         if self._file_cols is None:
             spec = self.mapping.spec.files
             assert spec is not None
