@@ -152,11 +152,11 @@ def list_response(
 
 
 def fragments_of(ctx: AppContext) -> Fragments:
-    return ctx.extra.setdefault("compat_fragments", Fragments())  # type: ignore[no-any-return]
+    return ctx.extra.setdefault("compat_fragments", Fragments())
 
 
 def bodies_of(ctx: AppContext) -> BodyCache:
-    return ctx.extra.setdefault("compat_bodies", BodyCache())  # type: ignore[no-any-return]
+    return ctx.extra.setdefault("compat_bodies", BodyCache())
 
 
 def list_body(ctx: AppContext, query: SearchQuery, skip: int, count: int, size: int) -> bytes:

@@ -265,7 +265,7 @@ def _media_ids(ctx: AppContext, wanted: Search) -> list[str]:
             checks.append(_equals(attr, value))
     query = SearchQuery(
         q=" ".join(words) or None,
-        **{name: tuple(values) for name, values in filters.items()},  # type: ignore[arg-type]
+        **{name: tuple(values) for name, values in filters.items()},
         sort="published",
         order="desc",
         limit=MAX_LIMIT,

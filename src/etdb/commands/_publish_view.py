@@ -6,7 +6,7 @@ summary (and only JSON with ``--json``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +146,7 @@ class RunView:
 # -- plan and summary --------------------------------------------------------------------------
 
 
-def print_plan(plan: Plan, about: dict[str, str], *, full: bool) -> None:
+def print_plan(plan: Plan, about: dict[str, str | None], *, full: bool) -> None:
     from etdb.publish.pipeline import Action
 
     for label in ("source", "publisher", "ledger"):
@@ -195,7 +195,7 @@ def fee_text(fee: FeeEstimate) -> str:
     return f"{amount} ({fee.basis})"
 
 
-def _rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _rows(title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     if not rows:
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"{title}: {len(rows)}")

@@ -38,7 +38,8 @@ from etdb.commands._common import (
 from etdb.config import Settings
 from etdb.content.blockstore import FSBlockstore
 from etdb.content.errors import ContentError
-from etdb.ledger import Ledger, LedgerError, open_ledger, redact
+from etdb.ledger import Ledger, LedgerError, open_ledger
+from etdb.ledger.urls import redact
 from etdb.publish.journal import Journal, JournalError
 from etdb.publish.keystore import PASSPHRASE_ENV, Keystore, KeystoreError
 from etdb.record import PrivateKey, RecordError

@@ -225,7 +225,7 @@ def rejections(
             rows = opened.store.rejections(limit=limit, after=after)
         except ValueError as exc:
             fail(f"--after: {exc}")
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "txid": r.txid,
             "height": r.height,

@@ -46,7 +46,9 @@ def _scrub(text: str, url: str) -> str:
         password = urlsplit(url).password
     except ValueError:  # unparsable: the ledger layer showed it redacted, as its scheme only
         return text
-    for secret in {password, quote(password or "", safe="")} - {None, ""}:
+    if not password:
+        return text
+    for secret in {password, quote(password, safe="")}:
         text = text.replace(secret, "***")
     return text
 
@@ -295,7 +297,12 @@ def publish(
         else:
             refs = [ledger.publish(payload)]
     data = {"txids": [r.txid for r in refs], "heights": [r.height for r in refs]}
-    emit(data, as_json, lambda: [typer.echo(r.txid) for r in refs])
+
+    def show_txids() -> None:
+        for ref in refs:
+            typer.echo(ref.txid)
+
+    emit(data, as_json, show_txids)
 
 
 def _load_key(name: str) -> PrivateKey:

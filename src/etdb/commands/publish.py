@@ -35,6 +35,7 @@ from etdb.record.signing import PrivateKey
 if TYPE_CHECKING:
     from etdb.content.blockstore import Blockstore
     from etdb.index.query import CatalogReader
+    from etdb.index.store import CatalogStore
     from etdb.ledger import Ledger
     from etdb.publish.journal import Journal
     from etdb.publish.pipeline import Plan, PublishConfig
@@ -262,7 +263,7 @@ def _opened(
             fail(f"source: {exc}")
 
 
-def _catch_up(cfg: Settings, ledger: Ledger, catalog: CatalogReader, key: PrivateKey) -> None:
+def _catch_up(cfg: Settings, ledger: Ledger, catalog: CatalogStore, key: PrivateKey) -> None:
     from etdb.index.indexer import Indexer
 
     allowed = cfg.publisher_allow_list
