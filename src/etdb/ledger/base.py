@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 
 class LedgerError(Exception):
@@ -162,7 +162,29 @@ class Ledger(Protocol):
         """The fee to publish ``transactions`` transactions carrying ``payload_bytes`` in all."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection or file; the ledger is not used after this."""
+        ...
+
+    # Every backend is a context manager (``with open_ledger(...) as ledger:``), whichever
+    # kind the URL names: :class:`Closing` gives these two from ``close``.
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Closing:
+    """``with ledger:`` for a backend: enter returns the ledger, exit closes it (even when the
+    block raised)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def payload_size(payload: str) -> int:

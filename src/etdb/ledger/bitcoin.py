@@ -41,6 +41,7 @@ from typing import Any
 
 from etdb.ledger.base import (
     Block,
+    Closing,
     CorruptLedgerError,
     Entry,
     FeeEstimate,
@@ -101,7 +102,7 @@ def open_bitcoin(url: str, home: Path | None = None) -> BitcoinLedger:
     return BitcoinLedger(rpc, carrier, options)
 
 
-class BitcoinLedger:
+class BitcoinLedger(Closing):
     """The :class:`~etdb.ledger.base.Ledger` of a Bitcoin-family node."""
 
     def __init__(self, rpc: RpcClient, carrier: Carrier, options: BitcoinOptions) -> None:

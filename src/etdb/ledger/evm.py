@@ -32,6 +32,7 @@ from typing import Any
 
 from etdb.ledger.base import (
     Block,
+    Closing,
     CorruptLedgerError,
     FeeEstimate,
     LedgerConfigError,
@@ -62,7 +63,7 @@ _CONSISTENCY_ATTEMPTS = 3  # re-reads of a range that changed under us (a reorg 
 _GAS_MARGIN = 10  # percent over eth_estimateGas for the gas limit (unused gas is refunded)
 
 
-class EvmLedger:
+class EvmLedger(Closing):
     """A ledger on an EVM chain, spoken to over JSON-RPC. See the module docstring."""
 
     def __init__(self, options: EvmOptions) -> None:

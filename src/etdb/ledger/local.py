@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from etdb.ledger.base import (
     Block,
+    Closing,
     FeeEstimate,
     LedgerConfigError,
     LedgerError,
@@ -163,7 +164,7 @@ def open_local(url: str, home: Path | None = None) -> LocalLedger:
 # -- the ledger -----------------------------------------------------------------------------
 
 
-class LocalLedger:
+class LocalLedger(Closing):
     """The embedded ledger on one SQLite file (see the module docstring)."""
 
     def __init__(
@@ -184,12 +185,6 @@ class LocalLedger:
 
     def __repr__(self) -> str:
         return f"LocalLedger({self.url!r})"
-
-    def __enter__(self) -> LocalLedger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._file.close()
