@@ -78,6 +78,14 @@ def test_default_server_is_the_local_node(node: Node) -> None:
     assert json.loads(done.stdout)["server"] == node.url
 
 
+def test_default_server_uses_the_port_setting_as_serve_reads_it(node: Node) -> None:
+    # Settings accept " 8780 " (a port setting is read as a number, as `etdb serve` binds it);
+    # the default --server once pasted the raw text into the URL and refused its own default.
+    done = etdb(node.home, "search", "--json", ETDB_PORT=f" {node.port} ")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["server"] == node.url
+
+
 def test_bad_values_name_the_flag(node: Node) -> None:
     done = search(node, "--date-from", "not-a-date")
     assert done.returncode == 1 and "--date-from" in done.stderr

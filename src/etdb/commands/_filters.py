@@ -116,7 +116,7 @@ def server_url(server: str | None) -> str:
     """``--server`` or the local node's API; exit 2 naming the flag when it is no URL."""
     from etdb.client.download_request import local_server
 
-    base = (server or local_server(settings().port)).rstrip("/")
+    base = (server or local_server(settings().port_number)).rstrip("/")
     check_urls("--server", [base])
     return base
 
