@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+from types import ModuleType
 
 import typer
 
 from etdb._version import __version__
+from etdb.commands import (
+    car,
+    content,
+    demo,
+    download,
+    index,
+    key,
+    ledger,
+    mirror,
+    publish,
+    push,
+    record,
+    search,
+    serve,
+    verify,
+)
 from etdb.commands._common import fail
 
 app = typer.Typer(
@@ -20,35 +36,29 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# (module, group name or None for top-level commands registered by the module itself)
-_GROUPS: list[tuple[str, str | None]] = [
-    ("etdb.commands.demo", None),  # demo
-    ("etdb.commands.content", None),  # add, cat, get
-    ("etdb.commands.car", "car"),
-    ("etdb.commands.record", "record"),
-    ("etdb.commands.key", "key"),
-    ("etdb.commands.ledger", "ledger"),
-    ("etdb.commands.index", "index"),
-    ("etdb.commands.publish", None),  # publish
-    ("etdb.commands.push", None),  # push
-    ("etdb.commands.serve", None),  # serve
-    ("etdb.commands.mirror", None),  # mirror
-    ("etdb.commands.verify", None),  # verify
-    ("etdb.commands.download", None),  # download
-    ("etdb.commands.search", None),  # search
+# Imported, not looked up by name: a missing or misspelt module stops `etdb` at start.
+# (module, group name), in --help order: a group module owns a Typer ``app`` mounted under that
+# name; with None the module ``register``s its top-level commands (content: add, cat, get).
+_MOUNTS: list[tuple[ModuleType, str | None]] = [
+    (demo, None),
+    (content, None),
+    (car, "car"),
+    (record, "record"),
+    (key, "key"),
+    (ledger, "ledger"),
+    (index, "index"),
+    (publish, None),
+    (push, None),
+    (serve, None),
+    (mirror, None),
+    (verify, None),
+    (download, None),
+    (search, None),
 ]
 
 
 def _mount() -> None:
-    for module_name, group in _GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A group whose module is not part of this build is left out; any other import
-            # failure (a missing dependency inside the module) is a real error.
-            if exc.name != module_name:
-                raise
-            continue
+    for module, group in _MOUNTS:
         if group is None:
             module.register(app)
         else:
