@@ -2,10 +2,11 @@
 
 :func:`create_app` builds one FastAPI app from named *parts*. A part is ``"module:attr"``
 where ``attr`` is an ``APIRouter`` (included as is) or a callable taking the app (for mounts
-and handlers); parts whose module does not exist yet are skipped, so the portal (``/``) and
-the IPFS gateway (``/ipfs/...``) plug in by providing their module. Order matters: the portal's
-catch-all routes come last. Every part finds the catalog and settings in
-``request.app.state.etdb`` (:class:`etdb.api.context.AppContext`).
+and handlers). Parts are named, not imported here, because the gateway, kubo RPC and portal
+live in ``etdb.web``, above this package; every named part must load: a missing module or
+attribute is an ImportError when the app is built (``etdb serve`` stops), never a part quietly
+left out. Order matters: the portal's catch-all routes come last. Every part finds the
+catalog and settings in ``request.app.state.etdb`` (:class:`etdb.api.context.AppContext`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ OPENAPI_URL = "/api/openapi.json"
 EXPOSED_HEADERS = ("ETag", "Link", "X-Total-Count", "X-Row-Limit", "X-Truncated")
 RPC_HEADERS = ("X-Stream-Output", "X-Chunked-Output", "X-Content-Length")
 
-#: name -> "module:attr". Later parts: provide the module (or add a line here).
+#: name -> "module:attr"; each must exist (see the module docstring).
 PARTS: dict[str, str] = {
     "v1": "etdb.api.v1:router",
     "compat": "etdb.api.compat:router",
@@ -90,7 +91,7 @@ def create_app(
         if isinstance(target, APIRouter):
             _allow_head(target)
             app.include_router(target)
-        elif callable(target):
+        else:
             target(app)
     # Links to files only where this server has an IPFS gateway part to answer them.
     app.state.etdb.extra["gateway"] = any(
@@ -141,17 +142,14 @@ def _allow_head(router: APIRouter) -> None:
     router._etdb_head = True  # type: ignore[attr-defined]
 
 
-def _load(target: str) -> APIRouter | Callable[[FastAPI], None] | None:
+def _load(target: str) -> APIRouter | Callable[[FastAPI], None]:
+    """The part ``module:attr`` names; ImportError if either is missing or unusable."""
     module_name, attr = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # Only "this part is not built yet" is tolerated; a missing dependency inside the
-        # module is a real error.
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, attr, None)
+    module = importlib.import_module(module_name)
+    part = getattr(module, attr, None)
+    if not isinstance(part, APIRouter) and not callable(part):
+        raise ImportError(f"app part {target}: {module_name} has no router or installer {attr!r}")
+    return part
 
 
 def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:

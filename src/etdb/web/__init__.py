@@ -10,17 +10,19 @@ the security headers and the friendly error pages. Pages live one module per con
 - ``slices.py``: the in-browser slice viewer's images;
 - ``gateway.py``: ``/ipfs/<cid>/<path>`` (its own app part, ``etdb.api.app.PARTS``).
 
-A route module that is not there is skipped, as the app skips parts (so one page can land at a
-time); a broken one is an error.
+Every module in ``ROUTERS`` must load and have a ``router``: a missing one is an ImportError
+when the app is built, never a page quietly absent. (They are named rather than imported at
+the top because each imports :func:`scope_of` from this package.)
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,14 +46,13 @@ def install(app: FastAPI) -> None:
     # Browsers ask for /favicon.ico whatever the page says; answer rather than log a 404.
     app.add_api_route("/favicon.ico", _favicon, methods=["GET", "HEAD"], include_in_schema=False)
     for name in ROUTERS:
-        router = _router(name)
-        if router is not None:
-            app.include_router(router)
-            # A page module's checks when the app is built (pages.py reads its data files):
-            # a mistake then stops `etdb serve` with a message, not a visitor's page.
-            setup = getattr(importlib.import_module(name), "setup", None)
-            if callable(setup):
-                setup(app)
+        module = importlib.import_module(name)
+        app.include_router(_router(module))
+        # A page module's checks when the app is built (pages.py reads its data files):
+        # a mistake then stops `etdb serve` with a message, not a visitor's page.
+        setup = getattr(module, "setup", None)
+        if callable(setup):
+            setup(app)
     api_handler = app.exception_handlers.get(StarletteHTTPException)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -84,11 +85,8 @@ def scope_of(request: Request) -> PortalScope:
     return scope if isinstance(scope, PortalScope) else PortalScope()
 
 
-def _router(name: str) -> Any:
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-    return getattr(module, "router", None)
+def _router(module: ModuleType) -> APIRouter:
+    router = getattr(module, "router", None)
+    if not isinstance(router, APIRouter):
+        raise ImportError(f"portal page module {module.__name__} has no APIRouter 'router'")
+    return router
