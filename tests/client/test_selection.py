@@ -45,10 +45,12 @@ RECORD = {
 def test_every_flag_of_the_browse_pages_command_is_accepted() -> None:
     """The portal prints `etdb download` with one flag per API parameter: all must parse."""
     params = [(n, "1") for n in API_PARAMS if n not in PRESENTATION and n not in NOT_ON_PAGE]
-    command = download_command(params, SearchQuery(include_deactivated=True))
+    site = "http://node.example:8080"
+    command = download_command(params, SearchQuery(include_deactivated=True), site)
     words = command.split()[2:]
     click_command = typer.main.get_command(_download_app())
     ctx = click_command.make_context("download", list(words))
+    assert ctx.params["server"] == site  # pasted anywhere, it selects from the page's site
     for name, _ in params:
         value = ctx.params[name]
         assert value in ("1", ["1"], True), (name, value)

@@ -245,13 +245,25 @@ def test_page_lists_every_active_record_as_a_card(client: TestClient) -> None:
             assert card.one(cls="card-microscopist").text == row["microscopist"]
 
 
+#: The page's download command starts so: --server names this site (TestClient's host), so
+#: the command selects the same records wherever it is pasted.
+COMMAND = ["etdb", "download", "--server", "http://testserver"]
+
+
+def test_download_command_names_the_site_it_was_shown_on(client: TestClient) -> None:
+    """Behind another host name (a proxy, a public name) the command names that site."""
+    html = client.get("/browse?lab=Jensen+Lab", headers={"Host": "etdb.example.org:8443"}).text
+    words = shlex.split(dom(html).one("code", id="download-command").text)
+    assert words[:4] == ["etdb", "download", "--server", "http://etdb.example.org:8443"]
+
+
 def test_results_summary_and_download_command(client: TestClient) -> None:
     doc = dom(client.get("/browse?species=Treponema+primitia&limit=4").text)
     summary = doc.one(id="results-heading").text
     n = len(expect(lambda r: r["speciesName"] == "Treponema primitia"))
     assert summary == f"Results 1–4 of {n}"
     command = doc.one("code", id="download-command").text
-    assert shlex.split(command) == ["etdb", "download", "--species", "Treponema primitia"]
+    assert shlex.split(command) == [*COMMAND, "--species", "Treponema primitia"]
     assert doc.one("a", id="api-link").attrs["href"] == "/api/v1/records?species=Treponema+primitia"
     assert query_of(doc.one("a", id="csv-link").attrs["href"])[-1] == ("format", "csv")
 
@@ -538,7 +550,7 @@ def test_scope_narrows_results_facets_links_and_command(scoped: TestClient) -> N
     assert scoped.get("/browse.json?species=Caulobacter+crescentus").json()["total"] == 0
     doc = dom(scoped.get("/browse?species=Escherichia+coli").text)
     words = shlex.split(doc.one("code", id="download-command").text)
-    assert words == ["etdb", "download", "--publisher", PUB_B, "--species", "Escherichia coli"]
+    assert words == [*COMMAND, "--publisher", PUB_B, "--species", "Escherichia coli"]
     api = doc.one("a", id="api-link").attrs["href"]
     assert set(api_ids(scoped, query_of(api))) == {i["id"] for i in only["items"]}
     assert "Escherichia coli" in doc.one(cls="scope-note").text
@@ -585,5 +597,5 @@ def test_deactivated_records_only_when_asked(client: TestClient) -> None:
     card = doc.one("li", "card")
     assert card.one(cls="card-deactivated")
     words = shlex.split(doc.one("code", id="download-command").text)
-    assert words == ["etdb", "download", "--species", "Vibrio cholerae", "--include-deactivated"]
+    assert words == [*COMMAND, "--species", "Vibrio cholerae", "--include-deactivated"]
     assert client.head("/browse?species=Vibrio+cholerae").status_code == 200

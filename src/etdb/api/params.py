@@ -9,16 +9,18 @@ parameters. Sizes are bounded so that no request can ask for unbounded work: the
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 
 from etdb.api.errors import BadParameter
+from etdb.index.fields import Field, filter_fields
 from etdb.index.fts import parse_text
 from etdb.index.query import DEFAULT_LIMIT, FACETS, MAX_LIMIT, Order, Range, SearchQuery, SortKey
 
@@ -30,14 +32,10 @@ MAX_INT = 2**63 - 1  # what a SQL BIGINT holds; larger integers are refused, not
 MAX_UNIX = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 Format = Literal["json", "csv", "ndjson"]
-TiltAxis = Literal["single", "dual", "1", "2"]
 
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: unix seconds
-_TILT_AXIS = {"single": 1, "1": 1, "dual": 2, "2": 2}
 # Sorting by a name reads best A..Z; by a date or by relevance, newest/best first.
 _DEFAULT_ORDER: dict[str, Order] = {"species": "asc", "microscopist": "asc"}
-_RANGES = ("tilt_min", "tilt_max", "tilt_step", "defocus", "dosage")
-_TEXT_FILTERS = ("publisher", "species", "strain", "scope", "lab", "institution", "microscopist")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +155,7 @@ Instant = Annotated[
 ]
 
 
-async def search_request(
+async def _own(
     request: Request,
     q: Annotated[
         str | None,
@@ -166,36 +164,6 @@ async def search_request(
             description="Full text: title, species, strain, notes, microscopist, lab, tags, "
             "file names.",
         ),
-    ] = None,
-    publisher: Texts = None,
-    species: Texts = None,
-    taxid: Annotated[
-        list[int] | None, Query(description="NCBI taxonomy id; repeatable (any of).")
-    ] = None,
-    strain: Texts = None,
-    scope: Texts = None,
-    lab: Texts = None,
-    institution: Texts = None,
-    microscopist: Texts = None,
-    tilt_axis: Annotated[TiltAxis | None, Query(description="single (1) or dual (2)")] = None,
-    date_from: Instant = None,
-    date_to: Instant = None,
-    published_from: Instant = None,
-    published_to: Instant = None,
-    tilt_min_from: Number = None,
-    tilt_min_to: Number = None,
-    tilt_max_from: Number = None,
-    tilt_max_to: Number = None,
-    tilt_step_from: Number = None,
-    tilt_step_to: Number = None,
-    defocus_from: Number = None,
-    defocus_to: Number = None,
-    dosage_from: Number = None,
-    dosage_to: Number = None,
-    emdb: Annotated[str | None, Query(max_length=MAX_VALUE)] = None,
-    file_type: Annotated[
-        list[str] | None,
-        Query(description="File subtypes that must all be present (tiltSeries, keymov...)."),
     ] = None,
     include_deactivated: bool = False,
     facets: Annotated[
@@ -217,37 +185,88 @@ async def search_request(
     format: Annotated[
         Format, Query(description="csv and ndjson stream every matching row (bounded).")
     ] = "json",
-) -> SearchRequest:
+) -> None:
+    """The search's own parameters (not filters): a declaration, read for its signature."""
+
+
+def _annotation(f: Field) -> Any:
+    """The API type of a registry field's parameter(s), with its description."""
+    if f.kind == "range":
+        return Instant if f.instant else Number
+    if f.kind == "text":
+        return Texts
+    about = f.api_help or None
+    if f.choices:
+        return Annotated[Literal[tuple(f.choices)] | None, Query(description=about)]
+    item = int if f.column == "int" else str
+    if f.many:
+        return Annotated[list[item] | None, Query(description=about)]  # type: ignore[valid-type]
+    return Annotated[item | None, Query(max_length=MAX_VALUE, description=about)]
+
+
+def _signature() -> inspect.Signature:
+    """``request`` and ``q``, the registry's filters in its order, then the rest."""
+    own = list(inspect.signature(_own, eval_str=True).parameters.values())
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    filters = [
+        inspect.Parameter(name, keyword, default=None, annotation=_annotation(f))
+        for f in filter_fields()
+        for name in f.params
+    ]
+    return inspect.Signature([*own[:2], *filters, *own[2:]])
+
+
+SIGNATURE = _signature()
+
+
+async def search_request(request: Request, **given: Any) -> SearchRequest:
+    """The ``GET /api/v1/records`` parameters (FastAPI reads :data:`SIGNATURE`) as a search."""
     # async: pure parsing, no I/O; a sync dependency would cost a thread-pool hop
-    args = dict(locals())  # every parameter by name, for the loops below
+    bound = SIGNATURE.bind(request, **given)
+    bound.apply_defaults()
+    args = bound.arguments
     reject_unknown(request, args.keys() - {"request"})
-    q = text("q", q, MAX_Q).strip() if q else None
+    q = text("q", args["q"], MAX_Q).strip() if args["q"] else None
     has_words = _has_words(q)
+    sort, order = args["sort"], args["order"]
     if sort == "relevance" and not has_words:
         raise BadParameter("sort", "sort=relevance needs a full-text query (q) with a word")
     key: SortKey = sort or ("relevance" if has_words else "published")
-    ranges = {n: span(f"{n}_from", args[f"{n}_from"], f"{n}_to", args[f"{n}_to"]) for n in _RANGES}
-    filters = {n: texts(n, args[n]) for n in _TEXT_FILTERS}
-    date_range = _instant_range("date", date_from, date_to)
-    published = _instant_range("published", published_from, published_to)
+    after = args["after"]
     query = SearchQuery(
         q=q or None,
-        taxid=integers("taxid", taxid),
-        tilt_axis=_TILT_AXIS[tilt_axis] if tilt_axis else None,
-        date=date_range,
-        published=published,
-        emdb=(text("emdb", emdb).strip() or None) if emdb else None,
-        file_type=texts("file_type", file_type),
-        include_deactivated=include_deactivated,
+        include_deactivated=args["include_deactivated"],
         sort=key,
         order=order or _DEFAULT_ORDER.get(key, "desc"),
-        limit=limit,
+        limit=args["limit"],
         after=text("after", after, MAX_TOKEN) if after else None,
-        facets=facet_names(facets),
-        **filters,
-        **ranges,
+        facets=facet_names(args["facets"]),
+        **{f.name: _filter(f, args) for f in filter_fields()},
     )
-    return SearchRequest(query, format, "limit" in request.query_params)
+    return SearchRequest(query, args["format"], "limit" in request.query_params)
+
+
+search_request.__signature__ = SIGNATURE  # type: ignore[attr-defined]
+
+
+def _filter(f: Field, args: dict[str, Any]) -> Any:
+    """A registry field's typed value from its parameter(s)."""
+    name = f.name
+    if f.kind == "range":
+        lo, hi = args[f"{name}_from"], args[f"{name}_to"]
+        return (
+            _instant_range(name, lo, hi)
+            if f.instant
+            else span(f"{name}_from", lo, f"{name}_to", hi)
+        )
+    value = args[name]
+    if f.kind == "text" or (f.many and f.column != "int"):
+        return texts(name, value)
+    if f.many:
+        return integers(name, value)
+    if f.choices:
+        return f.choices[value] if value else None
+    return (text(name, value).strip() or None) if value else None
 
 
 def _has_words(q: str | None) -> bool:

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from etdb.index.fields import Field, filter_fields
+
 __all__ = [
     "FILE_TYPES",
     "FILTERS",
+    "FILTER_HELP",
     "Condition",
     "Group",
     "SelectionError",
@@ -48,36 +51,44 @@ class SelectionError(ValueError):
 
 # -- API filters --------------------------------------------------------------------------------
 
+
+def _filters() -> tuple[tuple[str, bool, str], ...]:
+    """(API name, repeats, help) of every record filter, in the API's order: ``q``, the
+    registry's filters (but ``file_type``: ``--file-type`` chooses files, see below), then
+    ``include_deactivated``."""
+    rows = [("q", False, "Full text (title, species, notes, file names...).")]
+    for f in filter_fields():
+        if f.column is None:
+            continue
+        if f.kind == "range":
+            rows += [(f"{f.name}_{end}", False, _range_help(f, end)) for end in ("from", "to")]
+        elif f.choices:
+            rows.append((f.name, False, f"{f.choices_text}."))
+        else:
+            about = f.help[0].upper() + f.help[1:]
+            rows.append((f.name, f.many, about if f.many else f"{about}."))
+    rows.append(("include_deactivated", False, "Also records their publisher deactivated."))
+    return tuple(rows)
+
+
+def _range_help(f: Field, end: str) -> str:
+    what = f.help[0].upper() + f.help[1:]
+    if f.instant:
+        return (
+            f"{what} on or after (ISO date, unix s)."
+            if end == "from"
+            else (f"{what} on or before (a bare date: that day).")
+        )
+    unit = f" ({f.unit})" if f.unit else ""
+    return f"{what} {'>=' if end == 'from' else '<='}{unit}."
+
+
+_FILTER_ROWS = _filters()
 #: The API's record filters in its declaration order, and whether each repeats (any-of).
 #: Presentation parameters (sort, order, limit, after, facets, format) select nothing.
-FILTERS: tuple[tuple[str, bool], ...] = (
-    ("q", False),
-    ("publisher", True),
-    ("species", True),
-    ("taxid", True),
-    ("strain", True),
-    ("scope", True),
-    ("lab", True),
-    ("institution", True),
-    ("microscopist", True),
-    ("tilt_axis", False),
-    ("date_from", False),
-    ("date_to", False),
-    ("published_from", False),
-    ("published_to", False),
-    ("tilt_min_from", False),
-    ("tilt_min_to", False),
-    ("tilt_max_from", False),
-    ("tilt_max_to", False),
-    ("tilt_step_from", False),
-    ("tilt_step_to", False),
-    ("defocus_from", False),
-    ("defocus_to", False),
-    ("dosage_from", False),
-    ("dosage_to", False),
-    ("emdb", False),
-    ("include_deactivated", False),
-)
+FILTERS: tuple[tuple[str, bool], ...] = tuple((name, many) for name, many, _ in _FILTER_ROWS)
+#: Command-line help of each filter (a repeating one's flag adds "repeat for any-of").
+FILTER_HELP: dict[str, str] = {name: about for name, _, about in _FILTER_ROWS}
 
 
 def api_params(values: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -321,19 +332,20 @@ def _test(cond: Condition, found: Any) -> bool:
 
 # -- which conditions the server can apply ------------------------------------------------------
 
-#: A filter-file field -> the API filter that tests it for equality.
+#: A filter-file field -> the API filter that tests it for equality (the registry's text and
+#: plain exact fields, at their record paths; the publisher also as the signer).
 _API_EQUALS = {
-    ("artifact", "details", "speciesName"): "species",
-    ("artifact", "details", "strain"): "strain",
-    ("artifact", "details", "scopeName"): "scope",
-    ("artifact", "details", "lab"): "lab",
-    ("artifact", "details", "institution"): "institution",
-    ("artifact", "details", "microscopist"): "microscopist",
-    ("artifact", "details", "NCBItaxID"): "taxid",
-    ("artifact", "details", "emdb"): "emdb",
+    **{
+        ("artifact", *f.path): f.name
+        for f in filter_fields()
+        if f.kind in ("text", "exact") and f.path and not f.choices
+    },
     ("artifact", "floAddress"): "publisher",
     ("publisher",): "publisher",
 }
+
+
+_INTEGERS = frozenset(f.name for f in filter_fields() if f.column == "int")
 
 
 def server_params(group: Group, taken: Iterable[str]) -> list[tuple[str, str]]:
@@ -348,7 +360,7 @@ def server_params(group: Group, taken: Iterable[str]) -> list[tuple[str, str]]:
         if name is None or term.test not in ("exact", "exactValue"):
             continue
         value = term.value
-        if name == "taxid":
+        if name in _INTEGERS:
             if isinstance(value, str):
                 value = value.strip()
             try:

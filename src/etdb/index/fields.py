@@ -51,6 +51,7 @@ class Field:
     instant: bool = False  # range: unix seconds, written as dates
     indexed: bool = False  # a B-tree index serves its filter
     api_help: str = ""  # the API parameter's description, where the kind's is not enough
+    form: bool = True  # range: an input pair in the portal's filter form
 
     @property
     def filters(self) -> bool:
@@ -73,8 +74,19 @@ class Field:
     def numeric(self) -> bool:
         return self.column in ("int", "float")
 
+    def choice_name(self, number: int) -> str:
+        """The name of a choice (``2`` -> ``dual``); the number itself if it has none."""
+        names = [n for n, v in self.choices.items() if v == number and not n.isdigit()]
+        return names[0] if names else str(number)
 
-_AXIS = MappingProxyType({"single": 1, "1": 1, "dual": 2, "2": 2})
+    @property
+    def choices_text(self) -> str:
+        """``1 (single) or 2 (dual)``: the choices' numbers and names, for messages."""
+        numbers = sorted(set(self.choices.values()))
+        return " or ".join(f"{n} ({self.choice_name(n)})" for n in numbers)
+
+
+_AXIS = MappingProxyType({"single": 1, "dual": 2, "1": 1, "2": 2})  # the API lists them so
 
 
 def _text(name: str, label: str, help: str, *path: str, indexed: bool = True) -> Field:
@@ -137,6 +149,7 @@ FIELDS: tuple[Field, ...] = (
         "int",
         instant=True,
         indexed=False,
+        form=False,  # the page sorts by it instead
     ),
     _range("tilt_min", "Lowest tilt angle", "minimum tilt", "details", "tiltMin", unit="°"),
     _range("tilt_max", "Highest tilt angle", "maximum tilt", "details", "tiltMax", unit="°"),

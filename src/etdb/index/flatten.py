@@ -14,6 +14,7 @@ PostgreSQL's ``simple`` configuration then only split on the single spaces we jo
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -135,7 +136,7 @@ def flatten(wire: dict[str, Any]) -> Flat:
     files = art.files
     subtypes = sorted({s for f in files if (s := label(f.subtype))})
     thumb = next(iter(art.files_of("thumbnail") or art.files_of("keyimg")), None)
-    fields = {f.name: _CONVERT[f.column](_at(art, f.path)) for f in flat_fields() if f.column}
+    fields = {name: convert(_at(art, path)) for name, path, convert in _REGISTRY_COLUMNS}
     columns: dict[str, Any] = {
         "title": label(info.title) or "",
         **fields,
@@ -184,13 +185,20 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:  # an integer beyond any double
         return None
+    # The ledger's JSON has no NaN or infinities (record.decoding); kept out all the same, as
+    # PostgreSQL orders NaN above every number and a range would match it.
+    return number if math.isfinite(number) else None
 
 
 #: Catalog column type (fields.ColumnType) -> the stored value of an artifact's value.
 _CONVERT: dict[str, Callable[[Any], Any]] = {"key": label, "int": _int64, "float": _float}
+
+
+#: (column, path, converter) of each registry column read from the artifact.
+_REGISTRY_COLUMNS = tuple((f.name, f.path, _CONVERT[f.column]) for f in flat_fields() if f.column)
 
 
 def _at(art: Artifact, path: tuple[str, ...]) -> Any:

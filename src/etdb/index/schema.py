@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from etdb.index.fields import column_fields, flat_columns
+from etdb.index.flatten import TEXT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +241,7 @@ sa.Index("record_search_search", record_search.c.search, postgresql_using="gin")
 #: prefixes, which fts.py does not search as prefixes; "chol*" is a term-range scan anyway.
 FTS5_DDL = (
     "CREATE VIRTUAL TABLE records_fts USING fts5("
-    "title, species, strain, notes, microscopist, lab, institution, tags, files, sid, "
-    "content='', tokenize='ascii')"
+    f"{', '.join(TEXT_FIELDS)}, content='', tokenize='ascii')"
 )
 
 #: Meta keys owned by the store, kept by ``clear()``: the page-token key, "rev" (number of

@@ -89,19 +89,13 @@ def _validate_field(f: Field, value: Any) -> None:
         return
     elif f.choices:
         if value not in f.choices.values() or not _is_int(value):
-            raise ValueError(f"{f.name}: must be {choices_text(f)}, got {value!r}")
+            raise ValueError(f"{f.name}: must be {f.choices_text}, got {value!r}")
     elif not isinstance(value, int if f.column == "int" else str) or isinstance(value, bool):
         raise ValueError(f"{f.name}: must be {'an integer' if f.column == 'int' else 'a string'}")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def choices_text(f: Field) -> str:
-    """``1 (single) or 2 (dual)``: a choice field's numbers and names."""
-    named = {n: name for name, n in f.choices.items() if not name.isdigit()}
-    return " or ".join(f"{n} ({name})" for n, name in sorted(named.items()))
 
 
 def wanted(f: Field, query: SearchQuery) -> list[Any] | None:
@@ -187,7 +181,7 @@ def _fingerprint(query: SearchQuery) -> str:
     """What a token is bound to: the query minus paging and facets."""
     fields = {
         n: getattr(query, n)
-        for n in (f.name for f in dataclasses.fields(SearchQuery))  # type: ignore[arg-type]
+        for n in (f.name for f in dataclasses.fields(SearchQuery))
         if n not in ("limit", "after", "facets")
     }
     text = json.dumps(fields, sort_keys=True, default=lambda r: [r.lo, r.hi])

@@ -22,6 +22,7 @@ from etdb._version import __version__
 from etdb.api import models
 from etdb.api.context import AppContext, not_modified, run_search
 from etdb.api.errors import BadParameter
+from etdb.index.fields import by_name, of_kind
 from etdb.index.query import FacetValue, SearchQuery, SearchResult
 from etdb.web import scope_of
 from etdb.web.render import page, twin, wants_json
@@ -37,16 +38,12 @@ from etdb.web.selection import (
 __all__ = ["FACETS_SHOWN", "PAGE_FACETS", "router"]
 
 router = APIRouter()
+FIELDS_BY_NAME = by_name()
 
-#: Facets of the page, in the order shown, with their headings.
+#: Facets of the page, in the order shown, with their headings (the registry's labels).
 PAGE_FACETS: dict[str, str] = {
-    "species": "Species",
-    "scope": "Microscope",
-    "lab": "Lab",
-    "publisher": "Publisher",
-    "tilt_axis": "Tilt axis",
-    "year": "Year taken",
-    "file_type": "Files available",
+    name: FIELDS_BY_NAME[name].label
+    for name in ("species", "scope", "lab", "publisher", "tilt_axis", "year", "file_type")
 }
 #: Values a facet shows before its "more" link (the catalog returns up to 50).
 FACETS_SHOWN = 8
@@ -59,15 +56,8 @@ SORTS = (
     ("microscopist", "Microscopist"),
 )
 ORDERS = (("", "Default"), ("desc", "Descending"), ("asc", "Ascending"))
-#: The range section of the form: (parameter stem, label, unit).
-RANGES = (
-    ("date", "Date taken", ""),
-    ("tilt_min", "Lowest tilt angle", "°"),
-    ("tilt_max", "Highest tilt angle", "°"),
-    ("tilt_step", "Tilt step", "°"),
-    ("defocus", "Defocus", "µm"),
-    ("dosage", "Dose", "e⁻/Å²"),
-)
+#: The range section of the form: (parameter stem, label, unit), the registry's ranges.
+RANGES = tuple((f.name, f.label, f.unit) for f in of_kind("range") if f.form)
 FILE_TYPES = {
     "tiltSeries": "tilt series",
     "reconstruction": "reconstruction",
@@ -82,15 +72,10 @@ _AXIS_PARAM = {"1": "single", "2": "dual", "single": "1", "dual": "2"}
 #: Chip labels of the URL's filters (others show their parameter name).
 LABELS = {
     "q": "Text",
-    "species": "Species",
-    "scope": "Microscope",
-    "lab": "Lab",
-    "publisher": "Publisher",
-    "tilt_axis": "Tilt axis",
+    **{f.name: f.label for f in of_kind("text", "exact")},
     "file_type": "Has",
     "include_deactivated": "Deactivated included",
-    **{f"{stem}_from": f"{label} from" for stem, label, _ in RANGES},
-    **{f"{stem}_to": f"{label} to" for stem, label, _ in RANGES},
+    **{f"{f.name}_{end}": f"{f.label} {end}" for f in of_kind("range") for end in ("from", "to")},
 }
 _FORM_FIELDS = {"q", "sort", "order"} | {f"{s}_{e}" for s, _, _ in RANGES for e in ("from", "to")}
 _NOT_FILTERS = ("sort", "order", "limit", "after", "start", "more")
@@ -134,8 +119,13 @@ def _answer(
         result = run_search(ctx, query)
     except BadParameter as exc:  # a stale or forged `after` token
         return _refused(request, selection, scope, exc)
-    context = _context(selection, scope, state, query, result)
+    context = _context(selection, scope, state, query, result, _site(request))
     return page(request, "browse.html", context, headers=headers)
+
+
+def _site(request: Request) -> str:
+    """This site's URL, for commands run elsewhere (``etdb download --server``)."""
+    return str(request.base_url).rstrip("/")
 
 
 def _refused(
@@ -190,6 +180,7 @@ def _context(
     state: PageState,
     query: SearchQuery,
     result: SearchResult,
+    site: str,
 ) -> dict[str, Any]:
     context = _base_context(selection, scope, query)
     first = state.start if result.items else 0
@@ -206,7 +197,7 @@ def _context(
         if params is not None
         else None,
     }
-    command = download_command(params, query) if params is not None else None
+    command = download_command(params, query, site) if params is not None else None
     facets = [_facet(name, result.facets.get(name, []), selection, state) for name in PAGE_FACETS]
     items = [models.summary_json(s) for s in result.items]
     context |= {
@@ -357,10 +348,10 @@ def _is_number(value: str) -> bool:
 def _scope_note(scope: PortalScope) -> list[tuple[str, str]]:
     """What the portal's scope fixes, for a line above the results."""
     note: list[tuple[str, str]] = []
-    for field in dataclasses.fields(scope):
-        value = getattr(scope, field.name)
-        if field.name == "tilt_axis" and value is not None:
+    for name in scope.filters():
+        value = getattr(scope, name)
+        if name == "tilt_axis":
             note.append(("tilt axis", AXES.get(str(value), str(value))))
-        elif isinstance(value, tuple) and value:
-            note.append((LABELS.get(field.name, field.name).lower(), ", ".join(map(str, value))))
+        else:
+            note.append((LABELS.get(name, name).lower(), ", ".join(map(str, value))))
     return note

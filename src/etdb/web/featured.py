@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from etdb.config import Settings
+from etdb.index.fields import Field, filter_fields
 from etdb.index.fts import parse_text
 from etdb.index.query import SearchQuery
 
@@ -26,11 +27,9 @@ __all__ = ["PACKAGED", "Category", "FeaturedError", "featured_path", "load_featu
 
 PACKAGED = Path(__file__).with_name("featured.toml")
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-#: Query keys a category may use (API names) -> SearchQuery field.
-_TEXT_LISTS = ("publisher", "species", "strain", "scope", "lab", "institution", "microscopist",
-               "file_type")  # fmt: skip
-QUERY_KEYS = ("q", *_TEXT_LISTS, "taxid", "tilt_axis", "emdb")
-_TILT_AXIS = {"single": 1, "1": 1, "dual": 2, "2": 2}
+#: The registry's equality filters (API names): what a category's query may use besides q.
+_FIELDS = {f.name: f for f in filter_fields() if f.kind != "range"}
+QUERY_KEYS = ("q", *_FIELDS)
 _CATEGORY_KEYS = ("slug", "title", "description", "query", "pinned")
 MAX_TEXT = 200  # characters of one query value, as the API allows
 
@@ -63,19 +62,13 @@ class Category:
         for name, value in self.query:
             lists.setdefault(name, []).append(value)
         q = " ".join(lists.pop("q", [])) or None
-        axis = lists.pop("tilt_axis", [])
-        emdb = lists.pop("emdb", [])
-        taxid = tuple(int(v) for v in lists.pop("taxid", []))
         has_words = parse_text(q) is not None
         return SearchQuery(
             q=q,
-            taxid=taxid,
-            tilt_axis=_TILT_AXIS[axis[-1]] if axis else None,
-            emdb=emdb[-1] if emdb else None,
             sort="relevance" if has_words else "published",
             order="desc",
             limit=limit,
-            **{name: tuple(values) for name, values in lists.items()},
+            **{name: _typed(_FIELDS[name], values) for name, values in lists.items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -185,17 +178,27 @@ def _query(where: str, query: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _typed(f: Field, values: list[str]) -> Any:
+    """A checked query value list as the ``SearchQuery`` field holds it."""
+    if f.choices:
+        return f.choices[values[-1]]
+    if f.column == "int":
+        return tuple(int(v) for v in values)
+    return tuple(values) if f.many else values[-1]
+
+
 def _value(where: str, key: str, name: str, value: Any) -> str:
-    if name == "taxid":
+    f = _FIELDS.get(name)
+    if f is not None and f.column == "int" and not f.choices:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FeaturedError(f"{where}: key {key!r}: NCBI taxonomy ids are integers")
+            raise FeaturedError(f"{where}: key {key!r}: {f.help} must be whole numbers")
         return str(value)
-    if name == "tilt_axis" and isinstance(value, int) and not isinstance(value, bool):
+    if f is not None and f.choices and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # tilt_axis = 2 as well as "dual"
     if not isinstance(value, str) or not value.strip():
         raise FeaturedError(f"{where}: key {key!r}: expected a string or a list of strings")
     if len(value) > MAX_TEXT or "\x00" in value:
         raise FeaturedError(f"{where}: key {key!r}: longer than {MAX_TEXT} characters or has NUL")
-    if name == "tilt_axis" and value.strip() not in _TILT_AXIS:
-        raise FeaturedError(f"{where}: key {key!r}: single (1) or dual (2), not {value!r}")
+    if f is not None and f.choices and value.strip() not in f.choices:
+        raise FeaturedError(f"{where}: key {key!r}: {f.choices_text}, not {value!r}")
     return value.strip()

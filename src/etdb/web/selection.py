@@ -14,7 +14,6 @@ shows what its author typed, and nothing is lost in a round trip through the pag
 
 from __future__ import annotations
 
-import inspect
 import shlex
 import typing
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,8 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from etdb.api.errors import BadParameter
-from etdb.api.params import SearchRequest, search_request
+from etdb.api.params import SIGNATURE, SearchRequest, search_request
+from etdb.index.fields import Field, by_name
 from etdb.index.query import FACETS, SearchQuery
 from etdb.web.scope import NOTHING, PortalScope
 
@@ -52,9 +52,7 @@ NOT_ON_PAGE = {
 }
 #: Parameters that only say how to show a selection, not which records are in it.
 PRESENTATION = ("sort", "order", "limit", "after")
-#: Filters a portal scope can fix (etdb.web.scope): links and commands show the effective ones.
-SCOPED = ("publisher", "species", "strain", "scope", "lab", "institution", "microscopist")
-_AXIS_NAMES = {1: "single", 2: "dual"}
+FIELDS_BY_NAME = by_name()
 
 
 def _is_list(hint: Any) -> bool:
@@ -64,9 +62,8 @@ def _is_list(hint: Any) -> bool:
 
 def _adapters() -> dict[str, tuple[TypeAdapter[Any], bool]]:
     """name -> (validator, repeatable) for every parameter of the API's search, in its order."""
-    hints = typing.get_type_hints(search_request, include_extras=True)
-    names = [n for n in inspect.signature(search_request).parameters if n != "request"]
-    return {n: (TypeAdapter(hints[n]), _is_list(hints[n])) for n in names}
+    params = [p for p in SIGNATURE.parameters.values() if p.name != "request"]
+    return {p.name: (TypeAdapter(p.annotation), _is_list(p.annotation)) for p in params}
 
 
 _ADAPTERS = _adapters()
@@ -204,22 +201,32 @@ def selection_params(
     """
     params = [(k, v) for k, v in selection.api_params if k != "after"]
     if not scope.is_everything:
-        params = [(k, v) for k, v in params if k not in (*SCOPED, "taxid", "tilt_axis")]
-        for name in SCOPED:
-            params += [(name, v) for v in getattr(query, name)]
-        params += [("taxid", str(v)) for v in query.taxid]
-        if query.tilt_axis is not None:
-            params.append(("tilt_axis", _AXIS_NAMES[query.tilt_axis]))
+        fixed = scope.filters()
+        params = [(k, v) for k, v in params if k not in fixed]
+        for name in fixed:
+            field = FIELDS_BY_NAME[name]
+            params += [(name, _param(field, v)) for v in _values(getattr(query, name))]
         if any(v == NOTHING for _, v in params):
             return None
     return sorted(params, key=lambda kv: _RANK.get(kv[0], len(_RANK)))
 
 
-def download_command(params: Sequence[tuple[str, str]], query: SearchQuery) -> str:
-    """``etdb download`` with one flag per API parameter (``date_from`` -> ``--date-from``),
-    every value quoted for POSIX shells; sort, order and paging do not change what is fetched.
-    """
-    words = ["etdb", "download"]
+def _values(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _param(field: Field, value: Any) -> str:
+    """A scoped value as the API writes it (``tilt_axis`` 2 is ``dual``)."""
+    return field.choice_name(value) if field.choices else str(value)
+
+
+def download_command(params: Sequence[tuple[str, str]], query: SearchQuery, server: str) -> str:
+    """``etdb download --server <this site>`` with one flag per API parameter (``date_from`` ->
+    ``--date-from``), every value quoted for POSIX shells; sort, order and paging do not change
+    what is fetched. ``--server`` makes the command select from this site wherever it is run."""
+    words = ["etdb", "download", "--server", shlex.quote(server)]
     for name, value in params:
         if name in PRESENTATION:
             continue
