@@ -43,6 +43,7 @@ from etdb.ledger.urls import redact
 from etdb.publish.journal import Journal, JournalError
 from etdb.publish.keystore import PASSPHRASE_ENV, Keystore, KeystoreError
 from etdb.record import PrivateKey, RecordError
+from etdb.units import human_bytes
 
 DEMO_KEY = "demo"
 # The demo key signs synthetic records on a local ledger and guards nothing of value; a fixed
@@ -324,11 +325,11 @@ def _print_summary(result: dict[str, Any]) -> None:
     table = Table(
         title=f"etdb demo: {len(result['records'])} synthetic datasets", box=box.SIMPLE_HEAD
     )
-    for column in ("sid", "species", "taken", "MB", "CID (storage.location)"):
+    for column in ("sid", "species", "taken", "size", "CID (storage.location)"):
         table.add_column(column, overflow="fold")
     for r in result["records"]:
         species = f"[italic]{r['species']}[/]" + ("" if r["status"] == "published" else " *")
-        table.add_row(r["sid"], species, r["date"], f"{r['bytes'] / 1e6:.1f}", r["cid"])
+        table.add_row(r["sid"], species, r["date"], human_bytes(r["bytes"]), r["cid"])
     console.print(table)
     earlier = len(result["records"]) - result["published"]
     note = f" (* {earlier} published by an earlier run)" if earlier else ""

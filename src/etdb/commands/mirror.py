@@ -24,6 +24,7 @@ from etdb.commands._common import (
     fail,
     settings,
 )
+from etdb.units import human_bytes
 
 PUBLISHER = typer.Option(None, "--publisher", metavar="ADDR", help="Publisher address; repeat.")
 SPECIES = typer.Option(None, "--species", metavar="NAME", help="Species name; repeat for any of.")
@@ -114,7 +115,8 @@ class _View(MirrorListener):
 
     def started(self, hit: Any) -> None:
         if not self.as_json:
-            err_console.print(f"mirroring {hit.id[:12]} {hit.title!r} ({_size(hit.total_bytes)})",
+            size = human_bytes(hit.total_bytes)
+            err_console.print(f"mirroring {hit.id[:12]} {hit.title!r} ({size})",
                               highlight=False, soft_wrap=True)  # fmt: skip
 
     def finished(self, outcome: MirroredDataset) -> None:
@@ -123,7 +125,8 @@ class _View(MirrorListener):
         if outcome.ok and outcome.dag is not None:
             d = outcome.dag
             console.print(
-                f"  ok: {d.blocks} blocks, {d.fetched} fetched ({_size(d.fetched_bytes)}), "
+                f"  ok: {d.blocks} blocks, {d.fetched} fetched "
+                f"({human_bytes(d.fetched_bytes)}), "
                 f"{d.held} already held, {d.repaired} repaired in {outcome.seconds:.1f} s",
                 highlight=False,
             )
@@ -146,14 +149,14 @@ def _print_report(report: MirrorReport) -> None:
     t, n = report.totals, len(report.outcomes)
     console.print(
         f"{n - len(report.failed)} of {n} datasets mirrored; {t.fetched_blocks} blocks "
-        f"({_size(t.fetched_bytes)}) fetched, {t.held_blocks} already held"
+        f"({human_bytes(t.fetched_bytes)}) fetched, {t.held_blocks} already held"
         + (" (interrupted)" if report.interrupted else ""),
         highlight=False,
     )
     for p in report.peers:
         state = f"dropped: {p.reason}" if p.dropped else "ok"
         console.print(
-            f"  {p.url}: {p.blocks} blocks, {_size(p.bytes)}, {p.failures} failures, "
+            f"  {p.url}: {p.blocks} blocks, {human_bytes(p.bytes)}, {p.failures} failures, "
             f"{p.lies} lies ({state})",
             highlight=False,
             soft_wrap=True,
@@ -165,15 +168,6 @@ def _write_json(data: Any) -> None:
 
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
     sys.stdout.flush()
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def register(app: typer.Typer) -> None:

@@ -35,23 +35,12 @@ from markupsafe import Markup
 from etdb._version import __version__
 from etdb.api.errors import safe_json, safe_text
 from etdb.record.decoding import UNSAFE_TEXT
+from etdb.units import human_bytes
 
 __all__ = ["TEMPLATES", "env", "human_bytes", "page", "twin", "wants_json"]
 
 TEMPLATES = Path(__file__).with_name("templates")
 JSON_SUFFIX = ".json"
-
-
-def human_bytes(n: int | float | None) -> str:
-    """1536 -> "1.5 KB" (SI units, as file managers and the paper's "1-5 GB" use)."""
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(value) < 1000 or unit == "PB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} PB"  # unreachable; keeps type checkers calm
 
 
 def utc_date(ts: int | None, fmt: str = "%Y-%m-%d") -> str:
