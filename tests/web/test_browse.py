@@ -255,6 +255,11 @@ def test_download_command_names_the_site_it_was_shown_on(client: TestClient) -> 
     html = client.get("/browse?lab=Jensen+Lab", headers={"Host": "etdb.example.org:8443"}).text
     words = shlex.split(dom(html).one("code", id="download-command").text)
     assert words[:4] == ["etdb", "download", "--server", "http://etdb.example.org:8443"]
+    # A Host header is the requester's to write: whatever it holds stays one quoted word.
+    hostile = "x.example;touch pwned `id` $(id)"
+    html = client.get("/browse?lab=Jensen+Lab", headers={"Host": hostile}).text
+    words = shlex.split(dom(html).one("code", id="download-command").text)
+    assert words[2] == "--server" and words[4:] == ["--lab", "Jensen Lab"], words
 
 
 def test_results_summary_and_download_command(client: TestClient) -> None:
