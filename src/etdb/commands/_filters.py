@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from etdb.client.selection import FILTERS
+from etdb.client.selection import FILTER_HELP, FILTERS
 from etdb.commands._common import check_urls, settings
 
 if TYPE_CHECKING:
@@ -28,49 +28,17 @@ SERVER_OPTION: Any = typer.Option(
     None, "--server", metavar="URL", help="etdb API to select from (default: local node)."
 )
 
-#: Help per filter; repeatable filters get "; repeat for any-of." (from FILTERS).
-_HELP: dict[str, str] = {
-    "q": "Full text (title, species, notes, file names...).",
-    "publisher": "Publisher address",
-    "species": "Species name",
-    "taxid": "NCBI taxonomy id",
-    "strain": "Strain",
-    "scope": "Microscope",
-    "lab": "Lab",
-    "institution": "Institution",
-    "microscopist": "Microscopist",
-    "tilt_axis": "single (1) or dual (2).",
-    "date_from": "Acquired on or after (ISO date, unix s).",
-    "date_to": "Acquired on or before (a bare date: that day).",
-    "published_from": "Published on or after.",
-    "published_to": "Published on or before.",
-    "tilt_min_from": "Minimum tilt >= (degrees).",
-    "tilt_min_to": "Minimum tilt <= (degrees).",
-    "tilt_max_from": "Maximum tilt >= (degrees).",
-    "tilt_max_to": "Maximum tilt <= (degrees).",
-    "tilt_step_from": "Tilt step >= (degrees).",
-    "tilt_step_to": "Tilt step <= (degrees).",
-    "defocus_from": "Defocus >= (µm).",
-    "defocus_to": "Defocus <= (µm).",
-    "dosage_from": "Dosage >= (e/Å²).",
-    "dosage_to": "Dosage <= (e/Å²).",
-    "emdb": "EMDB id.",
-    "include_deactivated": "Also records their publisher deactivated.",
-}
 #: Filters that are on/off flags rather than values.
 _FLAGS = frozenset({"include_deactivated"})
-
-if set(_HELP) != {name for name, _ in FILTERS}:  # a filter added to the API needs its help here
-    raise ImportError(f"commands._filters: help for {sorted({n for n, _ in FILTERS} ^ set(_HELP))}")
 
 
 def _parameter(name: str, repeatable: bool) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
     if name in _FLAGS:
-        option = typer.Option(False, flag, help=_HELP[name], rich_help_panel=PANEL)
+        option = typer.Option(False, flag, help=FILTER_HELP[name], rich_help_panel=PANEL)
         annotation: Any = bool
     else:
-        text = f"{_HELP[name]}; {_MULTI}." if repeatable else _HELP[name]
+        text = f"{FILTER_HELP[name]}; {_MULTI}." if repeatable else FILTER_HELP[name]
         option = typer.Option(None, flag, help=text, rich_help_panel=PANEL)
         annotation = list[str] | None if repeatable else str | None
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
