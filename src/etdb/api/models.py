@@ -7,6 +7,7 @@ checks that the two agree. Times are unix seconds (UTC), as on the ledger.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -232,24 +233,8 @@ def catalog_summary_json(s: Summary) -> dict[str, Any]:
 
 
 def status_json(s: IndexStatus) -> dict[str, Any]:
-    return {
-        "ledger_url": s.ledger_url,
-        "ledger_tip": s.ledger_tip,
-        "indexed_height": s.indexed_height,
-        "lag": s.lag,
-        "records": s.records,
-        "rejected": s.rejected,
-        "pending_multiparts": s.pending_multiparts,
-    }
+    return dataclasses.asdict(s)  # the field names are the API's keys
 
 
 def rejection_json(r: Rejection) -> dict[str, Any]:
-    return {
-        "txid": r.txid,
-        "height": r.height,
-        "index": r.index,
-        "time": r.time,
-        "kind": r.kind,
-        "reason": r.reason,
-        "payload_excerpt": r.payload_excerpt,
-    }
+    return dataclasses.asdict(r)  # the field names are the API's keys

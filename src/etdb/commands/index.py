@@ -19,6 +19,7 @@ import click
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from etdb.api.models import rejection_json
 from etdb.commands._common import JSON_OPTION, console, emit, err_console, fail, settings
 from etdb.config import Settings
 from etdb.index.check import CheckReport
@@ -225,18 +226,7 @@ def rejections(
             rows = opened.store.rejections(limit=limit, after=after)
         except ValueError as exc:
             fail(f"--after: {exc}")
-    items: list[dict[str, Any]] = [
-        {
-            "txid": r.txid,
-            "height": r.height,
-            "index": r.index,
-            "time": r.time,
-            "kind": r.kind,
-            "reason": r.reason,
-            "payload_excerpt": r.payload_excerpt,
-        }
-        for r in rows
-    ]
+    items: list[dict[str, Any]] = [rejection_json(r) for r in rows]
 
     def human() -> None:
         if not items:
