@@ -67,7 +67,8 @@ def open_ledger(url: str, home: Path | None = None) -> Ledger:
     module_name, factory = target.split(":")
     module = importlib.import_module(module_name)
     try:
-        return getattr(module, factory)(url, home)
+        ledger: Ledger = getattr(module, factory)(url, home)
+        return ledger
     except LedgerError:
         raise
     except ValueError as exc:  # urllib's, on a port or host it cannot read

@@ -218,7 +218,9 @@ class BitcoinLedger(Closing):
         )
         return Block(height, block_hash, parent, time, entries)
 
-    def _senders(self, block_txs: list[dict], carrying: list[dict]) -> dict[str, str | None]:
+    def _senders(
+        self, block_txs: list[dict[str, Any]], carrying: list[dict[str, Any]]
+    ) -> dict[str, str | None]:
         """Address funding each carrying tx's first input (only these: keeps scans cheap)."""
         in_block = {tx["txid"]: tx for tx in block_txs}
         senders: dict[str, str | None] = {}
@@ -239,10 +241,10 @@ class BitcoinLedger(Closing):
                 senders[txid] = _output_address(prev, n) if prev else None
         return senders
 
-    def _lookup_txs(self, txids: list[str]) -> list[dict | None]:
+    def _lookup_txs(self, txids: list[str]) -> list[dict[str, Any] | None]:
         if not txids or not self._txindex:
             return [None] * len(txids)
-        out: list[dict | None] = []
+        out: list[dict[str, Any] | None] = []
         for result in self._calls("getrawtransaction", [[t, True] for t in txids]):
             if isinstance(result, RpcError) and "txindex" in result.rpc_message.lower():
                 self._txindex = False  # no index on this node: stop asking
@@ -327,7 +329,9 @@ class BitcoinLedger(Closing):
             rate = self.options.fee_rate
             return rate, f"configured rate (?fee_rate=) {rate} {coin}/kvB"
         estimate = self._rpc.call("estimatesmartfee", FEE_TARGET_BLOCKS)
-        rate = Decimal(str(estimate.get("feerate", 0))) if isinstance(estimate, dict) else 0
+        rate = (
+            Decimal(str(estimate.get("feerate", 0))) if isinstance(estimate, dict) else Decimal(0)
+        )
         if rate > 0:
             return rate, f"node estimate (estimatesmartfee {FEE_TARGET_BLOCKS}) {rate} {coin}/kvB"
         relay = Decimal(str(self._rpc.call("getnetworkinfo").get("relayfee", 0)))

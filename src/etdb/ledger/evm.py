@@ -324,7 +324,9 @@ class EvmLedger(Closing):
 
     def _signer(self) -> Signer:
         if self._signer_cache is None:
-            self._signer_cache = local_signer(self.options) or self._node_account()
+            signer: Signer = local_signer(self.options) or self._node_account()
+            self._signer_cache = signer
+            return signer
         return self._signer_cache
 
     def _node_account(self) -> NodeAccount:

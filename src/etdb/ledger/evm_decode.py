@@ -50,7 +50,7 @@ def publisher_topic(address: str) -> str:
     return "0x" + "00" * 12 + address.removeprefix("0x").lower()
 
 
-def _log_fields(logs: Sequence[dict]) -> Iterator[_Fields]:
+def _log_fields(logs: Sequence[dict[str, Any]]) -> Iterator[_Fields]:
     for log in logs:
         topics = [str(t).lower() for t in log.get("topics") or []]
         payload = payload_text(log.get("data"))
@@ -60,7 +60,9 @@ def _log_fields(logs: Sequence[dict]) -> Iterator[_Fields]:
         yield node_hash(log["transactionHash"], "txid"), int(log["logIndex"], 16), sender, payload
 
 
-def _calldata_fields(head: dict, sink: str, publishers: Sequence[str]) -> Iterator[_Fields]:
+def _calldata_fields(
+    head: dict[str, Any], sink: str, publishers: Sequence[str]
+) -> Iterator[_Fields]:
     for tx in head.get("transactions") or []:
         if not isinstance(tx, dict) or str(tx.get("to") or "").lower() != sink:
             continue
@@ -72,9 +74,9 @@ def _calldata_fields(head: dict, sink: str, publishers: Sequence[str]) -> Iterat
 
 
 def assemble(
-    heads: Sequence[dict | None],
+    heads: Sequence[dict[str, Any] | None],
     start: int,
-    logs: Sequence[dict] | None = None,
+    logs: Sequence[dict[str, Any]] | None = None,
     *,
     sink: str = "",
     publishers: Sequence[str] = (),
@@ -86,7 +88,7 @@ def assemble(
     blocks). None when the answers disagree (headers that do not chain up by parent hash,
     logs of a block not among the headers): the chain moved between two reads; read again.
     """
-    by_block: dict[str, list[dict]] = {}
+    by_block: dict[str, list[dict[str, Any]]] = {}
     for log in logs or ():
         by_block.setdefault(node_hash(log["blockHash"], "block hash"), []).append(log)
     out: list[Block] = []

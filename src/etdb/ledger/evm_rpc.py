@@ -133,7 +133,7 @@ class JsonRpc:
 
     def _exchange(self, body: Any, *, idempotent: bool, what: str) -> Any:
         data = json.dumps(body).encode()
-        last: Exception | None = None
+        last: BaseException | None = None
         for attempt in range(self._retries + 1):
             if attempt:
                 time.sleep(self._backoff * 2 ** (attempt - 1))
@@ -219,7 +219,7 @@ class JsonRpc:
             self._conn = None
 
 
-def _result(method: str, reply: dict) -> Any:
+def _result(method: str, reply: dict[str, Any]) -> Any:
     error = reply.get("error")
     if error is not None:
         if isinstance(error, dict):

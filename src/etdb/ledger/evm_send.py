@@ -28,7 +28,9 @@ _TOO_BIG = ("exceeds block gas limit", "oversized", "too large", "exceeds the co
 
 
 class Signer(Protocol):
-    address: str
+    @property
+    def address(self) -> str:  # read-only: NodeAccount is frozen
+        ...
 
     def send(self, rpc: JsonRpc, tx: dict[str, Any], chain_id: int) -> str:
         """Send ``tx`` (from, to, value, data, gas[, gasPrice]); the node's ``0x…`` hash."""
@@ -40,7 +42,7 @@ class NodeAccount:
     address: str
 
     def send(self, rpc: JsonRpc, tx: dict[str, Any], chain_id: int) -> str:
-        return rpc.call("eth_sendTransaction", tx, idempotent=False)
+        return str(rpc.call("eth_sendTransaction", tx, idempotent=False))
 
 
 class LocalKey:
@@ -85,7 +87,9 @@ class LocalKey:
         signed = self._account.sign_transaction(fields)
         txid = "0x" + bytes(signed.hash).hex()
         try:
-            return rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+            return str(
+                rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+            )
         except RpcError:
             # An earlier attempt may have reached the node ("already known", "nonce too low").
             if rpc.call("eth_getTransactionByHash", txid) is not None:

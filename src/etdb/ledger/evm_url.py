@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from etdb.ledger.base import LedgerConfigError
@@ -99,7 +101,17 @@ def address(value: str, what: str) -> str:
     return value.lower()
 
 
-def _number(opts: dict[str, str], name: str, cast, default, minimum=None):
+_Number = TypeVar("_Number", int, float, Decimal)
+_Default = TypeVar("_Default")
+
+
+def _number(
+    opts: dict[str, str],
+    name: str,
+    cast: Callable[[str], _Number],
+    default: _Default,
+    minimum: _Number | None = None,
+) -> _Number | _Default:
     if name not in opts:
         return default
     try:

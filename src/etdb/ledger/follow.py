@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from etdb.ledger.base import Block, Ledger, LedgerError
 
@@ -53,7 +54,7 @@ class Cursor:
         h, hsh = recent[-1]
         return Cursor(h, hsh, recent, self.history)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "height": self.height,
             "block_hash": self.block_hash,
@@ -62,7 +63,7 @@ class Cursor:
         }
 
     @classmethod
-    def from_json(cls, doc: dict) -> Cursor:
+    def from_json(cls, doc: dict[str, Any]) -> Cursor:
         return cls(
             int(doc["height"]),
             str(doc["block_hash"]),

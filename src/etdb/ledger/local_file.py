@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from etdb.ledger.base import CorruptLedgerError, LedgerError, LedgerUnavailable
@@ -188,7 +189,7 @@ class LedgerFile:
         finally:
             conn.close()
 
-    def query(self, doing: str, sql: str, args: tuple = ()) -> list[tuple]:
+    def query(self, doing: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """One statement, i.e. one consistent snapshot; [] while nothing was created yet."""
         with self.lock, self.errors(doing):
             conn = self.connection()

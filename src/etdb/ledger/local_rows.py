@@ -56,9 +56,9 @@ def payload_text(value: Any) -> str:
     return "" if value is None else str(value)  # NULL: a foreign schema without NOT NULL
 
 
-def group_blocks(rows: list[tuple]) -> Iterator[Block]:
+def group_blocks(rows: list[tuple[Any, ...]]) -> Iterator[Block]:
     """Rows of the block/entry join (ordered by height, idx) as Blocks, checked."""
-    current: tuple | None = None
+    current: tuple[int, str, str, int] | None = None
     entries: list[Entry] = []
     for height, bhash, parent, btime, txid, idx, sender, payload in rows:
         if current is None or current[0] != height:

@@ -208,7 +208,9 @@ class ChainChecker:
         self._root = TxRoot()
         self._next_index = 0
 
-    def entry(self, index: int, txid: str, sender: str | None, payload: str) -> None:
+    def entry(self, index: int, txid: str, sender: object, payload: object) -> None:
+        """One entry of the open block; ``sender`` and ``payload`` come from an export file
+        as they are (hostile): checked here to be text (``sender`` may be null)."""
         block = self._block
         assert block is not None, "entry() outside begin()/end()"
         if index != self._next_index:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from etdb.ledger.base import Ledger, LedgerError
-from etdb.record.multipart import MULTIPART_PREFIXES, MultipartError, Part, join, parse_part
+from etdb.record.errors import MultipartError
+from etdb.record.multipart import MULTIPART_PREFIXES, Part, join, parse_part
 
 __all__ = ["DEFAULT_SCAN_BLOCKS", "LedgerMessage", "MessageNotFound", "read_message"]
 

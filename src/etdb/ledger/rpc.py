@@ -71,7 +71,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         # "Equal jitter": at least half the exponential step, so waits still grow.
-        step = min(self.max_backoff, self.backoff * 2**attempt)
+        growth: int = 2**attempt  # an int: attempt >= 0
+        step = min(self.max_backoff, self.backoff * growth)
         return step / 2 + random.uniform(0, step / 2)
 
 
