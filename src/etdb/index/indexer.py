@@ -404,8 +404,11 @@ class Indexer:
         last = self._last_edit(record_id) if state is not None else None
         patched = check_edit(message, state, last, self.limits)
         signed = edit_meta(patched, state)
-        if isinstance(patched, Rejected) or isinstance(signed, Rejected):
-            self._reject(patched if isinstance(patched, Rejected) else signed, txid, pos, text)
+        if isinstance(patched, Rejected):
+            self._reject(patched, txid, pos, text)
+            return
+        if isinstance(signed, Rejected):
+            self._reject(signed, txid, pos, text)
             return
         self.store.apply_edit(
             AppliedEdit(txid, record_id, message.timestamp, message.patch, patched, pos, signed)

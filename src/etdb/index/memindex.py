@@ -341,7 +341,7 @@ class MemoryIndex:
             lo, hi = bisect_left(ordered, after.value), bisect_right(ordered, after.value)
             before = kv >= hi if not desc else kv < lo
             same = (kv >= lo) & (kv < hi)
-        ok = before
+        ok: np.ndarray = before
         tied = np.flatnonzero(same)
         if len(tied):
             ok = ok.copy()
@@ -352,7 +352,7 @@ class MemoryIndex:
         self, conn: sa.Connection, seqs: np.ndarray, after_id: str, desc: bool
     ) -> np.ndarray:
         mine, theirs = self.id8[seqs], np.uint64(id8(after_id))
-        ok = mine < theirs if desc else mine > theirs
+        ok: np.ndarray = mine < theirs if desc else mine > theirs
         same = np.flatnonzero(mine == theirs)  # the last row itself, rarely another
         if len(same):
             ids = dict(
@@ -383,4 +383,5 @@ class MemoryIndex:
         if len(ties) > need:
             last = np.partition(ids[ties], need - 1)[need - 1]
             ties = ties[ids[ties] <= last]
-        return seqs[np.concatenate([strict, ties])]
+        first: np.ndarray = seqs[np.concatenate([strict, ties])]
+        return first

@@ -240,7 +240,7 @@ class MultipartDesk:
         for p in expired:
             groups.setdefault(p.key, []).append(p)
         at = Position(block.height, BEFORE_ENTRIES, block.hash, block.time)
-        refusals = []
+        refusals: list[Refusal] = []
         for key, old in groups.items():
             self._waiting.pop(key, None)
             newer = self.store.parts(key)  # the rest of the set goes with its first part

@@ -4,6 +4,7 @@ are in ``lookups.py``."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,7 +129,7 @@ def _page(
             pair, last = sa.tuple_(key, ident), sa.tuple_(after.value, after.id)
             cond.append(pair < last if desc else pair > last)
         order = (key.desc(), ident.desc()) if desc else (key.asc(), ident.asc())
-        rows = conn.execute(select.where(*cond).order_by(*order).limit(n + 1)).all()
+        rows = list(conn.execute(select.where(*cond).order_by(*order).limit(n + 1)).all())
     if nullable and len(rows) <= n:
         cond = [*where, key.is_(None)]
         if after is not None and after.nulls:
@@ -200,7 +201,7 @@ def _counted_facets(
         else:
             found[facet].append(FacetValue(value, count))
     return total, {
-        name: sorted(vals, key=lambda fv, name=name: _facet_order(name, fv))[: s.FACET_TOP]
+        name: sorted(vals, key=functools.partial(_facet_order, name))[: s.FACET_TOP]
         for name, vals in found.items()
     }
 
@@ -217,6 +218,6 @@ def _live_facets(
         else:
             found[facet].append(FacetValue(value, count))
     return total, {
-        name: sorted(vals, key=lambda fv, name=name: _facet_order(name, fv))
+        name: sorted(vals, key=functools.partial(_facet_order, name))
         for name, vals in found.items()
     }

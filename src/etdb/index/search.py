@@ -31,10 +31,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from etdb.index.fields import Field, column_fields, filter_fields
-from etdb.index.flatten import INT64_MAX, label
+from etdb.index.flatten import label
 from etdb.index.fts import FullText, TextQuery
 from etdb.index.query import FACETS, MAX_LIMIT, Range, SearchQuery
 from etdb.index.schema import record_file_types, records
+from etdb.record.limits import INT64_MAX
 
 #: Values returned per facet (most frequent first).
 FACET_TOP = 50
@@ -245,9 +246,11 @@ def facet_statement(where: list[Any], names: tuple[str, ...]) -> sa.Select[Any]:
     """
     cols = [records.c.seq, *(FACET_COLUMNS[n] for n in names if n in FACET_COLUMNS)]
     hits = sa.select(*cols).where(*where).cte("hits").prefix_with("MATERIALIZED")
-    parts: list[sa.Select[Any]] = [
+    parts: list[sa.Select[Any, Any, Any]] = [
         sa.select(sa.literal(""), sa.literal(None, sa.Text), sa.func.count()).select_from(hits)
     ]
+    value: sa.ColumnElement[Any]
+    src: sa.FromClause
     for name in names:
         if name == "file_type":
             value = record_file_types.c.subtype
