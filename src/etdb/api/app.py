@@ -131,7 +131,7 @@ def _allow_head(router: APIRouter) -> None:
     if getattr(router, "_etdb_head", False):  # module-level routers: once per process
         return
     for route in list(router.routes):
-        if isinstance(route, APIRoute) and "GET" in route.methods:
+        if isinstance(route, APIRoute) and "GET" in (route.methods or ()):
             router.add_api_route(
                 route.path.removeprefix(router.prefix),
                 route.endpoint,

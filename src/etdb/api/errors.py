@@ -138,7 +138,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error (logged on the server)")
 
 
-HANDLERS: dict[type[Exception], Any] = {
+HANDLERS: dict[int | type[Exception], Any] = {
     ApiError: _api_error,
     RequestValidationError: _validation_error,
     StarletteHTTPException: _http_error,

@@ -99,6 +99,7 @@ def download(
         emit({"dry_run": True, **prepared.listing()}, as_json,
              lambda: _print_listing(prepared.datasets, full=True))  # fmt: skip
         return
+    manifest = prepared.manifest
     if not prepared.datasets:
         emit({"dry_run": False, **prepared.listing(), "summary": None}, as_json,
              lambda: console.print("Nothing selected."))  # fmt: skip
@@ -113,7 +114,7 @@ def download(
         fail("nothing was downloaded (not confirmed)")
     summary = _run(prepared)
     emit({"dry_run": False, **prepared.listing(), "summary": summary.to_json()},
-         as_json, lambda: print_summary(summary, prepared.manifest))  # fmt: skip
+         as_json, lambda: print_summary(summary, manifest))  # fmt: skip
     if summary.failed:
         raise typer.Exit(1)
 

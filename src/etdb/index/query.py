@@ -187,7 +187,7 @@ class IndexStatus:
     indexed_height: int
     lag: int | None
     records: int
-    rejected: int
+    rejected: int | None  # None if the catalog cannot count them
     pending_multiparts: int
 
 

@@ -172,8 +172,10 @@ def _dispatch(obj: dict[str, Any], raw: str, *, strict: bool, bare_artifact: boo
     if "oip042" in obj:
         inner = _object(obj["oip042"], "'oip042'")
         # 2018 daemon results: {oip042:{artifact}, txid, publisher}
-        meta = {k: obj[k] for k in ("txid", "publisher", "publisherName") if k in obj} or None
-        return _dispatch_042(inner, raw, strict=strict, meta=meta)
+        daemon: dict[str, Any] = {
+            k: obj[k] for k in ("txid", "publisher", "publisherName") if k in obj
+        }
+        return _dispatch_042(inner, raw, strict=strict, meta=daemon or None)
     if "artifact" in obj:  # oipd document {artifact, meta}
         meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else None
         sig = (meta or {}).get("signature")

@@ -18,6 +18,7 @@ the top because each imports :func:`scope_of` from this package.)
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -59,7 +60,8 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         path = request.url.path
         if api_handler is not None and (path.startswith(_PASS_THROUGH) or path == "/api"):
-            return await api_handler(request, exc)
+            answer = api_handler(request, exc)  # Starlette allows a plain function too
+            return await answer if inspect.isawaitable(answer) else answer
         return error_page(request, exc.status_code, str(exc.detail))
 
     app.add_exception_handler(StarletteHTTPException, http_error)
