@@ -186,7 +186,7 @@ class CID:
         return cid
 
     @classmethod
-    def read(cls, buf: bytes | memoryview, pos: int = 0) -> tuple[CID, int]:
+    def read(cls, buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[CID, int]:
         """Read a binary CID at ``buf[pos:]`` (as in CAR sections and dag-pb links)."""
         if len(buf) - pos >= 2 and buf[pos] == SHA2_256 and buf[pos + 1] == 32:
             end = pos + 34
