@@ -7,16 +7,19 @@ contiguous *runs* of about ``RUN_BYTES`` file bytes and asks a peer for each run
 verifiable range request): the DFS blocks covering bytes ``a..b``, internal nodes first.
 
 Nothing is trusted. Each section is read (never more than ``MAX_SECTION_SIZE``), its block
-hashed against its CID, and then either yielded (a leaf of the run: its file bytes), ignored
-(an internal node of the file, or a leaf of the range already delivered) or taken as a lie
-(anything else). What a peer does decides what happens to it and to the run, as in
-``BlockFetcher``:
+hashed against its CID, and then either yielded (a leaf of the run: its file bytes) or
+ignored (anything else: an internal node, a leaf already delivered, a block the plan did not
+expect). Only a hash decides whether a peer lies: where a block sits in the DAG is the DAG's
+word, and a DAG may lie (a link Tsize that makes an internal node look like a leaf has an
+honest peer stream that node's children, which the plan never listed). So what a peer does
+decides what happens to it and to the run, as in ``BlockFetcher``:
 
-* a block that does not hash to its CID, one outside the requested range, a malformed CAR:
-  a lie, the peer is dropped for good, the rest of the run is asked elsewhere;
-* a transport error, a timeout, a 5xx, or a stream that ends before the run's last leaf:
-  a failure, the peer's health counts it, the rest of the run is asked of another peer (or,
-  after ``retries`` failures, left to the caller's per-block raw requests);
+* a block that does not hash to its CID, a malformed CAR: a lie, the peer is dropped for good,
+  the rest of the run is asked elsewhere;
+* a transport error, a timeout, a 5xx, a stream that ends before the run's last leaf, or one
+  that sends more unwanted bytes than ``_stray_limit`` allows: a failure, the peer's health
+  counts it, the rest of the run is asked of another peer (or, after ``retries`` failures,
+  left to the caller's per-block raw requests);
 * 404: the peer does not hold the file; it is not asked for this file again;
 * 400/406/501 or a body that is not a CAR: the peer does not serve CAR, it is remembered
   (``Peer.serves_car``) and only asked for raw blocks from then on.
@@ -24,6 +27,8 @@ hashed against its CID, and then either yielded (a leaf of the run: its file byt
 Runs are spread over the peers by the fetcher's own choice (least expected completion time),
 ``STREAMS_PER_PEER`` streams per live peer at most. Memory is bounded by one section per
 stream plus ``QUEUED_LEAVES`` leaves waiting for the caller: a run is never buffered whole.
+A worker thread closes its connections to every peer when it ends (the run list done, an
+error, or the caller stopping early), as ``readahead`` does: none is left open.
 """
 
 from __future__ import annotations
@@ -201,6 +206,8 @@ class _Streams:
         except BaseException as exc:  # a bug or a file the DAG itself gets wrong: the caller's
             self._put(exc)
         finally:
+            for peer in self.peers.peers:  # this thread's connections: closed, never left open
+                peer.connections.discard()
             self._put(None)
 
     def _serve(self, run: _Run) -> None:
@@ -264,7 +271,7 @@ class _Streams:
         lo = min(i for indices in run.wanted.values() for i in indices)
         hi = max(i for indices in run.wanted.values() for i in indices)
         first, last = leaves[lo].offset, leaves[hi].offset + leaves[hi].size - 1
-        in_range = {leaves[i].cid for i in range(lo, hi + 1)}
+        stray, stray_limit = 0, _stray_limit(last - first + 1)
         r = open_car(peer, self.plan.cid, first, last)
         conn, _ = peer.connections.get()
         sock = conn.sock
@@ -284,8 +291,13 @@ class _Streams:
                     self.fetcher.keep(cid, block)
                     self.fetcher.emit(BlockFetched(cid, peer.url, len(block), 0.0))
                     yield cid, block, indices
-                elif cid not in in_range and cid not in self.plan.internal:
-                    raise _Lie(f"sent block {cid}, not one of bytes {first}-{last} of the file")
+                else:  # not wanted, but what its CID names: the DAG's business, not a lie
+                    stray += len(block)
+                    if stray > stray_limit:
+                        raise CARError(
+                            f"the CAR of bytes {first}-{last} sent over {stray_limit} bytes "
+                            "of blocks not wanted"
+                        )
                 if self.stopping.is_set():
                     raise OSError("stopped")
             if run.wanted:
@@ -294,6 +306,13 @@ class _Streams:
             if sock is not None:
                 with self.lock:
                     self.sockets.discard(sock)
+
+
+def _stray_limit(range_bytes: int) -> int:
+    """Bytes of verified but unwanted blocks a stream of ``range_bytes`` file bytes may send:
+    its internal nodes, leaves sent twice, and the children of a node a lying Tsize made the
+    plan take for a leaf all fit (each at most the range again); an endless stream does not."""
+    return 2 * range_bytes + MAX_SECTION_SIZE
 
 
 def _check_status(r: http.client.HTTPResponse) -> None:

@@ -5,6 +5,12 @@ lists its leaves: where each one's bytes go, how many there are, and their CID. 
 are fetched a level at a time (``get_many`` when the getter has it), so planning a 5 GB file
 costs a handful of round trips, not a walk of 20,000 blocks. The plan is what ``filefetch``
 (leaf by leaf) and ``carfetch`` (runs of leaves as CAR streams) both fetch from.
+
+A DAG is hostile input: a few KB of nodes that each link many times to one child name
+astronomically many leaves (5 levels of 1000 links: 10^15). So a plan holds at most
+``leaf_bound(size)`` leaves and pending children at any moment (at most ``FREE_LEAVES`` plus one
+per ``MIN_LEAF_BYTES`` of the size the root declares, and never more than ``MAX_LEAVES``); a DAG
+naming more is refused with an ``InvalidNodeError`` naming its root, before memory fills.
 """
 
 from __future__ import annotations
@@ -12,17 +18,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from etdb.content.blockstore import BlockGetter
+from etdb.content.blockstore import MAX_BLOCK_SIZE, BlockGetter
 from etdb.content.cid import CID, RAW
 from etdb.content.dagpb import PBLink
 from etdb.content.errors import InvalidNodeError, NotAFileError
 from etdb.content.exporter import MAX_DEPTH, Kind, Node, load_node, resolve_node
 
-__all__ = ["FilePlan", "Leaf", "plan_file"]
+__all__ = ["MAX_LEAVES", "MIN_LEAF_BYTES", "FilePlan", "Leaf", "leaf_bound", "plan_file"]
 
 #: A dag-pb leaf's link Tsize exceeds its file bytes by its framing: at most 14 bytes for any
 #: block under 2 MiB. An internal node adds at least one 36-byte link. Between the two: a leaf.
 _LEAF_FRAME_MAX = 32
+#: Fewer file bytes per leaf on average than this is no chunker's doing (kubo's default is
+#: 256 KiB, a rabin chunker's minimum a third of its average): a DAG naming more is refused.
+MIN_LEAF_BYTES = 1 << 10
+#: Leaves any file may have whatever its size (small files cut by a test's tiny chunker).
+FREE_LEAVES = 1 << 10
+#: Leaves a plan lists at most, whatever size the root declares: 256 GiB in 256 KiB leaves,
+#: about 100 MB of plan.
+MAX_LEAVES = 1 << 20
 
 
 @dataclass
@@ -52,6 +66,8 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
     if not root.is_file:
         raise NotAFileError(f"{path} is a {root.kind}, not a file")
     size = root.size or 0
+    named = _Named(root.cid, size)
+    named.add()  # the root, pending
     leaves: list[Leaf] = []
     internal = {root.cid}
     level: list[tuple[Node, int]] = [(root, 0)]
@@ -61,14 +77,18 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
             raise InvalidNodeError(root.cid, f"file DAG deeper than {MAX_DEPTH}")
         wanted: dict[CID, list[tuple[int, int, CID]]] = {}  # child -> (offset, size, parent)
         for node, offset in level:
+            named.settle()  # this occurrence becomes its own bytes and its children
             own = _own_bytes(node)
             if own:
+                named.add()
                 leaves.append(Leaf(offset, own, node.cid))
             if node.kind == Kind.RAW:
                 continue
             assert node.pb is not None and node.unixfs is not None
             child_offset = offset + own
             for link, child_size in zip(node.pb.links, node.unixfs.blocksizes, strict=True):
+                if child_size:
+                    named.add()
                 if child_size and _is_leaf(link, child_size):
                     leaves.append(Leaf(child_offset, child_size, link.cid))
                 elif child_size:
@@ -92,6 +112,34 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
     return FilePlan(root.cid, size, leaves, internal)
 
 
+def leaf_bound(size: int) -> int:
+    """The most leaves a plan of a file declaring ``size`` bytes may list (see module doc)."""
+    return min(MAX_LEAVES, FREE_LEAVES + max(size, 0) // MIN_LEAF_BYTES)
+
+
+class _Named:
+    """Counts the leaves and pending children a plan holds; past ``leaf_bound`` the file is
+    refused (checked at every one added, so a plan never holds more)."""
+
+    def __init__(self, root: CID, size: int) -> None:
+        self.root, self.size = root, size
+        self.bound = leaf_bound(size)
+        self.count = 0
+
+    def add(self) -> None:
+        self.count += 1
+        if self.count > self.bound:
+            raise InvalidNodeError(
+                self.root,
+                f"file DAG names more than {self.bound} leaves for its {self.size} bytes "
+                f"(at most {FREE_LEAVES} plus one per {MIN_LEAF_BYTES} bytes, {MAX_LEAVES} in "
+                "all): refused",
+            )
+
+    def settle(self) -> None:
+        self.count -= 1
+
+
 def _own_bytes(node: Node) -> int:
     if node.kind == Kind.RAW:
         return len(node.block)
@@ -101,7 +149,10 @@ def _own_bytes(node: Node) -> int:
 def _is_leaf(link: PBLink, size: int) -> bool:
     """Whether a child can be planned as a leaf without fetching it. A raw child always is; a
     dag-pb child when its Tsize says "just framing" (no Tsize: fetched to find out). A wrong
-    Tsize cannot corrupt the file: ``download_file`` checks each leaf holds ``size`` bytes."""
+    Tsize cannot corrupt the file: ``download_file`` checks each leaf holds ``size`` bytes; and
+    a child said to hold more than a block can is fetched, whatever its Tsize says."""
+    if size > MAX_BLOCK_SIZE:
+        return False
     if link.cid.codec == RAW:
         return True
     return link.tsize is not None and 0 <= link.tsize - size <= _LEAF_FRAME_MAX
