@@ -17,20 +17,14 @@ use :func:`rpc_clients`, which skips (laptop) or fails (CI) when they cannot be 
 
 from __future__ import annotations
 
-import argparse
-import functools
-import hashlib
 import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import skip_or_fail
-from tests.content.references import INSTALL_TIMEOUT, ReferenceUnavailable, _locked, _run, cache_dir
+from tests.npm_reference import NpmReference
 
 HERE = Path(__file__).resolve().parent / "kubo_rpc_clients"
 SCRIPT = "clients.mjs"
@@ -59,65 +53,15 @@ class RpcClients:
         return [json.loads(line) for line in lines]
 
 
-def _pins() -> str:
-    return hashlib.sha256((HERE / "package.json").read_bytes()).hexdigest()
-
-
-def install() -> RpcClients:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        raise ReferenceUnavailable("node and npm are needed for ipfs-api and kubo-rpc-client")
-    folder = cache_dir() / "kubo-rpc-clients"
-    folder.mkdir(exist_ok=True)
-    stamp = folder / "installed"
-    with _locked(folder / "install.lock"):
-        source = (HERE / SCRIPT).read_bytes()
-        if not (folder / SCRIPT).exists() or (folder / SCRIPT).read_bytes() != source:
-            (folder / SCRIPT).write_bytes(source)  # edits to the script need no reinstall
-        pins = _pins()
-        if stamp.exists() and stamp.read_text() == pins:
-            return RpcClients(folder)
-        stamp.unlink(missing_ok=True)
-        shutil.copyfile(HERE / "package.json", folder / "package.json")
-        npm = ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"]
-        _run(npm, timeout=INSTALL_TIMEOUT, cwd=folder)
-        check = "await import('ipfs-api'); await import('kubo-rpc-client')"
-        _run(["node", "--input-type=module", "-e", check], timeout=120, cwd=folder)
-        stamp.write_text(pins)
-    return RpcClients(folder)
-
-
-@functools.cache
-def _prepared() -> RpcClients | ReferenceUnavailable:
-    try:
-        return install()
-    except ReferenceUnavailable as exc:
-        return exc
+REFERENCE = NpmReference(
+    HERE, SCRIPT, "kubo-rpc-clients", ("ipfs-api", "kubo-rpc-client"), "ipfs-api / kubo-rpc-client"
+)
 
 
 def rpc_clients() -> RpcClients:
     """The installed clients, or skip/fail the calling test (the failure is remembered)."""
-    got = _prepared()
-    if isinstance(got, ReferenceUnavailable):
-        skip_or_fail(f"ipfs-api / kubo-rpc-client unavailable: {got}")
-        raise AssertionError("unreachable")  # skip_or_fail raises
-    return got
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--install", action="store_true", help="install ipfs-api, kubo-rpc-client")
-    args = parser.parse_args(argv)
-    if not args.install:
-        parser.print_help()
-        return 0
-    try:
-        clients = install()
-    except ReferenceUnavailable as exc:
-        print(f"kubo RPC clients: unavailable: {exc}", file=sys.stderr)
-        return 1
-    print(f"kubo RPC clients: ready in {clients.folder}")
-    return 0
+    return RpcClients(REFERENCE.folder())
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(REFERENCE.main())
