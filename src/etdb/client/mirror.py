@@ -24,7 +24,7 @@ from etdb.content.blockstore import TEMP_DIR, Blockstore, FSBlockstore
 from etdb.content.cid import CID, DAG_PB, RAW
 from etdb.content.dagpb import DagPBError, decode_node
 from etdb.content.errors import ContentError, CorruptBlockError, InvalidNodeError
-from etdb.content.fsutil import create_temp, fsync_dir
+from etdb.content.fsutil import fsync_dir, write_temp
 
 if TYPE_CHECKING:
     from etdb.client.client import Client
@@ -262,17 +262,7 @@ def repair_block(store: FSBlockstore, source: BlockFetch, cid: CID) -> None:
     target = store.path_of(cid)
     temp_dir = store.root / TEMP_DIR
     temp_dir.mkdir(exist_ok=True)
-    fd, name = create_temp(temp_dir, "repair-")
-    try:
-        view = memoryview(block)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(name)
-        raise
-    os.close(fd)
+    name = write_temp(temp_dir, "repair-", block, fsync=True)
     target.parent.mkdir(exist_ok=True)
     os.replace(name, target)
     fsync_dir(target.parent)

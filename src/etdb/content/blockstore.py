@@ -49,7 +49,7 @@ from etdb.content.errors import (
     ContentError,
     CorruptBlockError,
 )
-from etdb.content.fsutil import create_temp, fsync_dir, syncfs
+from etdb.content.fsutil import fsync_dir, syncfs, write_temp
 
 # Larger than any block a UnixFS importer makes (kubo refuses > 2 MiB over bitswap); a file
 # larger than this in the store cannot be a block, and reading it would only waste memory.
@@ -256,20 +256,10 @@ class FSBlockstore:
         except FileNotFoundError:
             pass
         try:
-            fd, name = create_temp(self._temp, "put-")
+            name = write_temp(self._temp, "put-", block)
         except FileNotFoundError:
             self._temp.mkdir(exist_ok=True)
-            fd, name = create_temp(self._temp, "put-")
-        try:
-            view = memoryview(block)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
-        os.close(fd)
+            name = write_temp(self._temp, "put-", block)
         with self._lock:
             if key in self._pending:  # another thread won the race: keep one copy
                 os.unlink(name)

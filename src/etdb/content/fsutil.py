@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -24,6 +25,28 @@ def create_temp(directory: str | os.PathLike[str], prefix: str) -> tuple[int, st
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def write_temp(
+    directory: str | os.PathLike[str], prefix: str, data: bytes, *, fsync: bool = False
+) -> str:
+    """``data`` in a new file of :func:`create_temp` (``fsync``: made durable before closing);
+    return its path. On any failure the file is closed and removed, and the error raised
+    (FileNotFoundError when ``directory`` does not exist)."""
+    fd, path = create_temp(directory, prefix)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return path
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -31,7 +31,6 @@ process killed mid-put leaves a temp file, deleted by the next open once it is o
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from etdb.content.blockstore import DATA_SUFFIX, MAX_BLOCK_SIZE, multihash_key, shard_of
 from etdb.content.cid import CID
+from etdb.content.fsutil import write_temp
 
 try:
     import fcntl
@@ -77,7 +77,6 @@ class PeerCache:
         self._lock = threading.Lock()  # guards _unaccounted
         self._scan_lock = threading.Lock()  # flock is per open file: this orders our threads
         self._unaccounted = 0  # bytes this process put and has not added to SIZE yet
-        self._names = itertools.count()  # temp names: unique in this process (pid in them)
         self.root.mkdir(parents=True, exist_ok=True)
         present = set(os.listdir(self.root))
         for shard in SHARDS:
@@ -142,26 +141,10 @@ class PeerCache:
     def _write_temp(self, folder: Path, block: bytes) -> str | None:
         """The block in a new temp file in ``folder``; None if there is no such shard (a key
         shorter than any multihash's: no block of ours)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        while True:
-            name = f"{folder}/{TEMP_PREFIX}{os.getpid()}-{next(self._names)}"
-            try:
-                fd = os.open(name, flags, 0o666)
-                break
-            except FileExistsError:  # left by a crashed process that had this pid
-                continue
-            except FileNotFoundError:
-                return None
         try:
-            view = memoryview(block)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            os.close(fd)
-            os.unlink(name)
-            raise
-        os.close(fd)
-        return name
+            return write_temp(folder, TEMP_PREFIX, block)
+        except FileNotFoundError:
+            return None
 
     def _account(self, size: int, *, force: bool = False) -> None:
         """Add ``size`` put bytes to the total, every ``flush`` bytes (or now, ``force``)."""
