@@ -5,7 +5,7 @@ The proof that adding a filter is one entry: a fresh Python process adds one ran
 catalog column and its index, the flattened value, the search filter (memory index and SQL),
 the API parameters (OpenAPI included), the portal's form inputs and the download flags, and
 uses them: a record carrying the value is indexed into a real SQLite catalog and selected
-through the API, the portal and the flag table.
+through the API, the portal and the flag table; `etdb download`, `search` and `mirror` offer it.
 """
 
 from __future__ import annotations
@@ -122,6 +122,12 @@ out["portal_json"] = [r["id"][0] for r in client.get(
 out["flags"] = [n for n, _ in FILTERS if n.startswith("pixel")]
 out["flag_help"] = FILTER_HELP["pixel_size_from"]
 out["sent"] = api_params({"pixel_size_from": "2", "pixel_size_to": "3"})
+from typer.testing import CliRunner
+from etdb.cli import app
+out["commands"] = {
+    name: "--pixel-size-from" in CliRunner().invoke(app, [name, "--help"], terminal_width=200).output
+    for name in ("download", "search", "mirror")
+}
 print(json.dumps(out))
 """
 
@@ -146,3 +152,4 @@ def test_a_new_range_filter_is_one_registry_entry(tmp_path: Path) -> None:
     assert out["flags"] == ["pixel_size_from", "pixel_size_to"]
     assert out["flag_help"] == "Pixel size >= (Å)."
     assert out["sent"] == [["pixel_size_from", "2"], ["pixel_size_to", "3"]]
+    assert out["commands"] == {"download": True, "search": True, "mirror": True}

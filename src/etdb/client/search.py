@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from rich.filesize import decimal as human_bytes
-
 from etdb.client.api import MAX_PAGE, ApiClient
 from etdb.client.selection import api_params
 from etdb.index.query import DEFAULT_LIMIT, Order, SortKey
+from etdb.units import human_bytes
 
 __all__ = ["COLUMNS", "ORDERS", "SORT_KEYS", "SearchRequest", "SearchResult", "row", "search"]
 

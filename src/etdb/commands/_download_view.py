@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.filesize import decimal as human_bytes
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from etdb.client.download import DownloadListener
 from etdb.commands._common import console, err_console
+from etdb.units import human_bytes
 
 if TYPE_CHECKING:
     from etdb.client.download import Dataset, DownloadSummary

@@ -31,6 +31,10 @@ SERVER_OPTION: Any = typer.Option(
 #: Filters that are on/off flags rather than values.
 _FLAGS = frozenset({"include_deactivated"})
 
+#: Other spellings a filter answers to: ``--q`` is the API's name (the browse page prints it),
+#: ``--query``/``-q`` what people type (and what ``etdb mirror`` took before it shared these).
+_ALIASES = {"q": ("--query", "-q")}
+
 
 def _parameter(name: str, repeatable: bool) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
@@ -39,7 +43,7 @@ def _parameter(name: str, repeatable: bool) -> inspect.Parameter:
         annotation: Any = bool
     else:
         text = f"{FILTER_HELP[name]}; {_MULTI}." if repeatable else FILTER_HELP[name]
-        option = typer.Option(None, flag, help=text, rich_help_panel=PANEL)
+        option = typer.Option(None, flag, *_ALIASES.get(name, ()), help=text, rich_help_panel=PANEL)
         annotation = list[str] | None if repeatable else str | None
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                              annotation=annotation)  # fmt: skip

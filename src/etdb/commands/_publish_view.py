@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.filesize import decimal as human_bytes
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -29,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from etdb.commands._common import console, err_console
+from etdb.units import human_bytes
 
 if TYPE_CHECKING:
     from etdb.ledger import FeeEstimate

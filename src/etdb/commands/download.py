@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.filesize import decimal as human_bytes
 from rich.table import Table
 
 from etdb.commands._common import (
@@ -32,6 +31,7 @@ from etdb.commands._common import (
 )
 from etdb.commands._download_view import DownloadView, print_summary
 from etdb.commands._filters import SERVER_OPTION, client_error, selection_options, server_url
+from etdb.units import human_bytes
 
 if TYPE_CHECKING:
     from etdb.client.download import Dataset, DownloadSummary

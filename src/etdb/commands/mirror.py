@@ -4,7 +4,9 @@ The selection comes from a node's API (``--server``); blocks come from ``--peer`
 (default: that node), each verified against its CID before it is stored. After a first pass
 the command keeps polling for newly published records (``--once`` stops after one pass). The
 local ``etdb serve`` serves the blockstore, so a mirror is also a new source for everyone.
-The work is :func:`etdb.client.mirror_run.run_mirror`; this module parses options and draws.
+The selection options are the API's filters, as `etdb download` and `etdb search` take them
+(:mod:`etdb.commands._filters`), so a browse page's selection mirrors as it downloads. The work
+is :func:`etdb.client.mirror_run.run_mirror`; this module parses options and draws.
 """
 
 from __future__ import annotations
@@ -24,23 +26,9 @@ from etdb.commands._common import (
     fail,
     settings,
 )
+from etdb.commands._filters import client_error, selection_options
 from etdb.units import human_bytes
 
-PUBLISHER = typer.Option(None, "--publisher", metavar="ADDR", help="Publisher address; repeat.")
-SPECIES = typer.Option(None, "--species", metavar="NAME", help="Species name; repeat for any of.")
-TAXID = typer.Option(None, "--taxid", metavar="ID", help="NCBI taxonomy id; repeat for any of.")
-LAB = typer.Option(None, "--lab", metavar="NAME", help="Lab; repeat for any of.")
-INSTITUTION = typer.Option(
-    None, "--institution", metavar="NAME", help="Institution; repeat for any of."
-)
-MICROSCOPIST = typer.Option(
-    None, "--microscopist", metavar="NAME", help="Microscopist; repeat for any of."
-)
-QUERY = typer.Option(None, "--query", "-q", metavar="TEXT", help="Full-text query.")
-DATE_FROM = typer.Option(
-    None, "--date-from", metavar="DATE", help="Acquired on or after (ISO date)."
-)
-DATE_TO = typer.Option(None, "--date-to", metavar="DATE", help="Acquired on or before (ISO date).")
 SERVER = typer.Option(
     None,
     "--server",
@@ -58,16 +46,9 @@ INTERVAL = typer.Option(60.0, "--interval", min=1.0, help="Seconds between polls
 CONCURRENCY = typer.Option(16, "--concurrency", min=1, max=256, help="Blocks in flight.")
 
 
+@selection_options()
 def mirror_command(
-    publisher: list[str] | None = PUBLISHER,
-    species: list[str] | None = SPECIES,
-    taxid: list[int] | None = TAXID,
-    lab: list[str] | None = LAB,
-    institution: list[str] | None = INSTITUTION,
-    microscopist: list[str] | None = MICROSCOPIST,
-    query: str | None = QUERY,
-    date_from: str | None = DATE_FROM,
-    date_to: str | None = DATE_TO,
+    filters: dict[str, Any],
     server: str | None = SERVER,
     peer: list[str] | None = PEERS,
     once: bool = ONCE,
@@ -85,19 +66,12 @@ def mirror_command(
         fail(str(exc))
     check_urls("--server", [listing])
     check_urls("--peer", peers)
-    filters: dict[str, Any] = {"publisher": publisher, "species": species, "taxid": taxid,
-                               "lab": lab, "institution": institution,
-                               "microscopist": microscopist, "date_from": date_from,
-                               "date_to": date_to}  # fmt: skip
-    if query:
-        filters["q"] = query
     request = MirrorRequest(listing, peers, filters, settings().blockstore_path, once=once,
                             interval=interval, concurrency=concurrency)  # fmt: skip
     try:
         report = run_mirror(request, _View(as_json))
     except ClientError as exc:
-        flag = f" (option --{exc.parameter.replace('_', '-')})" if exc.parameter else ""
-        fail(f"{exc}{flag}")
+        fail(client_error(exc))
     if as_json:
         _write_json(report.as_json())
     else:
