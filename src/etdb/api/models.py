@@ -8,9 +8,10 @@ checks that the two agree. Times are unix seconds (UTC), as on the ledger.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from etdb.index.query import (
     FacetValue,
@@ -35,26 +36,25 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class RecordOut(BaseModel):
-    """One search hit."""
+def _summary_model() -> type[BaseModel]:
+    """``RecordOut``: :class:`RecordSummary`'s fields, types and meanings (its field
+    metadata), so the API's record row cannot drift from the catalog's."""
+    hints = typing.get_type_hints(RecordSummary)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(RecordSummary):
+        kind = list[str] if f.name == "file_types" else hints[f.name]
+        fields[f.name] = (kind, Field(description=f.metadata["doc"]))
+    model: type[BaseModel] = create_model("RecordOut", __doc__="One search hit.", **fields)
+    return model
 
-    id: str = Field(description="txid of the publish (part 0's for a multipart record)")
-    publisher: str
-    title: str
-    species: str | None
-    strain: str | None
-    microscopist: str | None
-    lab: str | None
-    institution: str | None
-    scope: str | None
-    date: int | None = Field(description="acquisition date, unix seconds")
-    published: int | None = Field(description="artifact timestamp, unix seconds")
-    sid: str | None
-    location: str | None = Field(description="storage.location (an IPFS directory CID)")
-    thumbnail: str | None = Field(description="thumbnail file name, relative to location")
-    file_types: list[str]
-    total_bytes: int
-    deactivated: bool
+
+if typing.TYPE_CHECKING:
+
+    class RecordOut(BaseModel):
+        """Built at run time from RecordSummary."""
+
+else:
+    RecordOut = _summary_model()
 
 
 class FacetOut(BaseModel):
@@ -158,26 +158,13 @@ class RejectionPage(BaseModel):
 # -- views -----------------------------------------------------------------------------------
 
 
+_SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(RecordSummary))
+
+
 def summary_json(s: RecordSummary) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "publisher": s.publisher,
-        "title": s.title,
-        "species": s.species,
-        "strain": s.strain,
-        "microscopist": s.microscopist,
-        "lab": s.lab,
-        "institution": s.institution,
-        "scope": s.scope,
-        "date": s.date,
-        "published": s.published,
-        "sid": s.sid,
-        "location": s.location,
-        "thumbnail": s.thumbnail,
-        "file_types": list(s.file_types),
-        "total_bytes": s.total_bytes,
-        "deactivated": s.deactivated,
-    }
+    row = {name: getattr(s, name) for name in _SUMMARY_FIELDS}
+    row["file_types"] = list(s.file_types)
+    return row
 
 
 def facets_json(facets: dict[str, list[FacetValue]]) -> dict[str, list[dict[str, Any]]]:

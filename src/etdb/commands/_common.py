@@ -61,3 +61,27 @@ def check_urls(flag: str, urls: Iterable[str]) -> None:
             check_peer_url(url)
         except ValueError as exc:
             fail(f"{flag}: {exc}", 2)
+
+
+def read_payload(source: str) -> str:
+    """A ledger payload from a file (``-``: stdin): a ``{"floData": …}`` document's floData
+    (how the historical records and ``etdb ledger read --json`` keep them), else the text
+    without its trailing line breaks (as ``etdb record sign`` prints it; spaces are kept:
+    multipart data may end in them). Exit 1 naming the file when it cannot be read."""
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"{source} is not UTF-8 text")
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            doc = json.loads(stripped)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("floData"), str):
+            return str(doc["floData"])
+    return text.rstrip("\r\n")

@@ -19,7 +19,15 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
-from etdb.commands._common import JSON_OPTION, console, emit, err_console, fail, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    console,
+    emit,
+    err_console,
+    fail,
+    read_payload,
+    settings,
+)
 from etdb.content.fsutil import create_temp, fsync_dir
 from etdb.ledger import Ledger, LedgerError, open_ledger
 from etdb.ledger.costs import FEE_RATE_OPTIONS, estimate_records_cost, with_fee_rate
@@ -83,31 +91,6 @@ def _local_only(ledger: Ledger, what: str) -> LocalLedger:
             f"{_backend(ledger)} node, which keeps (and backs up) its own chain"
         )
     return ledger
-
-
-def _read_text(source: str) -> str:
-    try:
-        if source == "-":
-            return sys.stdin.read()
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read {source}: {exc.strerror or exc}")
-    except UnicodeDecodeError:
-        fail(f"{source} is not UTF-8 text")
-
-
-def _payload_from(text: str) -> str:
-    """The payload in a file: a ``{"floData": …}`` document's floData, else the text itself
-    without its final line break (as ``etdb record sign`` prints it)."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            doc = json.loads(stripped)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("floData"), str):
-            return doc["floData"]
-    return text.removesuffix("\n").removesuffix("\r")
 
 
 @app.command()
@@ -279,7 +262,7 @@ def publish(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Publish one payload; above the ledger's max_payload, as signed multipart parts."""
-    payload = _payload_from(_read_text(source))
+    payload = read_payload(source)
     if not payload:
         fail(f"{source} holds no payload")
     with _opened(ledger_url) as ledger:

@@ -8,13 +8,20 @@ holding any of these under a ``floData`` key (as the conformance fixtures do).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from etdb.commands._common import JSON_OPTION, console, emit, err_console, fail, settings
+from etdb.commands._common import (
+    JSON_OPTION,
+    console,
+    emit,
+    err_console,
+    fail,
+    read_payload,
+    settings,
+)
 from etdb.publish.keystore import Keystore, KeystoreError, resolve_passphrase
 from etdb.record import (
     Deactivate,
@@ -42,33 +49,6 @@ app = typer.Typer(
 )
 
 SOURCE_ARG = typer.Argument(..., metavar="FILE|-", help="Input file, or - for stdin.")
-
-
-def _read(source: str) -> str:
-    try:
-        if source == "-":
-            return sys.stdin.read()
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read {source}: {exc.strerror or exc}")
-    except UnicodeDecodeError:
-        fail(f"{source} is not UTF-8 text")
-
-
-def _unwrap(text: str) -> str:
-    """The floData inside a ``{"floData": "…"}`` fixture, else the text itself.
-
-    Only a trailing line break is dropped: multipart data may legitimately end in spaces.
-    """
-    text = text.lstrip().rstrip("\r\n")
-    if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(doc, dict) and isinstance(doc.get("floData"), str):
-            return doc["floData"]
-    return text
 
 
 def _verify_text(text: str, publisher: str | None) -> tuple[VerifyResult, dict[str, Any]]:
@@ -104,7 +84,7 @@ def verify(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a record's signature and mandatory fields; exit 1 with the reason if invalid."""
-    text = _unwrap(_read(source))
+    text = read_payload(source)
     try:
         result, extra = _verify_text(text, publisher)
     except RecordError as exc:
@@ -140,7 +120,7 @@ def sign(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Sign a draft publish (artifact JSON or envelope); print the floData to send."""
-    text = _unwrap(_read(source))
+    text = read_payload(source)
     try:
         msg = decode(text, strict=False, bare_artifact=True)
     except RecordError as exc:
@@ -184,7 +164,7 @@ def _load_key(name: str) -> PrivateKey:
 @app.command("encode")
 def encode_cmd(source: str = SOURCE_ARG) -> None:
     """Re-encode a record (e.g. an oipd document) as the floData go-etdb would have sent."""
-    text = _unwrap(_read(source))
+    text = read_payload(source)
     try:
         typer.echo(encode(decode(text, strict=False, bare_artifact=True)))
     except RecordError as exc:

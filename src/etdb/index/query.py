@@ -87,27 +87,32 @@ else:
     SearchQuery = _search_query()
 
 
+def _doc(text: str) -> Any:
+    """A field's meaning, where the API's schema (``etdb.api.models.RecordOut``) reads it."""
+    return field(metadata={"doc": text})
+
+
 @dataclass(frozen=True, slots=True)
 class RecordSummary:
-    """One search hit: what a results grid or table shows."""
+    """One search hit: what a results grid or table shows (and the API's record row)."""
 
-    id: str  # txid of the original publish (part 0's txid for multiparts)
-    publisher: str
-    title: str
-    species: str | None
-    strain: str | None
-    microscopist: str | None
-    lab: str | None
-    institution: str | None
-    scope: str | None
-    date: int | None  # acquisition, unix seconds
-    published: int | None  # artifact timestamp
-    sid: str | None
-    location: str | None  # storage.location CID
-    thumbnail: str | None  # fname of the thumbnail (or key image) relative to location
-    file_types: tuple[str, ...]
-    total_bytes: int
-    deactivated: bool = False
+    id: str = _doc("txid of the publish (part 0's for a multipart record)")
+    publisher: str = _doc("FLO address that signed the record")
+    title: str = _doc("the artifact's title")
+    species: str | None = _doc("species name")
+    strain: str | None = _doc("strain")
+    microscopist: str | None = _doc("microscopist")
+    lab: str | None = _doc("lab")
+    institution: str | None = _doc("institution")
+    scope: str | None = _doc("microscope (scopeName)")
+    date: int | None = _doc("acquisition date, unix seconds")
+    published: int | None = _doc("artifact timestamp, unix seconds")
+    sid: str | None = _doc("the lab's dataset id")
+    location: str | None = _doc("storage.location (an IPFS directory CID)")
+    thumbnail: str | None = _doc("thumbnail file name, relative to location")
+    file_types: tuple[str, ...] = _doc("file subtypes the record lists")
+    total_bytes: int = _doc("sum of the listed file sizes")
+    deactivated: bool = field(default=False, metadata={"doc": "deactivated by its publisher"})
 
 
 @dataclass(frozen=True, slots=True)
