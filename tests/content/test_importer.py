@@ -493,8 +493,10 @@ def test_overlay_refuses_collisions_and_bad_names(tmp_path: Path) -> None:
     for bad in ("sub/../x.jpg", "", "..", ".hidden.jpg", "sub/.h.jpg", "a.mrc/x.jpg"):
         with pytest.raises(ImporterError, match="overlay name"):
             importer.add_path(data, overlay={bad: extra})
-    with pytest.raises(ImporterError, match="not a regular file"):
-        importer.add_path(data, overlay={"x.jpg": tmp_path})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ImporterError, match="not a regular file or folder"):
+        importer.add_path(data, overlay={"x.jpg": fifo})
     with pytest.raises(FileNotFoundError):
         importer.add_path(data, overlay={"x.jpg": tmp_path / "missing.jpg"})
     with pytest.raises(ImporterError, match="not a folder"):

@@ -3,8 +3,9 @@
 ``ipfs add`` semantics (kubo, boxo ``ipld/unixfs``; UnixFS spec https://specs.ipfs.tech/unixfs/):
 fixed-size chunks (``chunker.py``), the balanced layout (``layout.py``), basic directories that
 turn into HAMT shards past a size threshold (``hamt.py``), symlinks stored as UnixFS Symlink
-nodes (not followed), hidden names skipped unless asked. Parameters come from a ``Profile``
-(``profiles.py``, IPIP-0499).
+nodes (not followed), hidden names skipped unless asked (everywhere, or inside folders named
+with a ``hidden_in`` suffix: zarr v2's ``.zarray``/``.zattrs`` are data). Parameters come from
+a ``Profile`` (``profiles.py``, IPIP-0499).
 
 Every block goes to ``sink.put(cid, block)`` as soon as it exists, children before parents, so
 a sink can stream them (a CAR writer, a blockstore). Without a sink only CIDs are computed and
@@ -18,7 +19,7 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -66,17 +67,19 @@ def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
 
 
 class _OverlayEntry:
-    """An extra top-level file (``add_path(overlay=...)``), walked like a ``DirEntry``: it is
-    linked under ``name`` though its bytes live at ``path`` (elsewhere on disk)."""
+    """An extra file or folder (``add_path(overlay=...)``), walked like a ``DirEntry``: it is
+    linked under ``name`` though it lives at ``path`` (elsewhere on disk). A folder's own
+    entries are then walked as those of a real folder."""
 
-    __slots__ = ("name", "path")
+    __slots__ = ("folder", "name", "path")
 
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, path: str, folder: bool) -> None:
         self.name = name
         self.path = path
+        self.folder = folder
 
     def is_dir(self, *, follow_symlinks: bool = True) -> bool:
-        return False
+        return self.folder
 
     def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
         return os.stat(self.path)  # the file itself, even if the overlay path is a symlink
@@ -108,6 +111,7 @@ class _Dir:
     rel: str  # path inside the imported root, "/"-separated ("" for the root)
     pending: list[_Entry]  # in reverse name order
     links: list[tuple[bytes, str, CID, int]]  # (name bytes, name, cid, tsize)
+    hidden: bool = False  # its hidden names are imported (and those of folders under it)
     filesize: int = 0
     blocks: int = 0
 
@@ -121,6 +125,8 @@ class Importer:
     the imported path, "/"-separated ("" for the path itself). It lets a caller list what was
     added (as ``ipfs add`` does) without a sink, so that ``--only-hash`` stays on the fast path.
     ``parallel=False`` keeps leaf hashing on the calling thread (for benchmarks and debugging).
+    ``hidden_in``: folder-name suffixes (``".ome.zarr"``) inside which hidden names are
+    imported even without ``hidden`` (formats whose dot files are data, as zarr v2's are).
     An Importer does one import at a time (not thread-safe); make one per thread.
     """
 
@@ -133,10 +139,12 @@ class Importer:
         on_progress: Callable[[int], None] | None = None,
         on_entry: Callable[[str, ImportResult], None] | None = None,
         parallel: bool = True,
+        hidden_in: Collection[str] = (),
     ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.sink = sink
         self.hidden = hidden
+        self.hidden_in = tuple(hidden_in)
         self.on_progress = on_progress
         self.on_entry = on_entry
         self.parallel = parallel
@@ -230,9 +238,16 @@ class Importer:
             block = encode_node(node)
         return self._emit_node(block), len(block) + sum(t for *_, t in links), 1
 
-    def _entries(self, path: str, overlay: Mapping[str, Path] | None = None) -> list[_Entry]:
+    def _keeps_hidden(self, parent: bool, name: str) -> bool:
+        """Whether the folder ``name`` (in a folder keeping them if ``parent``) imports its
+        hidden names."""
+        return self.hidden or parent or name.endswith(self.hidden_in)
+
+    def _entries(
+        self, path: str, hidden: bool, overlay: Mapping[str, Path] | None = None
+    ) -> list[_Entry]:
         with os.scandir(path) as it:
-            entries: list[_Entry] = [e for e in it if self.hidden or not e.name.startswith(".")]
+            entries: list[_Entry] = [e for e in it if hidden or not e.name.startswith(".")]
         if overlay:
             entries.extend(self._overlay_entries(path, overlay, {e.name for e in entries}))
         # Sorted, then reversed so that pop() takes them in name order cheaply.
@@ -243,7 +258,7 @@ class Importer:
         self, root: str, overlay: Mapping[str, Path], taken: set[str]
     ) -> list[_Entry]:
         """Check the overlay before anything is imported: a bad entry must not leave a
-        half-added folder behind it. A name with "/" lands in folders made of overlay files
+        half-added folder behind it. A name with "/" lands in folders made of overlay entries
         only; their top-level name must not be a real entry either."""
         tree: dict[str, Any] = {}
         for name, source in overlay.items():
@@ -254,8 +269,11 @@ class Importer:
                 raise ImporterError(f"overlay name {name!r} is hidden and would be skipped")
             if parts[0] in taken:
                 raise ImporterError(f"overlay name {name!r} collides with {root}/{parts[0]}")
-            if not stat.S_ISREG(os.stat(source).st_mode):
-                raise ImporterError(f"overlay {name!r}: {source} is not a regular file")
+            mode = os.stat(source).st_mode
+            if stat.S_ISDIR(mode):
+                self._check_folder(name, os.fspath(source), self._keeps_hidden(False, parts[-1]))
+            elif not stat.S_ISREG(mode):
+                raise ImporterError(f"overlay {name!r}: {source} is not a regular file or folder")
             node = tree
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
@@ -263,14 +281,31 @@ class Importer:
                     raise ImporterError(f"overlay name {name!r} needs {part!r} as a folder")
             if parts[-1] in node:
                 raise ImporterError(f"overlay name {name!r} is given twice")
-            node[parts[-1]] = os.fspath(source)
+            node[parts[-1]] = (os.fspath(source), stat.S_ISDIR(mode))
         return self._overlay_tree(root, tree)
+
+    def _check_folder(self, name: str, folder: str, hidden: bool) -> None:
+        """An overlay folder holds regular files and folders only: a symlink in it is refused
+        (it would be stored as a link to something outside the published tree)."""
+        stack = [(folder, hidden)]
+        while stack:
+            path, keep = stack.pop()
+            with os.scandir(path) as it:
+                for e in it:
+                    if e.name.startswith(".") and not keep:
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append((e.path, self._keeps_hidden(keep, e.name)))
+                    elif not e.is_file(follow_symlinks=False):
+                        raise ImporterError(
+                            f"overlay {name!r}: {e.path} is not a regular file or folder"
+                        )
 
     def _overlay_tree(self, path: str, tree: dict[str, Any]) -> list[_Entry]:
         return [
             _OverlayDir(name, f"{path}/{name}", self._overlay_tree(f"{path}/{name}", sub))
             if isinstance(sub, dict)
-            else _OverlayEntry(name, sub)
+            else _OverlayEntry(name, *sub)
             for name, sub in tree.items()
         ]
 
@@ -283,7 +318,8 @@ class Importer:
 
     def _tree(self, root: str, overlay: Mapping[str, Path] | None = None) -> ImportResult:
         # An explicit stack instead of recursion: nesting depth is bounded only by PATH_MAX.
-        stack = [_Dir(root, "", "", self._entries(root, overlay), [])]
+        keep = self._keeps_hidden(False, os.path.basename(root.rstrip("/")))
+        stack = [_Dir(root, "", "", self._entries(root, keep, overlay), [], keep)]
         on_entry = self.on_entry
         while True:
             top = stack[-1]
@@ -291,11 +327,13 @@ class Importer:
                 entry = top.pending.pop()
                 name_bytes = self._name_bytes(entry.path, entry.name)
                 rel = f"{top.rel}/{entry.name}" if top.rel else entry.name
+                keep = self._keeps_hidden(top.hidden, entry.name)
                 if isinstance(entry, _OverlayDir):
-                    stack.append(_Dir(entry.path, entry.name, rel, entry.entries, []))
+                    stack.append(_Dir(entry.path, entry.name, rel, entry.entries, [], keep))
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(_Dir(entry.path, entry.name, rel, self._entries(entry.path), []))
+                    pending = self._entries(entry.path, keep)
+                    stack.append(_Dir(entry.path, entry.name, rel, pending, [], keep))
                     continue
                 mode = entry.stat(follow_symlinks=False).st_mode
                 res = self._leaf_entry(entry.path, mode)
@@ -325,11 +363,13 @@ class Importer:
         The path itself is always imported, even if its name is hidden; inside a folder,
         names starting with "." are skipped unless ``hidden=True`` (kubo ``--hidden``).
 
-        ``overlay`` ({name: file}) adds extra files to a folder as if they were in it (same
-        CIDs as a real folder holding them), so generated files (key images, movies) need not
-        be written into a lab's data folders. A name is a "/"-separated relative path (no
-        "..", no empty parts); its first part must not collide with a real entry; each file
-        must be a regular file (a symlink to one is followed).
+        ``overlay`` ({name: file or folder}) adds extra entries to a folder as if they were in
+        it (same CIDs as a real folder holding them), so generated files (key images, movies,
+        pyramids) need not be written into a lab's data folders. A name is a "/"-separated
+        relative path (no "..", no empty parts); its first part must not collide with a real
+        entry. Each value must be a regular file or a folder (a symlink to one is followed); a
+        folder is imported as a tree under the same name rules as a real one and must hold
+        only regular files and folders (a symlink in it is refused before anything is added).
         """
         path = os.fspath(path)
         try:
