@@ -552,7 +552,10 @@ def test_the_widget_markup(dataset, app, client):
     assert client.get(elements.by_id("slice-download")["href"]).status_code == 200
     assert elements.by_id("slice-file-download")["href"] == f"/ipfs/{cid}/rawdata/fei.mrc"
     options = [a for tag, a in elements.tags if tag == "option"]
-    assert ["selected" in o for o in options] == [False, False, True]
+    assert ["selected" in o for o in options[:3]] == [False, False, True]  # then the axes
+    assert [(o["value"], "selected" in o) for o in options[3:]] == [
+        ("z", True), ("y", False), ("x", False)
+    ]
     # Untrusted names are escaped; no inline script or style (the CSP would block them).
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
     scripts = [a for tag, a in elements.tags if tag == "script"]

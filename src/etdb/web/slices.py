@@ -1,11 +1,17 @@
-"""The slice viewer's images: ``GET /slices/<cid>/<path>?z=N`` -> one section as a PNG.
+"""The slice viewer's images: ``GET /slices/<cid>/<path>?axis=&index=`` -> one plane, a PNG.
 
-``?z=`` is the section index (a tilt index for a tilt series; default: the middle, or the
-least tilted image), ``?size=`` the longest side in pixels (default 1024, at most 2048), and
-``?info=1`` answers the file's geometry as JSON instead (``nx, ny, nz, mode, voxel_size, kind,
-default_z``, plus ``tilt_angles`` when the extended header or a ``.rawtlt`` beside the file gives
-them). Only the header and the one section are read from the blockstore
-(:mod:`etdb.mrc.sections`), so the first image of a 5 GB reconstruction costs what the first
+``?axis=`` is the axis held fixed: ``z`` (default) an XY section, ``y`` an XZ plane, ``x`` a YZ
+plane (``xy``/``xz``/``yz`` are accepted too); ``?index=`` the plane (default: the middle; for
+XY, the least tilted image of a tilt series). ``?z=N`` is ``?axis=z&index=N`` (older links keep
+their address and ETag). ``?size=`` is the longest side in pixels (default 1024, at most 2048),
+and ``?info=1`` answers the file's geometry as JSON instead (``nx, ny, nz, mode, voxel_size,
+kind, default_z``, plus ``tilt_angles`` when the extended header or a ``.rawtlt`` beside the
+file gives them). The path is an MRC file, or an OME-Zarr pyramid folder (``*.ome.zarr``):
+:mod:`etdb.web.planes` says what each reads (an MRC's YZ plane only up to 512 MiB: 409 past
+it). XZ/YZ pictures are stretched to the voxels' proportions (z spacing over x or y spacing,
+from the header or the pyramid's scales); ``X-Voxel-Aspect`` says by how much ("1": square
+pixels, or a ratio beyond 8 shown unstretched). Only the header and what the plane needs are
+read from the blockstore, so the first image of a 5 GB reconstruction costs what the first
 image of a 50 MB one does.
 
 Caching: a CID's bytes never change, so a rendered section never does either. Responses are
@@ -47,11 +53,22 @@ from etdb.content.errors import (
     NotAFileError,
     PathNotFoundError,
 )
-from etdb.content.readthrough import read_ahead, upstream_status, waiting_at_most
-from etdb.mrc.display import render_section as render
+from etdb.content.readthrough import upstream_status
 from etdb.mrc.errors import MrcError
 from etdb.mrc.png import encode_png
-from etdb.mrc.sections import MrcLayout, read_layout, read_section
+from etdb.mrc.sections import MrcLayout, read_layout
+from etdb.web.planes import (
+    AXES,
+    PYRAMID_SUFFIX,
+    Plane,
+    PlaneRefused,
+    Pyramid,
+    axis_length,
+    mrc_plane,
+    open_pyramid,
+    parse_axis,
+    render_plane,
+)
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -59,9 +76,11 @@ __all__ = [
     "RENDER_VERSION",
     "SliceCache",
     "blockstore_of",
+    "caches",
     "router",
+    "slice_url",
     "slice_viewer",
-    "viewable_files",
+    "with_sidecar_angles",
 ]
 
 router = APIRouter()
@@ -78,9 +97,6 @@ MAX_SIDECAR = 64 << 10  # a .rawtlt lists one angle per line: a few hundred byte
 #: Seconds the dataset page waits for a file's header from upstream peers before it lists the
 #: file as not available (the fetch goes on: the next view has it).
 PAGE_WAIT = 3.0
-#: Record file subtypes the viewer shows (lower case), in the order it lists them.
-VIEWABLE = {"reconstruction": 0, "tiltseries": 1}
-MRC_SUFFIXES = (".mrc", ".rec", ".st", ".ali", ".preali", ".mrcs", ".map")
 _TRUE = ("1", "true", "yes", "on", "")
 _STORE_LOCK = threading.Lock()
 
@@ -125,88 +141,17 @@ class SliceCache:
         return len(self._items)
 
 
-def viewable_files(artifact: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The record's MRC reconstructions, then its tilt series: ``value`` (``<location>/<fname>``,
-    the content path), ``label``, ``subtype``, ``fname``. Empty when there is nothing to show."""
-    storage = artifact.get("storage") or {}
-    location = str(storage.get("location") or "").strip("/")
-    if not location:
-        return []
-    found: list[tuple[int, dict[str, Any]]] = []
-    for entry in storage.get("files") or []:
-        if not isinstance(entry, Mapping):
-            continue
-        fname = str(entry.get("fname") or "").strip("/")
-        subtype = str(entry.get("subtype") or "")
-        rank = VIEWABLE.get(subtype.lower())
-        if rank is None or PurePosixPath(fname).suffix.lower() not in MRC_SUFFIXES:
-            continue
-        shown = str(entry.get("dname") or "") or PurePosixPath(fname).name
-        kind = "reconstruction" if rank == 0 else "tilt series"
-        found.append(
-            (rank, {"value": f"{location}/{fname}", "label": f"{shown} ({kind})",
-                    "subtype": subtype, "fname": fname})
-        )  # fmt: skip
-    return [f for _, f in sorted(found, key=lambda item: item[0])]
-
-
 def slice_viewer(request: Request, artifact: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What ``templates/_slice_viewer.html`` shows for a record (None: no MRC file to show).
+    """What the dataset page's slice viewer shows: :func:`etdb.web.slice_page.slice_viewer`
+    (that module builds the page's part over this one's caches and reads)."""
+    from etdb.web.slice_page import slice_viewer as build  # it imports this module
 
-    The dataset page passes it as ``slice_viewer`` (it is plain JSON, fit for the page's
-    twin too). The file and section come from the page's ``slice_file`` and ``z`` query
-    parameters, so the viewer works without JavaScript (its form reloads the page); headers
-    are read through the layout cache, and a file this server does not hold (or, read through
-    upstream peers, cannot get within ``PAGE_WAIT`` seconds) is listed with
-    ``available: false`` instead of failing the page.
-    """
-    files = viewable_files(artifact)
-    if not files:
-        return None
-    _, layouts = _caches(request)
-    for entry in files:
-        entry["available"] = False
-        layout = _cached_layout(request, layouts, entry["value"])
-        if layout is not None:
-            entry.update(available=True, nz=layout.nz, default_z=layout.default_z)
-        entry["slice_url"] = _url(entry["value"])
-        entry["info_url"] = entry["slice_url"] + "?info=1"
-        entry["ipfs_url"] = "/ipfs/" + quote(entry["value"])
-    wanted = request.query_params.get("slice_file")
-    current = next((f for f in files if f["value"] == wanted), None)
-    current = current or next((f for f in files if f["available"]), files[0])
-    z = None
-    if current["available"]:
-        try:
-            z = int(request.query_params.get("z", ""))
-        except ValueError:
-            z = None
-        z = current["default_z"] if z is None else min(max(z, 0), current["nz"] - 1)
-    viewer: dict[str, Any] = {"files": files, "current": current["value"], "z": z}
-    if z is not None:
-        viewer["image_url"] = f"{_url(current['value'])}?z={z}"
-        viewer["download_url"] = f"{_url(current['value'])}?z={z}&size={MAX_SIZE}"
-    return viewer
+    return build(request, artifact)
 
 
-def _url(value: str) -> str:
+def slice_url(value: str) -> str:
+    """The ``/slices/`` address of content path ``<cid>/<path>``."""
     return "/slices/" + quote(value)
-
-
-def _cached_layout(request: Request, layouts: SliceCache, value: str) -> MrcLayout | None:
-    cid, _, path = value.partition("/")
-    layout = layouts.get((cid, path))
-    if layout is not None:
-        return layout
-    try:
-        store = waiting_at_most(blockstore_of(request), PAGE_WAIT)
-        with exporter.open_file(store, value) as reader:
-            layout = read_layout(reader, reader.size, name=path or cid)
-        layout = _with_sidecar_angles(store, cid, path, layout)
-    except (HTTPException, ContentError, MrcError):
-        return None
-    layouts.put((cid, path), layout, 1)
-    return layout
 
 
 def blockstore_of(request: Request) -> BlockGetter:
@@ -231,7 +176,7 @@ def blockstore_of(request: Request) -> BlockGetter:
     return store
 
 
-def _caches(request: Request) -> tuple[SliceCache, SliceCache]:
+def caches(request: Request) -> tuple[SliceCache, SliceCache]:
     extra: dict[str, Any] = request.app.state.etdb.extra
     images = extra.setdefault("slice_cache", SliceCache(CACHE_BYTES))
     layouts = extra.setdefault("slice_layouts", SliceCache(1 << 62, LAYOUT_ENTRIES))
@@ -248,71 +193,119 @@ def slice_image(
     cid: str,
     path: str = "",
     z: str | None = None,
+    axis: str | None = None,
+    index: str | None = None,
     size: str | None = None,
     info: str | None = None,
 ) -> Response:
     # A sync endpoint on purpose: FastAPI runs it in its thread pool, so reading blocks and
     # rendering (numpy and zlib release the GIL) never stall the event loop.
     want_info = info is not None and info.strip().lower() in _TRUE
-    z_index = None if z is None or z == "" else _integer("z", z)
+    fixed = parse_axis(axis)
+    if fixed is None:
+        raise HTTPException(400, f"axis: must be z, y or x (XY, XZ, YZ), not {str(axis)[:40]!r}")
+    given, named = (index, "index") if index not in (None, "") else (z, "z")
+    at = None if given is None or given == "" else _integer(named, given)
     side = DEFAULT_SIZE if size is None or size == "" else _integer("size", size)
     if not MIN_SIZE <= side <= MAX_SIZE:
         raise HTTPException(400, f"size: must be between {MIN_SIZE} and {MAX_SIZE}, not {side}")
     path = path.strip("/")
-    what = "info" if want_info else f"z={'mid' if z_index is None else z_index}&size={side}"
+    pyramid = path.endswith(PYRAMID_SUFFIX)
+    shown = "mid" if at is None else at
+    if want_info:
+        what = "info"
+    elif fixed == "z" and not pyramid:  # the ETag old ?z= links were served with
+        what = f"z={shown}&size={side}"
+    else:
+        what = f"axis={fixed}&index={shown}&size={side}"
     tag = _etag(cid, path, what)
     headers = {"ETag": tag, "Cache-Control": IMMUTABLE}
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
+    name = path or cid
+    with _content_errors(name):
+        if pyramid:
+            return _pyramid_response(request, cid, path, fixed, at, side, want_info, headers)
+        return _mrc_response(request, cid, path, fixed, at, side, want_info, headers)
 
-    images, layouts = _caches(request)
+
+def _mrc_response(
+    request: Request, cid: str, path: str, axis: str, at: int | None, side: int, want_info: bool,
+    headers: dict[str, str],
+) -> Response:  # fmt: skip
+    images, layouts = caches(request)
     name = path or cid
     layout: MrcLayout | None = layouts.get((cid, path))
     png: bytes | None = None
+    aspect = "1"
     if layout is not None and not want_info:
-        index = _section(layout, z_index, name)
-        png = images.get((cid, path, index, side))
+        index = _index(layout.nz, layout.ny, layout.nx, axis, at, layout.default_z, name)
+        png, aspect = images.get((cid, path, axis, index, side)) or (None, "1")
     if png is None:
-        with _content_errors(name):
-            store = blockstore_of(request)
-            with exporter.open_file(store, f"{cid}/{path}" if path else cid) as reader:
-                if layout is None:
-                    layout = read_layout(reader, reader.size, name=name)
-                    layout = _with_sidecar_angles(store, cid, path, layout)
-                    layouts.put((cid, path), layout, 1)
-                if want_info:
-                    return JSONResponse({**layout.info(), "file": name}, headers=headers)
-                index = _section(layout, z_index, name)
-                png = encode_png(render(_read_section(store, reader, layout, index, name), side))
-        images.put((cid, path, index, side), png, len(png))
+        store = blockstore_of(request)
+        with exporter.open_file(store, f"{cid}/{path}" if path else cid) as reader:
+            if layout is None:
+                layout = read_layout(reader, reader.size, name=name)
+                layout = with_sidecar_angles(store, cid, path, layout)
+                layouts.put((cid, path), layout, 1)
+            if want_info:
+                return JSONResponse({**layout.info(), "file": name}, headers=headers)
+            index = _index(layout.nz, layout.ny, layout.nx, axis, at, layout.default_z, name)
+            plane = mrc_plane(store, reader, layout, axis, index, name)
+        png, aspect = _render(plane, side)
+        images.put((cid, path, axis, index, side), (png, aspect), len(png))
     assert layout is not None  # a cached picture is only looked up with its layout
-    headers["Content-Disposition"] = f'inline; filename="{_png_name(name, index)}"'
-    if layout.tilt_angles:
+    if axis == "z" and layout.tilt_angles:
         headers["X-Tilt-Angle"] = f"{layout.tilt_angles[index]:g}"
+    return _png(png, aspect, name, axis, index, headers)
+
+
+def _pyramid_response(
+    request: Request, cid: str, path: str, axis: str, at: int | None, side: int, want_info: bool,
+    headers: dict[str, str],
+) -> Response:  # fmt: skip
+    images, layouts = caches(request)
+    name = path or cid
+    pyramid: Pyramid | None = layouts.get((cid, path))
+    if pyramid is None:
+        pyramid = open_pyramid(blockstore_of(request), f"{cid}/{path}", name)
+        layouts.put((cid, path), pyramid, 1)
+    if want_info:
+        return JSONResponse({**pyramid.info(), "file": name}, headers=headers)
+    nz, ny, nx = pyramid.shape
+    index = _index(nz, ny, nx, axis, at, nz // 2, name)
+    cached = images.get((cid, path, axis, index, side))
+    if cached is None:
+        cached = _render(pyramid.plane(axis, index, side, name), side)
+        images.put((cid, path, axis, index, side), cached, len(cached[0]))
+    return _png(cached[0], cached[1], name, axis, index, headers)
+
+
+def _render(plane: Plane, side: int) -> tuple[bytes, str]:
+    """The PNG and the X-Voxel-Aspect it is shown with (row/column spacing; "1": square)."""
+    pixels, stretched = render_plane(plane, side)
+    return encode_png(pixels), f"{plane.aspect:.4g}" if stretched else "1"
+
+
+def _png(
+    png: bytes, aspect: str, name: str, axis: str, index: int, headers: dict[str, str]
+) -> Response:
+    headers["Content-Disposition"] = f'inline; filename="{_png_name(name, axis, index)}"'
+    headers["X-Voxel-Aspect"] = aspect
     return Response(png, media_type="image/png", headers=headers)
 
 
-def _read_section(
-    store: BlockGetter, reader: exporter.UnixFSFileReader, layout: MrcLayout, z: int, name: str
-) -> Any:
-    """Section ``z``'s pixels, its bytes read ahead as one range (over the network: one stream,
-    not a round trip per leaf)."""
-    start = layout.section_offset(z)
-    with (
-        read_ahead(store, reader.node, start, start + layout.section_bytes) as ahead,
-        exporter.UnixFSFileReader(ahead, reader.node) as section_reader,
-    ):
-        return read_section(section_reader, layout, z, name=name)
-
-
-def _section(layout: MrcLayout, z: int | None, name: str) -> int:
-    if z is None:
-        return layout.default_z
-    if not 0 <= z < layout.nz:
+def _index(nz: int, ny: int, nx: int, axis: str, at: int | None, default_z: int, name: str) -> int:
+    """The plane asked for (default: the middle; for XY, the viewer's default section)."""
+    count = axis_length((nz, ny, nx), axis)
+    if at is None:
+        return default_z if axis == "z" else count // 2
+    if not 0 <= at < count:
+        planes = "sections" if axis == "z" else f"{AXES[axis]} planes"
         raise HTTPException(
-            400, f"{name}: z {z} is out of range: the file has sections 0 to {layout.nz - 1}"
+            400, f"{name}: {axis} {at} is out of range: the file has {planes} 0 to {count - 1}"
         )
-    return z
+    return at
 
 
 @contextmanager
@@ -320,6 +313,8 @@ def _content_errors(name: str) -> Iterator[None]:
     """Content and format errors as HTTP errors that name the file."""
     try:
         yield
+    except PlaneRefused as exc:
+        raise HTTPException(409, str(exc)) from None
     except MrcError as exc:
         raise HTTPException(400, str(exc)) from None
     except (BlockNotFoundError, PathNotFoundError) as exc:
@@ -349,13 +344,13 @@ def _matches(header: str | None, tag: str) -> bool:
     return "*" in wanted or tag in wanted
 
 
-def _png_name(name: str, z: int) -> str:
-    stem = PurePosixPath(name).stem or "slice"
+def _png_name(name: str, axis: str, index: int) -> str:
+    stem = PurePosixPath(name.removesuffix(PYRAMID_SUFFIX)).stem or "slice"
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
-    return f"{safe}_z{z}.png"
+    return f"{safe}_{axis}{index}.png"
 
 
-def _with_sidecar_angles(store: BlockGetter, cid: str, path: str, layout: MrcLayout) -> MrcLayout:
+def with_sidecar_angles(store: BlockGetter, cid: str, path: str, layout: MrcLayout) -> MrcLayout:
     """Tilt angles from ``<stem>.rawtlt`` beside a tilt series (IMOD's convention) when its
     header has none. Only a label: a missing or unreadable sidecar changes nothing."""
     if layout.tilt_angles or layout.kind != "tilt series" or not path:

@@ -1,9 +1,11 @@
 // The slice viewer (templates/_slice_viewer.html), progressive enhancement only: without this
-// script the form reloads the dataset page at the chosen file and section. With it, moving the
-// slider swaps the image in place (debounced, so a fast drag asks for the sections it settles
-// on, not every one it passes), changing the file fetches its geometry (?info=1), neighbours of
-// the shown section are prefetched once it has loaded, and the address bar keeps the state
-// (?slice_file=&z=) so the view can be shared. Images are immutable: the browser caches them.
+// script the form reloads the dataset page at the chosen file, axis and plane. With it, moving
+// the slider swaps the image in place (debounced, so a fast drag asks for the planes it settles
+// on, not every one it passes), changing the axis (XY, XZ, YZ) starts at its middle plane,
+// changing the file fetches its geometry (?info=1), neighbours of the shown plane are
+// prefetched once it has loaded, and the address bar keeps the state
+// (?slice_file=&axis=&index=) so the view can be shared. Images are immutable: the browser
+// caches them. XY images keep their ?z= address (the server's ETag for it predates axes).
 (() => {
   "use strict";
   const form = document.getElementById("slice-form");
@@ -21,18 +23,26 @@
   const caption = document.getElementById("slice-caption");
   const download = document.getElementById("slice-download");
   const fileLink = document.getElementById("slice-file-download");
+  const axisSelect = document.getElementById("slice-axis");
+  const axisName = document.getElementById("slice-axis-name");
+  const PLANES = { z: "XY", y: "XZ", x: "YZ" };
   const DEBOUNCE_MS = 40;
   const DOWNLOAD_SIZE = 2048;
   const NEIGHBOURS = [1, -1, 2, -2];
   const prefetched = new Set();
   let timer = 0;
   let state = fromOption(select.selectedOptions[0], Number(range.value));
+  state.axis = axisSelect ? axisSelect.value : "z";
+  state.nz = Number(range.max) + 1;
 
   form.classList.add("js"); // hides the Show button, which only the no-script form needs
 
   function fromOption(option, z) {
     return {
       base: option.dataset.base,
+      planeBase: option.dataset.planeBase || option.dataset.base,
+      axis: "z",
+      dims: { z: Number(option.dataset.nz), y: Number(option.dataset.ny), x: Number(option.dataset.nx) },
       file: option.value,
       label: option.textContent.trim(),
       nz: Number(option.dataset.nz) || Number(range.max) + 1,
@@ -42,10 +52,19 @@
   }
 
   function url(z, size) {
-    return state.base + "?z=" + z + (size ? "&size=" + size : "");
+    const query = state.axis === "z" ? "?z=" + z : "?axis=" + state.axis + "&index=" + z;
+    const base = state.axis === "z" ? state.base : state.planeBase;
+    return base + query + (size ? "&size=" + size : "");
+  }
+
+  function planeName() {
+    return state.axis === "z" ? "section" : PLANES[state.axis] + " plane";
   }
 
   function describe(z) {
+    if (state.axis !== "z") {
+      return state.label + ": " + planeName() + " " + z + " of " + state.nz + " (z runs up; voxel proportions kept)";
+    }
     const angle = state.angles ? ", tilt " + state.angles[z] + "°" : "";
     return state.label + ": section " + z + " of " + state.nz + angle;
   }
@@ -54,7 +73,7 @@
     state.z = z;
     output.textContent = String(z);
     caption.textContent = describe(z);
-    img.alt = "slice " + z + " of " + state.nz + " of " + state.label;
+    img.alt = (state.axis === "z" ? "slice " : PLANES[state.axis] + " plane ") + z + " of " + state.nz + " of " + state.label;
     download.href = url(z, DOWNLOAD_SIZE);
     const next = url(z);
     if (img.getAttribute("src") !== next) {
@@ -63,7 +82,10 @@
     }
     const params = new URLSearchParams(window.location.search);
     params.set("slice_file", state.file);
-    params.set("z", String(z));
+    params.delete("z");
+    params.set("axis", state.axis);
+    params.set("shown_axis", state.axis);
+    params.set("index", String(z));
     window.history.replaceState(null, "", "?" + params.toString() + "#slice-viewer");
   }
 
@@ -88,11 +110,13 @@
       .then((info) => {
         if (reset) {
           state = fromOption(option, info.default_z);
+          state.dims = { z: info.nz, y: info.ny, x: info.nx };
           state.nz = info.nz;
           range.max = String(info.nz - 1);
           range.value = String(info.default_z);
           total.textContent = String(info.nz);
           fileLink.href = option.dataset.download;
+          setAxes(option);
         }
         state.angles = info.tilt_angles || null;
         show(reset ? info.default_z : state.z);
@@ -102,6 +126,26 @@
       });
   }
 
+  function setAxes(option) {
+    if (!axisSelect) return;
+    const allowed = (option.dataset.axes || "z").split(" ");
+    for (const choice of axisSelect.options) choice.disabled = !allowed.includes(choice.value);
+    axisSelect.value = "z";
+    axisName.textContent = "Section";
+  }
+
+  function changeAxis() {
+    state.axis = axisSelect.value;
+    state.nz = state.dims[state.axis] || state.nz;
+    const middle = state.axis === "z" ? Number(select.selectedOptions[0].dataset.defaultZ) || 0 : Math.floor(state.nz / 2);
+    range.max = String(state.nz - 1);
+    range.value = String(middle);
+    total.textContent = String(state.nz);
+    axisName.textContent = state.axis === "z" ? "Section" : PLANES[state.axis] + " plane at " + state.axis + " =";
+    show(middle);
+  }
+
+  if (axisSelect) axisSelect.addEventListener("change", changeAxis);
   range.addEventListener("input", () => {
     output.textContent = range.value; // the number follows the thumb at once
     window.clearTimeout(timer);
