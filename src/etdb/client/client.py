@@ -126,6 +126,37 @@ class Client:
         plan = plan_file(self.fetcher, path)
         return RemoteFile(self.fetcher, plan, name=fname)
 
+    def pyramid(self, record: Record | RecordSummary | str, fname: str | None = None) -> Any:
+        """The record's OME-Zarr pyramid as a read-only ``zarr.Group`` (levels ``"0"``,
+        ``"1"``... as in its ``multiscales`` metadata), read through the verifying fetcher.
+        ``fname`` names the folder when ``record`` is a CID (a Record's is found by its files
+        entry with subtype ``zarr``)."""
+        from etdb.client.pyramid import open_pyramid, pyramid_fname
+
+        if fname is None:
+            if isinstance(record, str) and not _looks_like_txid(record):
+                return open_pyramid(self.fetcher, record)  # a CID: the pyramid folder itself
+            full = (
+                record
+                if isinstance(record, Record)
+                else self.get(record if isinstance(record, str) else record.id)
+            )
+            fname = pyramid_fname(full.artifact.files)
+        return open_pyramid(self.fetcher, f"{self._location(record)}/{fname.strip('/')}")
+
+    def zarr(
+        self, record: Record | RecordSummary | str, level: int = 0, fname: str | None = None
+    ) -> Any:
+        """One level of the record's pyramid as a read-only ``zarr.Array`` (0: full
+        resolution); ``array[z]`` fetches and verifies only the chunks that section crosses."""
+        from etdb.client.pyramid import level_paths
+
+        group = self.pyramid(record, fname)
+        paths = level_paths(group)
+        if not 0 <= level < len(paths):
+            raise ClientError(f"the pyramid has levels 0 to {len(paths) - 1}, not {level}")
+        return group[paths[level]]
+
     def download(
         self,
         records: Iterable[Record | RecordSummary | str],
