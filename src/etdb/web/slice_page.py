@@ -20,7 +20,7 @@ from etdb.content.readthrough import waiting_at_most
 from etdb.mrc.errors import MrcError
 from etdb.mrc.sections import MrcLayout, read_layout
 from etdb.web.planes import AXES, MRC_YZ_LIMIT, PYRAMID_SUFFIX, axis_length, parse_axis
-from etdb.web.slices import (
+from etdb.web.slice_store import (
     MAX_SIZE,
     PAGE_WAIT,
     SliceCache,

@@ -32,19 +32,14 @@ ahead as one stream), and their failures are 502/503/504 (``readthrough.UPSTREAM
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
-from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from etdb.content import exporter
-from etdb.content.blockstore import BlockGetter, FSBlockstore
 from etdb.content.errors import (
     BlockNotFoundError,
     ContentError,
@@ -69,118 +64,35 @@ from etdb.web.planes import (
     parse_axis,
     render_plane,
 )
+from etdb.web.slice_page import slice_viewer
+from etdb.web.slice_store import (
+    CACHE_BYTES,
+    IMMUTABLE,
+    MAX_SIZE,
+    SliceCache,
+    blockstore_of,
+    caches,
+    with_sidecar_angles,
+)
 
 __all__ = [
+    "CACHE_BYTES",
     "DEFAULT_SIZE",
     "MAX_SIZE",
     "RENDER_VERSION",
     "SliceCache",
     "blockstore_of",
-    "caches",
     "router",
-    "slice_url",
     "slice_viewer",
-    "with_sidecar_angles",
 ]
 
 router = APIRouter()
 
 DEFAULT_SIZE = 1024
-MAX_SIZE = 2048
 MIN_SIZE = 16
 #: Part of every ETag: bump it when the rendering (contrast, filter, orientation) changes.
 RENDER_VERSION = "1"
-CACHE_BYTES = 64 << 20
-LAYOUT_ENTRIES = 256
-IMMUTABLE = f"public, max-age={365 * 24 * 3600}, immutable"
-MAX_SIDECAR = 64 << 10  # a .rawtlt lists one angle per line: a few hundred bytes
-#: Seconds the dataset page waits for a file's header from upstream peers before it lists the
-#: file as not available (the fetch goes on: the next view has it).
-PAGE_WAIT = 3.0
 _TRUE = ("1", "true", "yes", "on", "")
-_STORE_LOCK = threading.Lock()
-
-
-class SliceCache:
-    """A thread-safe LRU whose bound is the total size of its values (bytes), or a count."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES, max_entries: int | None = None) -> None:
-        self.max_bytes = max_bytes
-        self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.size = 0
-        self.hits = self.misses = 0
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item[0]
-
-    def put(self, key: Hashable, value: Any, size: int) -> None:
-        if size > self.max_bytes:
-            return  # would evict everything else and then itself
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.size -= old[1]
-            self._items[key] = (value, size)
-            self.size += size
-            while self.size > self.max_bytes or (
-                self.max_entries is not None and len(self._items) > self.max_entries
-            ):
-                _, (_, dropped) = self._items.popitem(last=False)
-                self.size -= dropped
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def slice_viewer(request: Request, artifact: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the dataset page's slice viewer shows: :func:`etdb.web.slice_page.slice_viewer`
-    (that module builds the page's part over this one's caches and reads)."""
-    from etdb.web.slice_page import slice_viewer as build  # it imports this module
-
-    return build(request, artifact)
-
-
-def slice_url(value: str) -> str:
-    """The ``/slices/`` address of content path ``<cid>/<path>``."""
-    return "/slices/" + quote(value)
-
-
-def blockstore_of(request: Request) -> BlockGetter:
-    """What slices are read through: ``extra["blockstore"]`` if a part (or a test) set one,
-    else the gateway's ``store()`` (its blockstore, or its read-through when it has peers),
-    else the settings' folder, opened once (read-only: a server never creates a blockstore)."""
-    extra: dict[str, Any] = request.app.state.etdb.extra
-    store = extra.get("blockstore")
-    state = extra.get("gateway_state")
-    if store is None and state is not None:  # one handle per folder, one read-through per app
-        store = state.store()
-    if store is None:
-        with _STORE_LOCK:
-            store = extra.get("blockstore")
-            if store is None:
-                path = request.app.state.etdb.settings.blockstore_path
-                try:
-                    store = FSBlockstore(path, create=False)
-                except ContentError:
-                    raise HTTPException(404, "this server holds no content") from None
-                extra["blockstore"] = store
-    return store
-
-
-def caches(request: Request) -> tuple[SliceCache, SliceCache]:
-    extra: dict[str, Any] = request.app.state.etdb.extra
-    images = extra.setdefault("slice_cache", SliceCache(CACHE_BYTES))
-    layouts = extra.setdefault("slice_layouts", SliceCache(1 << 62, LAYOUT_ENTRIES))
-    return images, layouts
 
 
 # -- the route ----------------------------------------------------------------------------------
@@ -348,22 +260,3 @@ def _png_name(name: str, axis: str, index: int) -> str:
     stem = PurePosixPath(name.removesuffix(PYRAMID_SUFFIX)).stem or "slice"
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
     return f"{safe}_{axis}{index}.png"
-
-
-def with_sidecar_angles(store: BlockGetter, cid: str, path: str, layout: MrcLayout) -> MrcLayout:
-    """Tilt angles from ``<stem>.rawtlt`` beside a tilt series (IMOD's convention) when its
-    header has none. Only a label: a missing or unreadable sidecar changes nothing."""
-    if layout.tilt_angles or layout.kind != "tilt series" or not path:
-        return layout
-    sidecar = str(PurePosixPath(path).with_suffix(".rawtlt"))
-    try:
-        data = exporter.read_range(store, f"{cid}/{sidecar}", 0, MAX_SIDECAR + 1)
-        if len(data) > MAX_SIDECAR:
-            return layout
-        text = data.decode("ascii")
-        angles = tuple(round(float(line), 2) for line in text.split() if line)
-    except (ContentError, ValueError):
-        return layout
-    if len(angles) != layout.nz or not all(abs(a) <= 90 for a in angles):
-        return layout
-    return layout.with_tilt_angles(angles)
