@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/portal.py --write docs/benchmarks.md
 	$(BIN)/python bench/download.py --write docs/benchmarks.md
 	$(BIN)/python bench/readthrough.py --write docs/benchmarks.md
+	$(BIN)/python bench/pyramid.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
