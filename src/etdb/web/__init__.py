@@ -8,6 +8,8 @@ the security headers and the friendly error pages. Pages live one module per con
 - ``browse.py``: search, facets, ranges, sort, pages;
 - ``dataset.py``: one dataset (key movie, metadata, files, provenance);
 - ``slices.py``: the in-browser slice viewer's images;
+- ``viewer.py``: a dataset's pyramid opened in Neuroglancer (``viewer_client.py`` serves the
+  client under ``/static/neuroglancer/``);
 - ``gateway.py``: ``/ipfs/<cid>/<path>`` (its own app part, ``etdb.api.app.PARTS``).
 
 Every module in ``ROUTERS`` must load and have a ``router``: a missing one is an ImportError
@@ -31,18 +33,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from etdb.web.render import page, wants_json
 from etdb.web.scope import PortalScope
 from etdb.web.security import SecurityHeaders
+from etdb.web.viewer_client import install as install_viewer_client
 
 __all__ = ["ROUTERS", "STATIC", "install"]
 
 STATIC = Path(__file__).with_name("static")
 #: Page modules, each with a module-level ``router`` (an APIRouter). Order: specific first.
-ROUTERS = ("etdb.web.slices", "etdb.web.dataset", "etdb.web.browse", "etdb.web.pages")
+ROUTERS = (
+    "etdb.web.slices",
+    "etdb.web.viewer",
+    "etdb.web.dataset",
+    "etdb.web.browse",
+    "etdb.web.pages",
+)
 _PASS_THROUGH = ("/api/", "/ipfs/", "/static/")
 
 
 def install(app: FastAPI) -> None:
     ctx = app.state.etdb
     ctx.extra["portal_scope"] = PortalScope.from_settings(ctx.settings)
+    install_viewer_client(app)  # /static/neuroglancer/: before /static (first match answers)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Browsers ask for /favicon.ico whatever the page says; answer rather than log a 404.
     app.add_api_route("/favicon.ico", _favicon, methods=["GET", "HEAD"], include_in_schema=False)

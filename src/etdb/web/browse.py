@@ -25,7 +25,7 @@ from etdb.api.errors import BadParameter
 from etdb.index.fields import by_name, of_kind
 from etdb.index.query import FacetValue, SearchQuery, SearchResult
 from etdb.web import scope_of
-from etdb.web.render import page, twin, wants_json
+from etdb.web.render import page, site_url, twin, wants_json
 from etdb.web.scope import PortalScope
 from etdb.web.selection import (
     PageState,
@@ -119,13 +119,8 @@ def _answer(
         result = run_search(ctx, query)
     except BadParameter as exc:  # a stale or forged `after` token
         return _refused(request, selection, scope, exc)
-    context = _context(selection, scope, state, query, result, _site(request))
+    context = _context(selection, scope, state, query, result, site_url(request))
     return page(request, "browse.html", context, headers=headers)
-
-
-def _site(request: Request) -> str:
-    """This site's URL, for commands run elsewhere (``etdb download --server``)."""
-    return str(request.base_url).rstrip("/")
 
 
 def _refused(

@@ -22,12 +22,12 @@ from etdb.api.v1 import MIN_PREFIX
 from etdb.index.query import AmbiguousId, RecordDetail
 from etdb.record import Artifact, RecordError
 from etdb.web import scope_of
-from etdb.web.dataset_view import files_of, key_media, metadata, snapshots
+from etdb.web.dataset_view import files_of, key_media, metadata, pyramid_of, snapshots
 from etdb.web.provenance import check_signature, edit_history, provenance_json, verify_command
 from etdb.web.render import JSON_SUFFIX, page, twin
 from etdb.web.slices import slice_viewer
 
-__all__ = ["MAX_CANDIDATES", "router"]
+__all__ = ["MAX_CANDIDATES", "find_dataset", "router"]
 
 router = APIRouter()
 
@@ -39,16 +39,22 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 @twin(router, "/tomogram/{id}")
 def dataset_page(request: Request, id: str) -> Response:
     wanted = id.removesuffix(JSON_SUFFIX).lower()
-    if not MIN_PREFIX <= len(wanted) <= 64 or not set(wanted) <= _HEX:
-        raise HTTPException(404, f"{id!r} is not a dataset id (a txid or 6+ hex characters)")
-    catalog = request.app.state.etdb.catalog
     try:
-        detail = catalog.get(wanted)
+        detail = find_dataset(request, wanted)
     except AmbiguousId as exc:
         return _candidates(request, wanted, exc.matches)
+    return page(request, "dataset.html", _context(request, detail))
+
+
+def find_dataset(request: Request, wanted: str) -> RecordDetail:
+    """The record ``wanted`` (a txid or a unique prefix) names, inside the portal's scope: a
+    404 otherwise, ``AmbiguousId`` for a prefix of several (the dataset page lists them)."""
+    if not MIN_PREFIX <= len(wanted) <= 64 or not set(wanted) <= _HEX:
+        raise HTTPException(404, f"{wanted!r} is not a dataset id (a txid or 6+ hex characters)")
+    detail = request.app.state.etdb.catalog.get(wanted)
     if detail is None or not _in_scope(request, detail):
         raise HTTPException(404, f"no dataset with id {wanted!r}")
-    return page(request, "dataset.html", _context(request, detail))
+    return detail
 
 
 def _in_scope(request: Request, detail: RecordDetail) -> bool:
@@ -73,12 +79,15 @@ def _context(request: Request, detail: RecordDetail) -> dict[str, Any]:
     title = (artifact.info.title or "").strip() if artifact.info else ""
     permalink = f"{request.base_url}tomogram/{summary.id}"
     viewer = slice_viewer(request, detail.artifact)
+    # Shown only where the browser has WebGL2 (static/dataset.js); no file is read for it.
+    viewer_3d = f"/tomogram/{summary.id}/viewer" if pyramid_of(artifact) else None
     data = {
         "id": summary.id,
         "record": detail.artifact,
         "provenance": provenance_json(detail),
         "signature": signature.to_json(),
         "files": files,
+        "viewer_3d": viewer_3d,
     }
     return {
         "data": data,
@@ -92,6 +101,7 @@ def _context(request: Request, detail: RecordDetail) -> dict[str, Any]:
         "snapshots": snapshots(artifact),
         "files": files,
         "slice_viewer": viewer,
+        "viewer_3d": viewer_3d,
         "signature": signature,
         "provenance": prov,
         "publisher": summary.publisher,

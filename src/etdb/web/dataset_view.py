@@ -16,7 +16,15 @@ from etdb.record import Artifact, File
 from etdb.web.gateway_http import content_type_of
 from etdb.web.render import human_bytes, utc_date
 
-__all__ = ["SUBTYPE_WORDS", "file_url", "files_of", "key_media", "metadata", "snapshots"]
+__all__ = [
+    "SUBTYPE_WORDS",
+    "file_url",
+    "files_of",
+    "key_media",
+    "metadata",
+    "pyramid_of",
+    "snapshots",
+]
 
 #: ``storage.files[].subtype`` in words (unknown subtypes are shown as they are).
 SUBTYPE_WORDS: dict[str, str] = {
@@ -28,6 +36,7 @@ SUBTYPE_WORDS: dict[str, str] = {
     "snapshot": "Snapshot",
     "subvolume": "Subvolume",
     "segmentation": "Segmentation",
+    "zarr": "OME-Zarr pyramid",
     "other": "Other",
 }
 #: What a <video> element plays in current browsers (FLV, the original site's, is not).
@@ -174,3 +183,11 @@ def snapshots(artifact: Artifact) -> list[dict[str, Any]]:
         for f in artifact.files_of("snapshot")
         if f.fname
     ]
+
+
+def pyramid_of(artifact: Artifact) -> File | None:
+    """The record's OME-Zarr pyramid: its first ``storage.files`` entry of subtype ``zarr`` (a
+    folder, at ``/ipfs/<location>/<fname>/``), or None (no pyramid, or no location)."""
+    if not artifact.location:
+        return None
+    return next((f for f in artifact.files_of("zarr") if f.fname), None)

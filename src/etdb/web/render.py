@@ -37,7 +37,7 @@ from etdb.api.errors import safe_json, safe_text
 from etdb.record.decoding import UNSAFE_TEXT
 from etdb.units import human_bytes
 
-__all__ = ["TEMPLATES", "env", "human_bytes", "page", "twin", "wants_json"]
+__all__ = ["TEMPLATES", "env", "human_bytes", "page", "site_url", "twin", "wants_json"]
 
 TEMPLATES = Path(__file__).with_name("templates")
 JSON_SUFFIX = ".json"
@@ -120,6 +120,12 @@ def page(
 def _unsafe_request(request: Request) -> bool:
     texts = [request.url.path, *(t for item in request.query_params.multi_items() for t in item)]
     return any(UNSAFE_TEXT.search(text) for text in texts)
+
+
+def site_url(request: Request) -> str:
+    """This site's absolute URL without a trailing slash (``http://host:port``), for what runs
+    elsewhere and must come back here: ``etdb download --server``, the 3-D viewer's data URL."""
+    return str(request.base_url).rstrip("/")
 
 
 def json_href(request: Request) -> str:

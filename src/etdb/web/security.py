@@ -3,7 +3,8 @@
 Everything a record holds (titles, notes, file names) is public data anyone can write to the
 ledger. Templates escape it; these headers are the second wall: scripts and styles only from
 our own ``/static`` (no inline script, no CDN: the portal works offline), no plugins, no
-framing, forms only to us. Files served from ``/ipfs/`` get a stricter policy (``sandbox``): a
+framing, forms only to us (the 3-D viewer's worker scripts alone add 'unsafe-eval': see
+:data:`VIEWER_WORKER_POLICY`). Files served from ``/ipfs/`` get a stricter policy (``sandbox``): a
 dataset may contain an HTML file, which must never run with the portal's origin.
 """
 
@@ -11,7 +12,14 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONTENT_POLICY", "PORTAL_POLICY", "SecurityHeaders"]
+__all__ = [
+    "CONTENT_POLICY",
+    "PORTAL_POLICY",
+    "VIEWER_PATH",
+    "VIEWER_POLICY",
+    "VIEWER_WORKER_POLICY",
+    "SecurityHeaders",
+]
 
 PORTAL_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -23,6 +31,19 @@ CONTENT_POLICY = (
     "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 )
 
+#: Neuroglancer (web/viewer_client.py) is served under VIEWER_PATH. Its page keeps the portal's
+#: policy unchanged (found in Chromium: it needs no inline script or style, no blob: worker, no
+#: foreign image; its data comes from /ipfs/ on this origin, so connect-src stays 'self').
+VIEWER_PATH = "/static/neuroglancer/"
+VIEWER_POLICY = PORTAL_POLICY
+#: Its scripts (".js") get one more source: 'unsafe-eval'. A policy on a script's answer binds
+#: only when that script starts a worker (a document's scripts run under the document's
+#: policy), and Neuroglancer's chunk worker must have it: at load, the worker's chunk builds its
+#: compressed-segmentation codec with ``Function(...)``; refused, the whole chunk fails and no
+#: decoder (blosc, gzip, ...) is registered, so no volume is shown. 'unsafe-eval' also allows
+#: the worker's WebAssembly decoders ('wasm-unsafe-eval' alone was tried: the chunk still fails).
+#: The worker runs only the client's own files ('self'); no record data ever reaches it as code.
+VIEWER_WORKER_POLICY = PORTAL_POLICY.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'")
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"strict-origin-when-cross-origin"),
@@ -43,6 +64,8 @@ class SecurityHeaders:
         policy = None
         if path.startswith("/ipfs/"):
             policy = CONTENT_POLICY.encode()
+        elif path.startswith(VIEWER_PATH):
+            policy = (VIEWER_WORKER_POLICY if path.endswith(".js") else VIEWER_POLICY).encode()
         elif not path.startswith("/api/"):
             policy = PORTAL_POLICY.encode()
 
