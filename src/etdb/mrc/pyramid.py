@@ -2,7 +2,8 @@
 
 The format (one place: here and :mod:`etdb.mrc.ngff`): a folder ``<name>.ome.zarr`` holding a
 zarr v2 group; level ``"0"`` is the volume as it is (the MRC's voxel type, little-endian: int8,
-uint8, int16, uint16, float32 or float16, analysis-ready), chunks of ``chunk`` voxels per axis
+uint8, int16, uint16 or float32, analysis-ready; float16 is widened to float32, losslessly,
+as Neuroglancer has no float16), chunks of ``chunk`` voxels per axis
 (an axis shorter than that is one chunk long), nested chunk keys (``dimension_separator`` "/",
 so every folder is small), Blosc zstd level 1 with byte shuffle (fast enough to write at
 memory speed, decoded by Neuroglancer, zarr, tensorstore and napari), fill value 0 with
@@ -50,9 +51,11 @@ from etdb.mrc.errors import MrcError
 from etdb.mrc.header import image_type, read_raw_header
 from etdb.mrc.volume import open_volume
 
-__all__ = ["BAND_BYTES", "CHUNK", "PyramidInfo", "build_pyramid", "level_shapes"]
+__all__ = ["BAND_BYTES", "CHUNK", "MAX_CHUNK", "PyramidInfo", "build_pyramid", "level_shapes"]
 
 CHUNK = 64
+#: Larger chunks would make one block (a level-1 chunk row's source) exceed BAND_BYTES.
+MAX_CHUNK = 128
 #: The most float32 bytes of source one block holds (the build's memory is a few times this).
 BAND_BYTES = 64 << 20
 #: zstd level 1 + byte shuffle: ~1.4 GB/s per core on float32, better ratios than lz4 on the
@@ -77,11 +80,12 @@ class PyramidInfo:
 def level_shapes(shape: Shape, chunks: Shape) -> list[tuple[Shape, Shape]]:
     """(shape, factor from the level before) of every level: each halves (rounding up) the
     axes still longer than one chunk, until one fits one chunk."""
-    levels = [(shape, (1, 1, 1))]
+    levels: list[tuple[Shape, Shape]] = [(shape, (1, 1, 1))]
     while any(n > c for n, c in zip(shape, chunks, strict=True)):
-        factor = tuple(2 if n > c else 1 for n, c in zip(shape, chunks, strict=True))
-        shape = tuple(-(-n // f) for n, f in zip(shape, factor, strict=True))  # type: ignore[assignment]
-        levels.append((shape, factor))  # type: ignore[arg-type]
+        (z, y, x), (cz, cy, cx) = shape, chunks
+        factor = (2 if z > cz else 1, 2 if y > cy else 1, 2 if x > cx else 1)
+        shape = (-(-z // factor[0]), -(-y // factor[1]), -(-x // factor[2]))
+        levels.append((shape, factor))
     return levels
 
 
@@ -90,8 +94,8 @@ def build_pyramid(mrc: Path, out: Path, *, chunk: int = CHUNK) -> PyramidInfo:
     docstring); MrcError naming the file if it cannot be read, OSError if ``out`` cannot be
     written. ``out`` appears complete or not at all."""
     mrc, out = Path(mrc), Path(out)
-    if not 1 <= chunk <= 1024:
-        raise ValueError(f"chunk must be 1..1024 voxels, got {chunk}")
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise ValueError(f"chunk must be 1..{MAX_CHUNK} voxels, got {chunk}")
     source = _Source.open(mrc)
     try:
         window = _window(source)
@@ -144,7 +148,9 @@ class _Source:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        """The voxel type written: the file's, little-endian."""
+        """The voxel type written: the file's, little-endian; float16 as float32."""
+        if self.file_dtype.kind == "f":
+            return np.dtype("<f4")
         return self.file_dtype.newbyteorder("<")
 
     @property
@@ -155,7 +161,8 @@ class _Source:
         """The block ``[zs, ys, xs]`` (slices with start and stop inside the volume)."""
         _, ny, nx = self.shape
         item = self.file_dtype.itemsize
-        block = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), self.dtype)
+        shape = (zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start)
+        block = np.empty(shape, self.file_dtype)  # the file's bytes, read as they are
         whole_rows = xs.start == 0 and xs.stop == nx
         for i, z in enumerate(range(zs.start, zs.stop)):
             if whole_rows:  # one contiguous run per section
@@ -165,9 +172,7 @@ class _Source:
             for j, y in enumerate(range(ys.start, ys.stop)):
                 at = self.offset + ((z * ny + y) * nx + xs.start) * item
                 self._pread(memoryview(block[i, j]).cast("B"), at)
-        if self.file_dtype.byteorder == ">":
-            block.byteswap(inplace=True)  # read big-endian bytes: now the values are right
-        return block
+        return block.astype(self.dtype, copy=False)  # a copy only to swap bytes or widen
 
     def _pread(self, view: memoryview, at: int) -> None:
         while view:
