@@ -43,7 +43,7 @@ from etdb.mrc.ngff import NgffError, loads_multiscales
 from etdb.record import Artifact, RecordError
 from etdb.web.dataset import find_dataset
 from etdb.web.dataset_view import file_url, pyramid_of
-from etdb.web.render import JSON_SUFFIX, site_url, twin, wants_json
+from etdb.web.render import JSON_SUFFIX, page, site_url, twin, wants_json
 from etdb.web.viewer_client import CLIENT_PATH
 
 __all__ = ["MAX_METADATA", "Pyramid", "read_pyramid", "router", "viewer_state"]
@@ -89,10 +89,13 @@ def viewer(request: Request, id: str) -> Response:
     except RecordError:
         artifact = Artifact()
     entry = pyramid_of(artifact)
-    if entry is None or not entry.fname:
-        raise HTTPException(404, NO_PYRAMID)
-    root = f"{artifact.location}/{entry.fname.strip('/')}"
-    pyramid = read_pyramid(_store(request), root)
+    try:
+        if entry is None or not entry.fname:
+            raise HTTPException(404, NO_PYRAMID)
+        root = f"{artifact.location}/{entry.fname.strip('/')}"
+        pyramid = read_pyramid(_store(request), root)
+    except HTTPException as exc:
+        return _unavailable(request, detail.summary.id, exc)
     source = f"zarr2://{site_url(request)}{file_url(artifact.location, entry.fname)}/"
     name = (artifact.details.sid if artifact.details else None) or detail.summary.id[:12]
     state = viewer_state(source, pyramid, name=name)
@@ -101,6 +104,13 @@ def viewer(request: Request, id: str) -> Response:
         return JSONResponse({"url": url, "state": state}, headers={"Cache-Control": "no-cache"})
     # 303, not cached for long: an edit of the record may change its pyramid.
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-cache"})
+
+
+def _unavailable(request: Request, id: str, exc: HTTPException) -> Response:
+    """The page saying why there is no 3-D view, with the way back to the slice viewer."""
+    data = {"error": {"status": exc.status_code, "message": exc.detail, "path": request.url.path}}
+    context = {"data": data, "message": exc.detail, "dataset_href": f"/tomogram/{id}"}
+    return page(request, "viewer_unavailable.html", context, status=exc.status_code)
 
 
 def _store(request: Request) -> BlockGetter:
