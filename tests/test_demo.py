@@ -19,10 +19,12 @@ from etdb.cli import app
 from etdb.config import load_settings
 from etdb.content import exporter
 from etdb.content.blockstore import FSBlockstore
-from etdb.content.unixfs import add_path
+from etdb.content.unixfs import Importer
 from etdb.index.catalog import open_catalog
 from etdb.index.query import SearchQuery
 from etdb.ledger import LedgerError, open_ledger
+from etdb.mrc.ngff import loads_multiscales
+from etdb.publish.pyramids import FOLDER_SUFFIXES
 from etdb.record import decode, verify_publish
 from tests.publish.test_media import probe
 
@@ -61,14 +63,21 @@ def test_demo_publishes_indexes_and_is_idempotent(etdb_home):
         assert check.valid and check.address == out["publisher"]
         assert "synthetic" in artifact.info.description.lower()
         assert "SYNTHETIC" in artifact.details.artNotes
-        # The location is the folder's CID (re-adding gives the same), and every file the
-        # record names can be read back from the blockstore at its size.
-        folder = Path(row["folder"])
-        assert str(add_path(folder, "kubo-v1").cid) == artifact.location == row["cid"]
+        # The location is the CID of the folder with its pyramid (made into demo/media),
+        # and every file the record names can be read back from the blockstore at its size.
+        folder, sid = Path(row["folder"]), row["sid"]
+        pyramid = etdb_home / "demo" / "media" / sid / f"{sid}.ome.zarr"
+        importer = Importer("kubo-v1", hidden_in=FOLDER_SUFFIXES)
+        added = importer.add_path(folder, overlay={pyramid.name: pyramid})
+        assert str(added.cid) == artifact.location == row["cid"]
+        assert [f.fname for f in artifact.files_of("zarr")] == [pyramid.name]
         for f in artifact.files:
-            assert exporter.stat(store, f"{artifact.location}/{f.fname}").size == f.fsize
+            if f.subtype != "zarr":
+                assert exporter.stat(store, f"{artifact.location}/{f.fname}").size == f.fsize
+        zattrs = b"".join(exporter.iter_file(store, f"{artifact.location}/{pyramid.name}/.zattrs"))
+        assert len(loads_multiscales(zattrs).levels) >= 2
+        assert row["files"] == len(artifact.files)
         # Media: decodable key image and thumbnail, a browser-ready key movie.
-        sid = row["sid"]
         with Image.open(folder / f"keyimg_{sid}.jpg") as im:
             assert im.format == "JPEG" and min(im.size) > 100
         with Image.open(folder / f"keyimg_{sid}_s.jpg") as im:

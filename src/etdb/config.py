@@ -114,6 +114,9 @@ class Settings:
     publish_journal: str = "publish/journal.sqlite3"
     # Generated key images, thumbnails and movies: never written into the lab's folders.
     publish_media: str = "publish/media"
+    # Whether `etdb publish` makes each reconstruction's OME-Zarr pyramid (into publish_media)
+    # and lists it in the record: true or false.
+    publish_pyramids: str = "true"
     # `etdb publish` pushes each dataset's DAG, pinned, to this kubo node's RPC API before its
     # record goes to the ledger: an http(s) URL or kubo's multiaddr (/ip4/127.0.0.1/tcp/5001);
     # "" = no push. See docs/gateway.md, "Joining the public IPFS network with kubo".
@@ -159,6 +162,7 @@ class Settings:
             self.port_number,
             self.multipart_expiry_seconds,
             self.publish_chain_wait_seconds,
+            self.publish_pyramids_on,
             self.ipfs_api_url,
             self.peer_cache_bytes,
             # The cache folder is used (so checked) only by a node with peers that keeps blocks.
@@ -180,6 +184,10 @@ class Settings:
     def publish_chain_wait_seconds(self) -> int:
         wait = self.publish_chain_wait
         return _integer("publish_chain_wait", wait, 0, None, "a number of seconds")
+
+    @property
+    def publish_pyramids_on(self) -> bool:
+        return _boolean("publish_pyramids", self.publish_pyramids)
 
     @property
     def peer_urls(self) -> tuple[str, ...]:
@@ -300,6 +308,18 @@ def _integer(name: str, value: str, low: int, high: int | None, what: str = "") 
     if number is None or number < low or (high is not None and number > high):
         raise ConfigError(f"setting {name}={value!r} is not {what}")
     return number
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLEANS |= {"false": False, "no": False, "off": False, "0": False}
+
+
+def _boolean(name: str, value: str) -> bool:
+    """A true/false setting's value (TOML's true/false, or yes/no, on/off, 1/0, any case)."""
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"setting {name}={value!r} is not true or false") from None
 
 
 #: Units a size setting may carry (any case): decimal and binary multiples of a byte.

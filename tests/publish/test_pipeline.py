@@ -110,7 +110,8 @@ class Lab:
         self.events: list[Any] = []
 
     def config(self, **changes: Any) -> PublishConfig:
-        kw: dict[str, Any] = {"make_media": False} | changes
+        # Pyramids (on by default) have their own tests (test_pyramids.py).
+        kw: dict[str, Any] = {"make_media": False, "pyramids": False} | changes
         return PublishConfig(self.key, self.ledger, self.store, PROFILE, self.journal,
                              self.media_dir, **kw)  # fmt: skip
 

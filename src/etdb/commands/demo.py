@@ -4,8 +4,10 @@ It makes N realistic synthetic datasets (``etdb.demo``: MRC tilt series and reco
 a phantom cell, key image, thumbnail, key movie, snapshots) under ``<data folder>/demo``,
 publishes them with a demo key through the pipeline a lab uses (``etdb.publish.pipeline`` over a
 folder source, ``demo/datasets/catalog.yaml``: add each folder, sync the blocks, sign, publish
-exactly once), indexes the configured ledger into the catalog, prints what it did, and serves
-the API and portal until Ctrl-C (``--no-serve`` stops after indexing).
+exactly once; the pipeline makes each reconstruction's OME-Zarr pyramid into ``demo/media``
+as for a lab, unless the ``publish_pyramids`` setting is off), indexes the configured ledger
+into the catalog, prints what it did, and serves the API and portal until Ctrl-C
+(``--no-serve`` stops after indexing).
 
 Re-running is cheap and safe: datasets are generated once, and a dataset is published only if
 the ledger has no record of it yet — known from the demo's own publishing journal
@@ -182,7 +184,6 @@ def _publish_and_index(
     as ``etdb publish`` does), with its own journal, then index."""
     from etdb.index.catalog import open_catalog
     from etdb.index.indexer import Indexer
-    from etdb.publish.dataset import describe_files
     from etdb.publish.events import DatasetFinished, Recovered
     from etdb.publish.pipeline import PublishConfig, Publisher
     from etdb.publish.sources.folder import FolderSource
@@ -207,7 +208,10 @@ def _publish_and_index(
             profile=cfg.cid_profile,
             journal=journal,
             media_dir=root / "media",
-            make_media=False,  # the demo makes its media itself, inside the dataset folders
+            # The demo makes its key media itself, inside the dataset folders: the pipeline
+            # makes only what they lack, the pyramid (into media_dir, as for a lab).
+            make_media=True,
+            pyramids=cfg.publish_pyramids_on,
             catalog=catalog,
             limits=cfg.record_limits,
         )
@@ -227,7 +231,7 @@ def _publish_and_index(
             entry = journal.get(sample.sid)
             if entry is None or entry.state != "published":
                 raise ValueError(f"{sample.sid}: not published (see the messages above)")
-            files = describe_files(folder, sample.sid)
+            files = (entry.artifact or {}).get("storage", {}).get("files") or []
             rows.append(
                 {
                     "sid": sample.sid,

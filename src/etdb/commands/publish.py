@@ -73,7 +73,10 @@ ONLY_OPTION = typer.Option(
     None, "--only", metavar="SID", help="Only this dataset id (repeat for several)."
 )
 NO_MEDIA_OPTION = typer.Option(
-    False, "--no-media", help="Do not generate missing key images, thumbnails or movies."
+    False,
+    "--no-media",
+    help="Do not generate missing key images, thumbnails, movies or pyramids (those made by "
+    "earlier runs are still published).",
 )
 NO_FILE_METADATA_OPTION = typer.Option(
     False,
@@ -297,6 +300,7 @@ class Stores:
             journal=self.journal,
             media_dir=cfg.publish_media_path,
             make_media=not no_media,
+            pyramids=cfg.publish_pyramids_on,
             fill_from_files=not no_file_metadata,
             catalog=self.catalog,
             limits=cfg.record_limits,

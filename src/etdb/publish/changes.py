@@ -5,7 +5,8 @@ that nothing changed. Two fingerprints, both kept in the publishing journal, ans
 
 - the *content* fingerprint hashes the folder's listing from ``os.stat`` alone (relative path,
   size and ``mtime_ns`` of every file the importer would add, symlink targets, the generated
-  media overlaid on it, and the CID profile, since another profile gives other CIDs). Equal
+  media overlaid on it (each file of an overlaid pyramid), and the CID profile, since another
+  profile gives other CIDs). Equal
   fingerprints mean the stored CID still describes the folder; the bytes are not read.
 - the *record* fingerprint hashes the canonical unsigned artifact (the record without
   ``floAddress``, ``timestamp``, ``signature`` and ``metaSignature``, which change with every
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from etdb.publish.pyramids import is_folder_entry, tree_listing
 from etdb.record import Artifact, diff
 
 __all__ = [
@@ -39,8 +41,9 @@ SIGNING_KEYS = ("floAddress", "timestamp", "signature", "metaSignature")
 def _listing(folder: Path) -> Iterable[tuple[str, str, int, int]]:
     """(kind, relative path, size, mtime_ns) of every entry the importer adds, any order.
 
-    Skips what ``Importer`` skips (names starting with "."); symlinks are stored as links, so
-    their target (not the file behind it) is what counts.
+    Skips what ``Importer`` skips (names starting with ".", except inside a folder entry such
+    as a pyramid, whose dot files are data); symlinks are stored as links, so their target (not
+    the file behind it) is what counts.
     """
     stack = [(folder, "")]
     while stack:
@@ -51,7 +54,10 @@ def _listing(folder: Path) -> Iterable[tuple[str, str, int, int]]:
                     continue
                 sub = f"{rel}/{entry.name}" if rel else entry.name
                 st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISDIR(st.st_mode) and is_folder_entry(entry.name):
+                    files = tree_listing(Path(entry.path))
+                    yield from (("f", f"{sub}/{inner}", size, t) for inner, size, t in files)
+                elif stat.S_ISDIR(st.st_mode):
                     stack.append((Path(entry.path), sub))
                 elif stat.S_ISLNK(st.st_mode):
                     yield "l", f"{sub}->{os.readlink(entry.path)}", 0, 0
@@ -72,7 +78,11 @@ def content_fingerprint(
     rows = sorted(_listing(Path(folder)))
     for name, source in (overlay or {}).items():
         st = os.stat(source)
-        rows.append(("o", name, st.st_size, st.st_mtime_ns))
+        if stat.S_ISDIR(st.st_mode):
+            tree = sorted(tree_listing(Path(source)))
+            rows.extend(("o", f"{name}/{rel}", size, t) for rel, size, t in tree)
+        else:
+            rows.append(("o", name, st.st_size, st.st_mtime_ns))
     h = hashlib.sha256(f"etdb-content-1\0{profile}\0".encode())
     for kind, rel, size, mtime in rows:
         h.update(f"{kind}\0{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))

@@ -9,6 +9,7 @@ A dataset folder uses go-etdb's layout (reference §1), so records look like ETD
     keyimg_<sid>_s.jpg           image / thumbnail          image/jpeg
     keymov_<sid>.mp4             tomogram / keymov          video/mp4
     keymov_<sid>.flv             tomogram / keymov          video/x-flv  (legacy; see overlay)
+    <sid>.ome.zarr/              preview / zarr             (a folder entry; see pyramids)
 
 :func:`publish_dataset` runs the whole path a lab takes — and ``etdb demo`` takes the very same
 one: add the folder to the blockstore, **sync the blocks**, build and validate the record, sign
@@ -34,6 +35,13 @@ from etdb.content.profiles import Profile
 from etdb.content.unixfs import Importer, ImportResult
 from etdb.ledger.base import Ledger, TxRef
 from etdb.ledger.messages import publish_message
+from etdb.publish.pyramids import (
+    FOLDER_SUFFIXES,
+    PYRAMID_TYPE,
+    ZARR_SUBTYPE,
+    entry_size,
+    is_folder_entry,
+)
 from etdb.publish.source import SUBTYPES, ClassifyRule, SourceFile
 from etdb.record import Artifact, Details, PrivateKey, RecordError, encode_publish, sign_artifact
 from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
@@ -94,6 +102,8 @@ def classify(fname: str, sid: str | None = None) -> tuple[str, str, str | None]:
     path = PurePosixPath(fname)
     name, ext = path.name, path.suffix.lower()
     top = path.parts[0] if len(path.parts) > 1 else ""
+    if is_folder_entry(name):
+        return PYRAMID_TYPE, ZARR_SUBTYPE, None
     if ext in _SIDECARS:
         return "tomogram", "other", None
     if not top:
@@ -119,14 +129,16 @@ def classify(fname: str, sid: str | None = None) -> tuple[str, str, str | None]:
 
 def _typed(fname: str, subtype: str) -> tuple[str, str, str | None]:
     """``(type, subtype, cType)`` for a subtype chosen by the source: thumbnails are images,
-    everything else a tomogram part; cType from the extension as ``classify`` gives it."""
+    pyramids previews, everything else a tomogram part; cType from the extension as
+    ``classify`` gives it."""
     if subtype not in SUBTYPES:
         raise DatasetError(
             f"{fname}: unknown file subtype {subtype!r} (one of {', '.join(SUBTYPES)})"
         )
     ext = PurePosixPath(fname).suffix.lower()
+    kinds = {"thumbnail": "image", ZARR_SUBTYPE: PYRAMID_TYPE}
     return (
-        ("image" if subtype == "thumbnail" else "tomogram"),
+        kinds.get(subtype, "tomogram"),
         subtype,
         _IMAGES.get(ext) or _MOVIES.get(ext),
     )
@@ -134,11 +146,14 @@ def _typed(fname: str, subtype: str) -> tuple[str, str, str | None]:
 
 def regular_files(folder: Path) -> list[str]:
     """Regular files under ``folder`` as "/"-separated relative paths, skipping what the
-    importer skips (names starting with ".") and symlinks (stored as links, not files)."""
+    importer skips (names starting with ".") and symlinks (stored as links, not files); a
+    folder entry (``*.ome.zarr``, ``etdb.publish.pyramids``) is one path, not walked."""
     found: list[str] = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
         rel_root = Path(root).relative_to(folder)
+        entries = [d for d in dirs if is_folder_entry(d) and not (Path(root) / d).is_symlink()]
+        found.extend((rel_root / d).as_posix() for d in entries if not d.startswith("."))
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not is_folder_entry(d)]
         for name in files:
             p = Path(root) / name
             if not name.startswith(".") and not p.is_symlink() and p.is_file():
@@ -159,8 +174,9 @@ def describe_files(
     """The ``storage.files`` entries for every file in ``folder``, sorted the way ETDB lists them.
 
     Every regular file is listed (plus the ``overlay`` files, top-level, as the importer adds
-    them). A file's subtype comes from the source's own ``files`` entry if it names one, else
-    from the first matching ``rules`` entry, else from the go-etdb layout (:func:`classify`).
+    them); a folder entry (a pyramid) is listed once, its ``fsize`` the total of its files.
+    A file's subtype comes from the source's own ``files`` entry if it names one, else from
+    the first matching ``rules`` entry, else from the go-etdb layout (:func:`classify`).
     A source file also gives ``fNotes``, ``dname`` and ``software``; one that is not in the
     folder is an error (the source and the disk disagree: publishing would lose it).
     ``software`` otherwise goes on tilt series (acquisition; only without a comma, as go-etdb
@@ -170,11 +186,11 @@ def describe_files(
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
     listed = {f.path: f for f in files or ()}
-    sizes = {fname: (folder / fname).stat().st_size for fname in regular_files(folder)}
+    sizes = {fname: entry_size(folder / fname) for fname in regular_files(folder)}
     for name, source in (overlay or {}).items():
         if name in sizes:
             raise DatasetError(f"{folder}: generated {name} would replace the folder's own file")
-        sizes[name] = Path(source).stat().st_size
+        sizes[name] = entry_size(Path(source))
     missing = sorted(set(listed) - set(sizes))
     if missing:
         raise DatasetError(
@@ -378,7 +394,9 @@ def add_listed(
     def seen(rel: str, result: ImportResult) -> None:
         imported[rel] = result.filesize
 
-    importer = Importer(profile, blockstore, on_entry=seen, on_progress=on_progress)
+    importer = Importer(
+        profile, blockstore, on_entry=seen, on_progress=on_progress, hidden_in=FOLDER_SUFFIXES
+    )
     try:
         added = importer.add_path(folder, overlay=overlay)
     except FileNotFoundError as exc:

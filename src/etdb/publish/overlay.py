@@ -16,6 +16,11 @@ Two sources, in this order:
   etdb's addition, which ETDB-Caltech did not have. The record says so in each generated
   file's ``fNotes`` (:data:`GENERATED_NOTE`).
 
+With ``pyramid=True`` (the ``publish_pyramids`` setting, on by default) the reconstruction's
+OME-Zarr pyramid ``<sid>.ome.zarr/`` is made the same way, into the same folder, and overlaid
+as a folder: one ``preview``/``zarr`` entry of the record (``etdb.publish.pyramids``). A dataset
+whose folder holds its own ``*.ome.zarr`` gets none; one without a reconstruction neither.
+
 A source may say whether the lab has a key image / key movie (``SourceDataset.key_media``, the
 Caltech ``TiltSeriesData.keyimg``/``keymov`` flags: 1..4 yes, else no, as go-etdb read them).
 Where it says *no*, a ``keyimg_<sid>*``/``keymov_<sid>.*`` file in the folder is stale: it is
@@ -31,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from etdb.publish.media import MediaError, find_reconstruction, key_image, key_movie, thumbnail
+from etdb.publish.pyramids import ZARR_SUBTYPE, make_pyramid, pyramid_name
 from etdb.publish.source import KEY_MEDIA_FLAGS
 from etdb.publish.transcode import (
     LEGACY_MOVIE_SUFFIX,
@@ -80,8 +86,8 @@ def legacy_movie_name(sid: str) -> str:
 
 @dataclass(frozen=True)
 class MediaPlan:
-    overlay: dict[str, Path]  # media made by an earlier run that exist: name -> file
-    to_make: tuple[str, ...]  # names still to make (subtype order)
+    overlay: dict[str, Path]  # media made by an earlier run that exist: name -> file (folder)
+    to_make: tuple[str, ...]  # names still to make (subtype order, the pyramid last)
     reconstruction: Path | None  # what generated media are made from
     key_image: Path | None  # what a thumbnail is shrunk from (the folder's own, if it has one)
     note: str | None = None  # why some media cannot be made (a warning for the run report)
@@ -122,10 +128,12 @@ def plan_media(
     media_dir: Path,
     listed: Iterable[tuple[str, str]],
     key_media: Mapping[str, bool] | None = None,
+    *,
+    pyramid: bool = False,
 ) -> MediaPlan:
     """Which media the dataset lacks, given its ``listed`` files as (fname, subtype) and the
-    source's ``key_media`` flags (see the module docstring). StaleMediaError if the folder holds
-    key media a flag denies."""
+    source's ``key_media`` flags (see the module docstring); ``pyramid``: its OME-Zarr pyramid
+    too. StaleMediaError if the folder holds key media a flag denies."""
     listed = list(listed)
     stale = _stale(listed, key_media or {})
     if stale:
@@ -157,7 +165,12 @@ def plan_media(
         wanted.remove("keymov")  # the lab has a key movie; it just cannot be converted
     key_img = own_key_image or overlay.get(names["keyimg"])
     generated = [s for s in wanted if not (s == "keymov" and legacy is not None)]
-    reconstruction = find_reconstruction(folder) if generated else None
+    zarr = pyramid_name(sid)
+    own_pyramid = any(s == ZARR_SUBTYPE for _, s in listed) or zarr in taken
+    if pyramid and not own_pyramid and (target / zarr).is_dir():
+        overlay[zarr] = target / zarr  # complete: a pyramid is built aside, renamed into place
+    make_zarr = pyramid and not own_pyramid and zarr not in overlay
+    reconstruction = find_reconstruction(folder) if generated or make_zarr else None
     if generated and reconstruction is None:
         # A thumbnail needs only a key image; everything else needs the volume.
         lacking = [names[s] for s in generated if not (s == "thumbnail" and key_img is not None)]
@@ -165,7 +178,8 @@ def plan_media(
             notes.append(f"no reconstruction (3dimage_*/*.rec) to make {', '.join(lacking)} from")
         wanted = [s for s in wanted if names[s] not in lacking]
     note = "; ".join(notes) or None
-    to_make = tuple(names[s] for s in wanted)
+    # No reconstruction, no pyramid: nothing to view in 3-D (not worth a note on every run).
+    to_make = tuple(names[s] for s in wanted) + ((zarr,) if make_zarr and reconstruction else ())
     return MediaPlan(overlay, to_make, reconstruction, key_img, note, legacy)
 
 
@@ -173,12 +187,12 @@ def mark_generated(
     sid: str, entries: list[dict[str, Any]], overlay: Mapping[str, Path]
 ) -> list[dict[str, Any]]:
     """Give the generated media among ``entries`` (``storage.files`` of a folder with its media
-    ``overlay``) :data:`GENERATED_NOTE` as ``fNotes``: every overlaid medium but the key movie
-    converted from the lab's FLV (the FLV is listed beside it)."""
+    ``overlay``) :data:`GENERATED_NOTE` as ``fNotes``: every overlaid medium (the pyramid too)
+    but the key movie converted from the lab's FLV (the FLV is listed beside it)."""
     names = media_names(sid)
     flv = legacy_movie_name(sid)
     converted = any(e["fname"] == flv and e["subtype"] == "keymov" for e in entries)
-    generated = {n for n in names.values() if n in overlay}
+    generated = {n for n in (*names.values(), pyramid_name(sid)) if n in overlay}
     if converted:
         generated.discard(names["keymov"])
     for entry in entries:
@@ -190,9 +204,10 @@ def mark_generated(
 def make_media(plan: MediaPlan, sid: str, media_dir: Path) -> dict[str, Path]:
     """Make ``plan.to_make`` into ``<media_dir>/<sid>/``; return the whole overlay.
 
-    Each file is written under a temporary name and renamed, so a crash leaves either a
-    complete file or none. A legacy movie that fails to convert is left out (and remembered,
-    so later runs report it without retrying); anything else raises MediaError.
+    Each file (and the pyramid folder) is written under a temporary name and renamed, so a
+    crash leaves either a complete one or none. A legacy movie that fails to convert is left
+    out (and remembered, so later runs report it without retrying); anything else raises
+    MediaError.
     """
     names = media_names(sid)
     target = media_dir / sid
@@ -206,6 +221,9 @@ def make_media(plan: MediaPlan, sid: str, media_dir: Path) -> dict[str, Path]:
             except MediaError as exc:
                 remember_failure(plan.legacy_movie, out, str(exc))
                 continue
+        elif name == pyramid_name(sid):
+            assert plan.reconstruction is not None
+            make_pyramid(plan.reconstruction, out)
         elif name == names["keyimg"]:
             assert plan.reconstruction is not None
             key_img = key_image(plan.reconstruction, out)

@@ -56,7 +56,8 @@ class PublishConfig:
     profile: Profile | str
     journal: Journal
     media_dir: Path  # generated media live here, never in the lab's folders
-    make_media: bool = True
+    make_media: bool = True  # False: no medium is made (those made earlier are still used)
+    pyramids: bool = True  # False: no OME-Zarr pyramid is made or listed (publish_pyramids)
     fill_from_files: bool = True
     catalog: CatalogReader | None = None  # if given, guards against a lost journal
     limits: RecordLimits = DEFAULT_LIMITS  # a record over them is refused before signing
@@ -148,6 +149,7 @@ class DatasetPlanner:
             cfg.media_dir,
             ((f["fname"], f["subtype"]) for f in files),
             ds.key_media,
+            pyramid=cfg.pyramids,
         )
         if not cfg.make_media:
             media = replace(media, to_make=(), reconstruction=None, note="media making is off")

@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 #: File subtypes a record's ``storage.files[].subtype`` takes (go-etdb spelling), in the order
-#: ETDB lists them. ``thumbnail`` files have type ``image``, every other one ``tomogram``.
+#: ETDB lists them. ``thumbnail`` files have type ``image``, ``zarr`` (an OME-Zarr pyramid, a
+#: folder entry: ``etdb.publish.pyramids``) type ``preview``, every other one ``tomogram``.
 SUBTYPES = (
     "tiltSeries",
     "reconstruction",
@@ -35,6 +36,7 @@ SUBTYPES = (
     "keymov",
     "keyimg",
     "preview",
+    "zarr",
     "snapshot",
     "thumbnail",
     "other",
