@@ -87,14 +87,19 @@ def _files(with_pyramid: bool, size: int) -> list[dict[str, object]]:
 @contextmanager
 def viewer_site(root: Path, data: np.ndarray | None = None) -> Iterator[ViewerSite]:
     """The two records over ``data`` (default :func:`phantom`), served until exit."""
-    import uvicorn
-
-    home = root / "home"
-    home.mkdir(parents=True)
     folder = root / "dataset"
     window = write_dataset(folder, phantom() if data is None else data)
-    settings = Settings(home=home)
-    store = FSBlockstore(settings.blockstore_path)
+    make_home(root, folder, window)
+    with serve_home(root) as site:
+        yield site
+
+
+def make_home(root: Path, folder: Path, window: tuple[float, float]) -> None:
+    """``root/home`` (its blockstore holding ``folder``, a :func:`write_dataset` folder) and
+    ``root/catalog.sqlite3`` with the two records; ``root/site.json`` says what they are."""
+    home = root / "home"
+    home.mkdir(parents=True)
+    store = FSBlockstore(Settings(home=home).blockstore_path)
     importer = Importer("kubo-v1", store, hidden_in=(".ome.zarr",))
     cid = str(importer.add_path(folder).cid)
     plain = root / "plain"  # the same reconstruction, no pyramid (a record's own folder)
@@ -102,6 +107,7 @@ def viewer_site(root: Path, data: np.ndarray | None = None) -> Iterator[ViewerSi
     os.link(folder / f"{SID}_full.rec", plain / f"{SID}_full.rec")
     locations = {SID: cid, PLAIN_SID: str(importer.add_path(plain).cid)}
     store.sync()  # blocks land in the store when synced
+    store.close()
     size = (folder / f"{SID}_full.rec").stat().st_size
     catalog = open_catalog(f"sqlite:///{root / 'catalog.sqlite3'}")
     ids = []
@@ -113,7 +119,18 @@ def viewer_site(root: Path, data: np.ndarray | None = None) -> Iterator[ViewerSi
             catalog.add_record(record)
             ids.append(record.id)
         catalog.set_meta("cursor", json.dumps({"height": 102, "hashes": []}))
-    app = create_app(catalog, settings=settings)
+    catalog.close()
+    (root / "site.json").write_text(json.dumps({"ids": ids, "window": list(window)}))
+
+
+@contextmanager
+def serve_home(root: Path) -> Iterator[ViewerSite]:
+    """A fresh app over :func:`make_home`'s home and catalog, served until exit."""
+    import uvicorn
+
+    facts = json.loads((root / "site.json").read_text())
+    catalog = open_catalog(f"sqlite:///{root / 'catalog.sqlite3'}")
+    app = create_app(catalog, settings=Settings(home=root / "home"))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -124,7 +141,8 @@ def viewer_site(root: Path, data: np.ndarray | None = None) -> Iterator[ViewerSi
             if time.monotonic() > deadline or not thread.is_alive():
                 raise AssertionError("the viewer test server did not start")
             time.sleep(0.05)
-        yield ViewerSite(f"http://127.0.0.1:{port}", ids[0], ids[1], window)
+        ids, window = facts["ids"], facts["window"]
+        yield ViewerSite(f"http://127.0.0.1:{port}", ids[0], ids[1], (window[0], window[1]))
     finally:
         server.should_exit = True
         thread.join(timeout=15)
