@@ -66,9 +66,13 @@ def test_a_lying_peer_is_caught(held, node):
             np.testing.assert_array_equal(array[:], held["data"])
 
 
-def test_a_record_without_a_pyramid_says_so():
-    from etdb.client.pyramid import pyramid_fname
+def test_a_record_names_its_pyramid_by_its_zarr_entry():
+    from etdb.record import Artifact
 
-    with pytest.raises(ClientError, match="no OME-Zarr pyramid"):
-        pyramid_fname([{"fname": "a.rec", "subtype": "reconstruction"}])
-    assert pyramid_fname([{"fname": "/S.ome.zarr", "subtype": "zarr"}]) == "S.ome.zarr"
+    def artifact(*files: dict[str, str]) -> Artifact:
+        return Artifact.model_validate({"storage": {"location": "Qm", "files": list(files)}})
+
+    rec = {"fname": "a.rec", "subtype": "reconstruction"}
+    assert artifact(rec).pyramid is None
+    pyramid = artifact(rec, {"fname": "S.ome.zarr", "subtype": "ZARR", "type": "preview"}).pyramid
+    assert pyramid is not None and pyramid.fname == "S.ome.zarr"

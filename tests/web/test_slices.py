@@ -554,7 +554,9 @@ def test_the_widget_markup(dataset, app, client):
     options = [a for tag, a in elements.tags if tag == "option"]
     assert ["selected" in o for o in options[:3]] == [False, False, True]  # then the axes
     assert [(o["value"], "selected" in o) for o in options[3:]] == [
-        ("z", True), ("y", False), ("x", False)
+        ("z", True),
+        ("y", False),
+        ("x", False),
     ]
     # Untrusted names are escaped; no inline script or style (the CSP would block them).
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html

@@ -131,7 +131,7 @@ class Client:
         ``"1"``... as in its ``multiscales`` metadata), read through the verifying fetcher.
         ``fname`` names the folder when ``record`` is a CID (a Record's is found by its files
         entry with subtype ``zarr``)."""
-        from etdb.client.pyramid import open_pyramid, pyramid_fname
+        from etdb.client.pyramid import open_pyramid
 
         if fname is None:
             if isinstance(record, str) and not _looks_like_txid(record):
@@ -141,7 +141,9 @@ class Client:
                 if isinstance(record, Record)
                 else self.get(record if isinstance(record, str) else record.id)
             )
-            fname = pyramid_fname(full.artifact.files)
+            if full.artifact.pyramid is None or not full.artifact.pyramid.fname:
+                raise ClientError("the record lists no OME-Zarr pyramid (no zarr files entry)")
+            fname = full.artifact.pyramid.fname
         return open_pyramid(self.fetcher, f"{self._location(record)}/{fname.strip('/')}")
 
     def zarr(

@@ -11,27 +11,14 @@ is written to disk unless the client has a block cache.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import zarr
 
 from etdb.client.errors import ClientError
 from etdb.content.blockstore import BlockGetter
 from etdb.content.zarr_store import UnixFSZarrStore
+from etdb.mrc.ngff import NgffError, read_multiscales
 
-__all__ = ["PYRAMID_SUBTYPE", "level_paths", "open_pyramid", "pyramid_fname"]
-
-PYRAMID_SUBTYPE = "zarr"
-
-
-def pyramid_fname(files: list[Any]) -> str:
-    """The ``fname`` of the pyramid among a record's file entries (objects or wire dicts)."""
-    for entry in files:
-        get = entry.get if isinstance(entry, Mapping) else lambda k, e=entry: getattr(e, k, None)
-        if str(get("subtype") or "").lower() == PYRAMID_SUBTYPE and get("fname"):
-            return str(get("fname")).strip("/")
-    raise ClientError("the record lists no OME-Zarr pyramid (no files entry with subtype zarr)")
+__all__ = ["level_paths", "open_pyramid"]
 
 
 def open_pyramid(getter: BlockGetter, root: str) -> zarr.Group:
@@ -41,12 +28,7 @@ def open_pyramid(getter: BlockGetter, root: str) -> zarr.Group:
 
 def level_paths(group: zarr.Group) -> list[str]:
     """The group's level array names, finest first (its NGFF ``multiscales`` datasets)."""
-    attrs: Any = group.attrs.asdict()  # hostile JSON: every step below may fail
     try:
-        datasets = attrs["multiscales"][0]["datasets"]
-        paths = [str(d["path"]) for d in datasets]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise ClientError(f"the pyramid's .zattrs holds no NGFF multiscales: {exc}") from None
-    if not paths:
-        raise ClientError("the pyramid lists no levels")
-    return paths
+        return read_multiscales(group.attrs.asdict()).paths
+    except NgffError as exc:
+        raise ClientError(f"the pyramid's .zattrs: {exc}") from None

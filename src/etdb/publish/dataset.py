@@ -35,16 +35,11 @@ from etdb.content.profiles import Profile
 from etdb.content.unixfs import Importer, ImportResult
 from etdb.ledger.base import Ledger, TxRef
 from etdb.ledger.messages import publish_message
-from etdb.publish.pyramids import (
-    FOLDER_SUFFIXES,
-    PYRAMID_TYPE,
-    ZARR_SUBTYPE,
-    entry_size,
-    is_folder_entry,
-)
-from etdb.publish.source import SUBTYPES, ClassifyRule, SourceFile
+from etdb.publish.pyramids import FOLDER_SUFFIXES, entry_size, is_folder_entry
+from etdb.publish.source import ClassifyRule, SourceFile
 from etdb.record import Artifact, Details, PrivateKey, RecordError, encode_publish, sign_artifact
 from etdb.record.limits import DEFAULT_LIMITS, RecordLimits
+from etdb.record.subtypes import PYRAMID_SUBTYPE, PYRAMID_TYPE, SUBTYPES, file_type
 from etdb.record.wire import verify_publish
 
 __all__ = [
@@ -103,7 +98,7 @@ def classify(fname: str, sid: str | None = None) -> tuple[str, str, str | None]:
     name, ext = path.name, path.suffix.lower()
     top = path.parts[0] if len(path.parts) > 1 else ""
     if is_folder_entry(name):
-        return PYRAMID_TYPE, ZARR_SUBTYPE, None
+        return PYRAMID_TYPE, PYRAMID_SUBTYPE, None
     if ext in _SIDECARS:
         return "tomogram", "other", None
     if not top:
@@ -136,12 +131,7 @@ def _typed(fname: str, subtype: str) -> tuple[str, str, str | None]:
             f"{fname}: unknown file subtype {subtype!r} (one of {', '.join(SUBTYPES)})"
         )
     ext = PurePosixPath(fname).suffix.lower()
-    kinds = {"thumbnail": "image", ZARR_SUBTYPE: PYRAMID_TYPE}
-    return (
-        kinds.get(subtype, "tomogram"),
-        subtype,
-        _IMAGES.get(ext) or _MOVIES.get(ext),
-    )
+    return file_type(subtype), subtype, _IMAGES.get(ext) or _MOVIES.get(ext)
 
 
 def regular_files(folder: Path) -> list[str]:

@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from etdb.publish.media import MediaError, find_reconstruction, key_image, key_movie, thumbnail
-from etdb.publish.pyramids import ZARR_SUBTYPE, make_pyramid, pyramid_name
+from etdb.publish.pyramids import make_pyramid, pyramid_name
 from etdb.publish.source import KEY_MEDIA_FLAGS
 from etdb.publish.transcode import (
     LEGACY_MOVIE_SUFFIX,
@@ -45,6 +45,7 @@ from etdb.publish.transcode import (
     flv_problem,
     remember_failure,
 )
+from etdb.record.subtypes import PYRAMID_SUBTYPE
 
 __all__ = [
     "GENERATED_NOTE",
@@ -166,7 +167,7 @@ def plan_media(
     key_img = own_key_image or overlay.get(names["keyimg"])
     generated = [s for s in wanted if not (s == "keymov" and legacy is not None)]
     zarr = pyramid_name(sid)
-    own_pyramid = any(s == ZARR_SUBTYPE for _, s in listed) or zarr in taken
+    own_pyramid = any(s == PYRAMID_SUBTYPE for _, s in listed) or zarr in taken
     if pyramid and not own_pyramid and (target / zarr).is_dir():
         overlay[zarr] = target / zarr  # complete: a pyramid is built aside, renamed into place
     make_zarr = pyramid and not own_pyramid and zarr not in overlay

@@ -30,8 +30,6 @@ from etdb.publish.media import MediaError
 
 __all__ = [
     "FOLDER_SUFFIXES",
-    "PYRAMID_TYPE",
-    "ZARR_SUBTYPE",
     "entry_size",
     "is_folder_entry",
     "make_pyramid",
@@ -39,9 +37,6 @@ __all__ = [
     "tree_listing",
 ]
 
-#: ``storage.files[].subtype`` / ``type`` of a pyramid (a folder entry).
-ZARR_SUBTYPE = "zarr"
-PYRAMID_TYPE = "preview"
 #: Names of folders listed as one entry, whose hidden names are imported (zarr's dot files).
 FOLDER_SUFFIXES = (PYRAMID_SUFFIX,)
 

@@ -17,7 +17,6 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "KEY_MEDIA_FLAGS",
-    "SUBTYPES",
     "ClassifyRule",
     "DatasetProblem",
     "Source",
@@ -25,22 +24,6 @@ __all__ = [
     "SourceError",
     "SourceFile",
 ]
-
-#: File subtypes a record's ``storage.files[].subtype`` takes (go-etdb spelling), in the order
-#: ETDB lists them. ``thumbnail`` files have type ``image``, ``zarr`` (an OME-Zarr pyramid, a
-#: folder entry: ``etdb.publish.pyramids``) type ``preview``, every other one ``tomogram``.
-SUBTYPES = (
-    "tiltSeries",
-    "reconstruction",
-    "subvolume",
-    "keymov",
-    "keyimg",
-    "preview",
-    "zarr",
-    "snapshot",
-    "thumbnail",
-    "other",
-)
 
 #: A source's key-media flags (``SourceDataset.key_media``) and the subtypes each speaks for:
 #: go-etdb's ``keyimg`` gave both the key image and its thumbnail.
@@ -71,7 +54,7 @@ class SourceFile:
     added and listed, classified by the rules."""
 
     path: str  # relative to the dataset folder, "/"-separated, no "..", no leading "/"
-    subtype: str | None = None  # one of SUBTYPES; None = classify by the rules
+    subtype: str | None = None  # one of etdb.record.subtypes.SUBTYPES; None = classify by the rules
     notes: str | None = None  # -> files[].fNotes
     display_name: str | None = None  # -> files[].dname (the original file name)
     software: str | None = None  # -> files[].software

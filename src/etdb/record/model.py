@@ -23,6 +23,7 @@ import pydantic
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator
 
 from etdb.record.errors import ValidationError
+from etdb.record.subtypes import PYRAMID_SUBTYPE
 
 __all__ = ["Artifact", "Details", "File", "Info", "Storage", "WireModel"]
 
@@ -308,6 +309,11 @@ class Artifact(WireModel):
     def reconstruction(self) -> File | None:
         found = self.files_of("reconstruction")
         return found[0] if found else None
+
+    @property
+    def pyramid(self) -> File | None:
+        """The OME-Zarr pyramid: the first entry of subtype ``zarr`` naming its folder."""
+        return next((f for f in self.files_of(PYRAMID_SUBTYPE) if f.fname), None)
 
     @property
     def software_acquisition(self) -> str | None:

@@ -25,6 +25,7 @@ from etdb.api.errors import BadParameter
 from etdb.index.fields import by_name, of_kind
 from etdb.index.query import FacetValue, SearchQuery, SearchResult
 from etdb.web import scope_of
+from etdb.web.dataset_view import subtype_words
 from etdb.web.render import page, site_url, twin, wants_json
 from etdb.web.scope import PortalScope
 from etdb.web.selection import (
@@ -58,15 +59,6 @@ SORTS = (
 ORDERS = (("", "Default"), ("desc", "Descending"), ("asc", "Ascending"))
 #: The range section of the form: (parameter stem, label, unit), the registry's ranges.
 RANGES = tuple((f.name, f.label, f.unit) for f in of_kind("range") if f.form)
-FILE_TYPES = {
-    "tiltSeries": "tilt series",
-    "reconstruction": "reconstruction",
-    "subvolume": "subvolume",
-    "keymov": "key movie",
-    "keyimg": "key image",
-    "thumbnail": "thumbnail",
-    "snapshot": "snapshots",
-}
 AXES = {"1": "single axis", "2": "dual axis"}
 _AXIS_PARAM = {"1": "single", "2": "dual", "single": "1", "dual": "2"}
 #: Chip labels of the URL's filters (others show their parameter name).
@@ -278,7 +270,7 @@ def _facet_value(name: str, fv: FacetValue, selection: Selection) -> dict[str, A
     else:
         selected = selection.has(name, value)
         href = selection.removing((name, value)) if selected else selection.adding(name, value)
-        label = FILE_TYPES.get(value, value) if name == "file_type" else value
+        label = subtype_words(value).lower() if name == "file_type" else value
     return {"value": value, "label": label, "count": fv.count, "href": href, "selected": selected}
 
 
@@ -301,7 +293,7 @@ def _chips(selection: Selection) -> list[dict[str, str]]:
         if name == "tilt_axis":
             shown = AXES.get(_AXIS_PARAM.get(value, value), value)
         elif name == "file_type":
-            shown = FILE_TYPES.get(value, value)
+            shown = subtype_words(value).lower()
         chips.append({"label": LABELS.get(name, name), "value": shown,
                       "href": selection.removing((name, value))})  # fmt: skip
     return chips

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from etdb.record import Artifact, File
+from etdb.record.subtypes import PYRAMID_SUBTYPE
 from etdb.web.gateway_http import content_type_of
 from etdb.web.render import human_bytes, utc_date
 
@@ -24,6 +25,7 @@ __all__ = [
     "metadata",
     "pyramid_of",
     "snapshots",
+    "subtype_words",
 ]
 
 #: ``storage.files[].subtype`` in words (unknown subtypes are shown as they are).
@@ -36,7 +38,8 @@ SUBTYPE_WORDS: dict[str, str] = {
     "snapshot": "Snapshot",
     "subvolume": "Subvolume",
     "segmentation": "Segmentation",
-    "zarr": "OME-Zarr pyramid",
+    "preview": "Preview",
+    PYRAMID_SUBTYPE: "OME-Zarr pyramid",
     "other": "Other",
 }
 #: What a <video> element plays in current browsers (FLV, the original site's, is not).
@@ -125,8 +128,8 @@ def metadata(artifact: Artifact) -> list[dict[str, Any]]:
     return [r for r in rows if r is not None]
 
 
-def _subtype_words(f: File) -> str:
-    subtype = f.subtype or ""
+def subtype_words(subtype: str) -> str:
+    """A file subtype in words, as the files table and the browse facet show it."""
     return SUBTYPE_WORDS.get(subtype.lower(), subtype or "File")
 
 
@@ -142,7 +145,8 @@ def files_of(artifact: Artifact) -> list[dict[str, Any]]:
                 "name": f.display_name,
                 "fname": f.fname,
                 "subtype": f.subtype or "",
-                "type": _subtype_words(f),
+                "type": subtype_words(f.subtype or ""),
+                "folder": (f.subtype or "").lower() == PYRAMID_SUBTYPE,  # browsed, not saved
                 "size": f.fsize,
                 "size_text": human_bytes(f.fsize) if f.fsize is not None else "",
                 "software": f.software,
@@ -190,4 +194,4 @@ def pyramid_of(artifact: Artifact) -> File | None:
     folder, at ``/ipfs/<location>/<fname>/``), or None (no pyramid, or no location)."""
     if not artifact.location:
         return None
-    return next((f for f in artifact.files_of("zarr") if f.fname), None)
+    return artifact.pyramid

@@ -37,6 +37,7 @@ from etdb.content.readthrough import read_ahead
 from etdb.content.zarr_store import UnixFSZarrStore
 from etdb.mrc.display import contrast_limits, downsample, to_gray8
 from etdb.mrc.errors import MrcError
+from etdb.mrc.ngff import PYRAMID_SUFFIX, NgffError, read_multiscales
 from etdb.mrc.sections import MAX_PIXELS, MrcLayout, read_section
 
 __all__ = [
@@ -58,9 +59,7 @@ AXES = {"z": "XY", "y": "XZ", "x": "YZ"}
 _ALIASES = {"z": "z", "xy": "z", "y": "y", "xz": "y", "x": "x", "yz": "x"}
 #: Largest MRC a YZ plane is read from (it reads every byte of the data).
 MRC_YZ_LIMIT = 512 << 20
-PYRAMID_SUFFIX = ".ome.zarr"
-#: Most levels and most bytes of one decoded chunk accepted from a pyramid's metadata.
-MAX_LEVELS = 32
+#: Most bytes of one decoded chunk accepted from a pyramid's metadata.
 MAX_CHUNK_BYTES = 64 << 20
 #: Row/column spacing ratios outside this range are shown unstretched (and said so).
 MAX_ASPECT = 8.0
@@ -224,31 +223,15 @@ def open_pyramid(getter: BlockGetter, root: str, name: str) -> Pyramid:
 def _multiscales(
     attrs: Mapping[str, Any], name: str
 ) -> tuple[list[str], tuple[tuple[float, float, float], ...]]:
-    """Level paths and (z, y, x) scales of the first multiscale image of NGFF 0.4 metadata."""
+    """Level paths and (z, y, x) scales of the first multiscale image of NGFF metadata."""
     try:
-        image = attrs["multiscales"][0]
-        datasets = image["datasets"]
-        if not isinstance(datasets, list) or not 1 <= len(datasets) <= MAX_LEVELS:
-            raise ValueError(f"{len(datasets)} levels")
-        paths: list[str] = []
-        scales = []
-        for dataset in datasets:
-            path = dataset["path"]
-            if not isinstance(path, str) or not path.isalnum():
-                raise ValueError(f"level path {str(path)[:40]!r}")
-            scale = next(
-                (t["scale"] for t in dataset.get("coordinateTransformations") or []
-                 if isinstance(t, Mapping) and t.get("type") == "scale"),
-                [1.0, 1.0, 1.0],
-            )  # fmt: skip
-            values = tuple(float(v) for v in scale)
-            if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-                raise ValueError(f"scale {scale!r}")
-            paths.append(path)
-            scales.append((values[0], values[1], values[2]))
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        image = read_multiscales(attrs)
+    except NgffError as exc:
         raise MrcError(name, f"not NGFF multiscales metadata: {exc}") from None
-    return paths, tuple(scales)
+    if len(image.axes) != 3:
+        raise MrcError(name, f"a 3-D pyramid expected, its axes are {', '.join(image.axes)}")
+    scales = tuple((lv.scale[0], lv.scale[1], lv.scale[2]) for lv in image.levels)
+    return image.paths, scales
 
 
 # -- rendering ----------------------------------------------------------------------------------

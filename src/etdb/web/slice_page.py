@@ -19,6 +19,7 @@ from etdb.content.errors import ContentError
 from etdb.content.readthrough import waiting_at_most
 from etdb.mrc.errors import MrcError
 from etdb.mrc.sections import MrcLayout, read_layout
+from etdb.record.subtypes import PYRAMID_SUBTYPE
 from etdb.web.planes import AXES, MRC_YZ_LIMIT, PYRAMID_SUFFIX, axis_length, parse_axis
 from etdb.web.slice_store import (
     MAX_SIZE,
@@ -130,7 +131,10 @@ def pyramid_value(artifact: Mapping[str, Any]) -> str | None:
     storage = artifact.get("storage") or {}
     location = str(storage.get("location") or "").strip("/")
     for entry in storage.get("files") or []:
-        if not isinstance(entry, Mapping) or str(entry.get("subtype") or "").lower() != "zarr":
+        if (
+            not isinstance(entry, Mapping)
+            or str(entry.get("subtype") or "").lower() != PYRAMID_SUBTYPE
+        ):
             continue
         fname = str(entry.get("fname") or "").strip("/")
         if location and fname.endswith(PYRAMID_SUFFIX) and ".." not in fname.split("/"):

@@ -25,7 +25,6 @@ from typing import Any
 import yaml
 
 from etdb.publish.source import (
-    SUBTYPES,
     ClassifyRule,
     DatasetProblem,
     SourceDataset,
@@ -40,6 +39,7 @@ from etdb.publish.sources.coerce import (
     dataset_path,
     describe,
 )
+from etdb.record.subtypes import SUBTYPES
 
 __all__ = ["CATALOG_NAMES", "DATASET_FILE", "FolderSource"]
 

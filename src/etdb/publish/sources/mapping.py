@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from etdb.publish.source import SUBTYPES, ClassifyRule, SourceError
+from etdb.publish.source import ClassifyRule, SourceError
 from etdb.publish.sources.coerce import METADATA_KEYS, CoerceError, coerce_field, dataset_path
+from etdb.record.subtypes import SUBTYPES
 
 __all__ = [
     "DatabaseSpec",
