@@ -11,6 +11,7 @@ import typer.main
 from etdb.client.layout import Layout, LayoutError
 from etdb.client.manifest import MANIFEST, FileEntry, Manifest, ManifestError
 from etdb.client.selection import (
+    DEFAULT_FILE_TYPES,
     FILE_TYPES,
     SelectionError,
     api_params,
@@ -77,7 +78,9 @@ def test_api_params_repeat_keep_order_and_drop_empty() -> None:
 
 
 def test_file_types() -> None:
-    assert parse_file_types(None) == frozenset(FILE_TYPES)
+    assert parse_file_types(None) == frozenset(DEFAULT_FILE_TYPES) == set(FILE_TYPES) - {"zarr"}
+    assert parse_file_types(["all"]) == frozenset(FILE_TYPES)
+    assert parse_file_types(["zarr"]) == {"zarr"} and file_category("zarr") == "zarr"
     assert parse_file_types(["tiltSeries,keyimg", "Reconstruction"]) == {
         "tiltseries", "keyimg", "reconstruction"}  # fmt: skip
     assert parse_file_types(["Images", "Videos"]) == {"keyimg", "snapshot", "keymov"}

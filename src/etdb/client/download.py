@@ -34,7 +34,6 @@ from etdb.client.selection import (
 
 if TYPE_CHECKING:
     from etdb.content.fetch import BlockFetcher
-    from etdb.content.filefetch import FilePlan
 
 __all__ = [
     "Dataset",
@@ -211,38 +210,26 @@ class Downloader:
         return summary
 
     def _one(self, dataset: Dataset, entry: FileEntry, summary: DownloadSummary) -> None:
-        from etdb.content.errors import ContentError
-        from etdb.content.filefetch import download_file, plan_file
+        from etdb.content.errors import ContentError, NotAFileError
 
-        dest = self.manifest.dest
-        target = dest / entry.path
-        if entry.is_complete(dest):
+        if entry.is_complete(self.manifest.dest):
             summary.skipped += 1
             self.listener.file_finished(entry)
             return
         if not dataset.location:
             self._failed(entry, summary, "the record names no storage location")
             return
+
+        def counted(n: int) -> None:
+            summary.bytes_fetched += n
+            self.listener.file_bytes(entry, n)
+
+        path = f"{dataset.location}/{entry.fname}"
         try:
-            file_plan = plan_file(self.fetcher, f"{dataset.location}/{entry.fname}")
-            entry.cid, entry.size = str(file_plan.cid), file_plan.size
-            if target.exists():
-                # A crash between the final rename and the manifest's update leaves a complete
-                # file the manifest does not vouch for: trusted only once it re-hashes to the
-                # plan. Anything else there is the user's, never overwritten.
-                if not _matches_plan(target, file_plan):
-                    raise ContentError(
-                        f"{target} exists and is not {file_plan.cid}; move it away and re-run"
-                    )
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.listener.file_started(entry, file_plan.size, _resumed_bytes(target, file_plan))
-
-            def counted(n: int) -> None:
-                summary.bytes_fetched += n
-                self.listener.file_bytes(entry, n)
-
-            fetched = download_file(self.fetcher, file_plan, target, on_bytes=counted)
+            try:
+                fetched = self._file(path, entry, counted)
+            except NotAFileError:
+                fetched = self._folder(path, entry, counted)
         except (ContentError, OSError) as exc:
             self._failed(entry, summary, str(exc) or type(exc).__name__)
             return
@@ -255,55 +242,49 @@ class Downloader:
         self.manifest.save()
         self.listener.file_finished(entry)
 
+    def _file(self, path: str, entry: FileEntry, counted: Callable[[int], None]) -> int:
+        from etdb.content.errors import ContentError
+        from etdb.content.filefetch import download_file, matches_plan, plan_file, resumed_bytes
+
+        target = self.manifest.dest / entry.path
+        file_plan = plan_file(self.fetcher, path)
+        entry.cid, entry.size, entry.files = str(file_plan.cid), file_plan.size, None
+        if target.exists():
+            # A crash between the final rename and the manifest's update leaves a complete
+            # file the manifest does not vouch for: trusted only once it re-hashes to the
+            # plan. Anything else there is the user's, never overwritten.
+            if not matches_plan(target, file_plan):
+                raise ContentError(
+                    f"{target} exists and is not {file_plan.cid}; move it away and re-run"
+                )
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.listener.file_started(entry, file_plan.size, resumed_bytes(file_plan, target))
+        return download_file(self.fetcher, file_plan, target, on_bytes=counted)
+
+    def _folder(self, path: str, entry: FileEntry, counted: Callable[[int], None]) -> int:
+        """A folder entry (an OME-Zarr pyramid): its files under the entry's path."""
+        from etdb.client.folder import fetch_folder
+        from etdb.content.treeplan import plan_tree
+
+        tree = plan_tree(self.fetcher, path)
+        entry.cid, entry.size, entry.files = str(tree.cid), tree.size, len(tree.files)
+
+        def started(size: int, already: int) -> None:
+            entry.size = size
+            self.listener.file_started(entry, size, already)
+
+        result = fetch_folder(
+            self.fetcher, tree, self.manifest.dest / entry.path, on_start=started, on_bytes=counted
+        )
+        entry.size = result.size
+        return result.fetched
+
     def _failed(self, entry: FileEntry, summary: DownloadSummary, reason: str) -> None:
         entry.status, entry.verified, entry.reason = "failed", False, reason
         summary.failed.append((entry.path, reason))
         self.manifest.save()
         self.listener.file_finished(entry)
-
-
-def _resumed_bytes(target: Path, file_plan: FilePlan) -> int:
-    """Bytes an earlier run already verified into ``<target>.part`` (from filefetch's journal;
-    0 when there is none or it is another file's), so progress and ETA start there."""
-    import base64
-    import json
-
-    from etdb.content.filefetch import JOURNAL_FORMAT
-
-    journal = target.with_name(target.name + ".part.json")
-    try:
-        body = json.loads(journal.read_text(encoding="utf-8"))
-        if body.get("format") != JOURNAL_FORMAT or body.get("cid") != str(file_plan.cid):
-            return 0
-        done = base64.b64decode(body["done"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 0
-    leaves = file_plan.leaves
-    return sum(
-        leaf.size
-        for i, leaf in enumerate(leaves)
-        if i >> 3 < len(done) and done[i >> 3] >> (i & 7) & 1
-    )
-
-
-def _matches_plan(target: Path, file_plan: FilePlan) -> bool:
-    """Whether the file on disk holds exactly the plan's bytes: its size, and every leaf
-    re-hashed against its CID (raw leaves only: a dag-pb leaf's framing is not on disk)."""
-    from etdb.content.cid import RAW
-
-    if any(leaf.cid.codec != RAW for leaf in file_plan.leaves):
-        return False
-    try:
-        if target.stat().st_size != file_plan.size:
-            return False
-        with target.open("rb") as f:
-            for leaf in file_plan.leaves:
-                f.seek(leaf.offset)
-                if not leaf.cid.verify(f.read(leaf.size)):
-                    return False
-    except OSError:
-        return False
-    return True
 
 
 def download_ids(
@@ -318,7 +299,7 @@ def download_ids(
 ) -> DownloadSummary:
     """``etdb.Client.download``: records ``ids`` of ``server`` into ``dest`` through ``fetcher``,
     with the command's manifest, layout and resume (``file_types``: names of
-    :data:`etdb.client.selection.FILE_TYPES`; none = every file)."""
+    :data:`etdb.client.selection.FILE_TYPES`; none = every type but ``zarr``)."""
     with ApiClient(server) as api:
         records = select(api, (), ids=ids)
     datasets = plan(records, parse_file_types(file_types), Layout(layout))

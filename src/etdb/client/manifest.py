@@ -8,8 +8,8 @@ old one: a crash leaves either the previous manifest or the new one, never a tor
 
 A file counts as downloaded only when its entry says ``done`` and ``verified`` (every leaf
 was checked against its CID and the file's CID is the one its record's folder names) *and*
-the file on disk still has the recorded size; anything else is fetched again, resuming from
-its ``.part`` file.
+the file on disk still has the recorded size (a folder entry: its file count and their total
+size); anything else is fetched again, resuming from its ``.part`` file.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class FileEntry:
     verified: bool = False
     reason: str | None = None
     fetched: int = 0  # bytes fetched for this file, over all runs
+    files: int | None = None  # a folder entry (an OME-Zarr pyramid): its file count; else None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -53,6 +54,10 @@ class FileEntry:
         """Done, verified, and still on disk at its size (see the module docstring)."""
         if self.status != "done" or not self.verified or self.size is None:
             return False
+        if self.files is not None:
+            from etdb.client.folder import folder_complete
+
+            return folder_complete(dest / self.path, self.size, self.files)
         try:
             return (dest / self.path).stat().st_size == self.size
         except OSError:

@@ -8,10 +8,11 @@ Three inputs decide what a download fetches:
 * **File types** (``--file-type``): which files of each selected record are fetched, by the
   file's ``subtype``: :data:`FILE_TYPES`, case-insensitive (the page writes ``tiltSeries``),
   comma-separated or repeated; ETDB-downloads' names (``TiltSeries``, ``Reconstructions``,
-  ``Images``, ``Videos``, ``Others``) are accepted too. A subtype outside the named ones is
-  ``other``. Unlike the API's ``file_type`` filter (records having *every* listed subtype), a
-  record is kept when it has *any* listed type, and only files of those types are fetched;
-  for one type both mean the same files.
+  ``Images``, ``Videos``, ``Others``, ``All``) are accepted too. A subtype outside the named
+  ones is ``other``; ``zarr`` (a folder entry, the pyramid) is fetched only when named.
+  Unlike the API's ``file_type`` filter (records having *every* listed subtype), a record is
+  kept when it has *any* listed type, and only files of those types are fetched; for one type
+  both mean the same files.
 * **A filter file** (``--filter-file queryStack.json``): ETDB-downloads' ``complex-filter``
   query stack, see :func:`parse_filter`. Conditions that are exactly an API filter are sent to
   the server (fewer records to read); every condition is also checked here on each record's
@@ -28,8 +29,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from etdb.index.fields import Field, filter_fields
+from etdb.record.subtypes import PYRAMID_SUBTYPE, SUBTYPES
 
 __all__ = [
+    "DEFAULT_FILE_TYPES",
     "FILE_TYPES",
     "FILTERS",
     "FILTER_HELP",
@@ -113,16 +116,13 @@ def api_params(values: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 # -- file types ---------------------------------------------------------------------------------
 
-FILE_TYPES = (
-    "tiltseries",
-    "reconstruction",
-    "subvolume",
-    "keymov",
-    "keyimg",
-    "snapshot",
-    "thumbnail",
-    "other",
-)
+#: The file types, lower-cased record subtypes; a ``preview`` (a movie of the acquisition
+#: software's) is ``other``, as in ETDB-downloads, which had no such type.
+FILE_TYPES = tuple(s.lower() for s in SUBTYPES if s != "preview")
+#: What no ``--file-type`` fetches: every type but ``zarr``, the OME-Zarr pyramid derived from
+#: the reconstruction at publish time (a folder of chunk files, up to the reconstruction's size
+#: again), fetched when named (``--file-type zarr``, or ``all``).
+DEFAULT_FILE_TYPES = tuple(t for t in FILE_TYPES if t != PYRAMID_SUBTYPE)
 #: ETDB-downloads' --fileType choices (lower-cased) -> ours.
 _LEGACY_TYPES: dict[str, tuple[str, ...]] = {
     "reconstructions": ("reconstruction",),
@@ -135,7 +135,8 @@ _LEGACY_TYPES: dict[str, tuple[str, ...]] = {
 
 
 def parse_file_types(values: Iterable[str] | None) -> frozenset[str]:
-    """The file types of ``--file-type`` values (comma-separated, repeatable); none = all."""
+    """The file types of ``--file-type`` values (comma-separated, repeatable); none =
+    :data:`DEFAULT_FILE_TYPES`."""
     chosen: set[str] = set()
     for value in values or ():
         for word in value.split(","):
@@ -151,7 +152,7 @@ def parse_file_types(values: Iterable[str] | None) -> frozenset[str]:
                     f"--file-type: unknown type {word.strip()!r}; choose from "
                     + ", ".join(FILE_TYPES)
                 )
-    return frozenset(chosen) if chosen else frozenset(FILE_TYPES)
+    return frozenset(chosen) if chosen else frozenset(DEFAULT_FILE_TYPES)
 
 
 def file_category(subtype: str | None) -> str:

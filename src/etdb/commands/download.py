@@ -21,6 +21,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from etdb.client.selection import DEFAULT_FILE_TYPES, FILE_TYPES
 from etdb.commands._common import (
     JSON_OPTION,
     check_urls,
@@ -56,8 +57,8 @@ def download(
         None,
         "--file-type",
         metavar="TYPES",
-        help="Files to fetch, comma-separated: tiltseries, reconstruction, subvolume, keymov, "
-        "keyimg, snapshot, thumbnail, other. Default: all.",
+        help=f"Files to fetch, comma-separated: {', '.join(FILE_TYPES)}, or all (zarr: the "
+        f"OME-Zarr pyramid, a folder). Default: {', '.join(DEFAULT_FILE_TYPES)}.",
     ),
     dest: Path = typer.Option(
         Path("etdb-download"), "--dest", metavar="DIR", help="Destination folder."

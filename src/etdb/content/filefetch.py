@@ -43,7 +43,7 @@ try:
 except ImportError:  # Windows: no advisory locks; two downloads into one file are the user's
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FilePlan", "Leaf", "download_file", "plan_file", "resumed_bytes"]
+__all__ = ["FilePlan", "Leaf", "download_file", "matches_plan", "plan_file", "resumed_bytes"]
 
 JOURNAL_BYTES = 64 << 20
 JOURNAL_SECONDS = 2.0
@@ -253,3 +253,21 @@ def _load_journal(journal: Path, plan: FilePlan, part_size: int) -> bytearray | 
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return done if same else None
+
+
+def matches_plan(target: Path, file_plan: FilePlan) -> bool:
+    """Whether the file on disk holds exactly the plan's bytes: its size, and every leaf
+    re-hashed against its CID (raw leaves only: a dag-pb leaf's framing is not on disk)."""
+    if any(leaf.cid.codec != RAW for leaf in file_plan.leaves):
+        return False
+    try:
+        if target.stat().st_size != file_plan.size:
+            return False
+        with target.open("rb") as f:
+            for leaf in file_plan.leaves:
+                f.seek(leaf.offset)
+                if not leaf.cid.verify(f.read(leaf.size)):
+                    return False
+    except OSError:
+        return False
+    return True

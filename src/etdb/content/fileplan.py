@@ -24,7 +24,15 @@ from etdb.content.dagpb import PBLink
 from etdb.content.errors import InvalidNodeError, NotAFileError
 from etdb.content.exporter import MAX_DEPTH, Kind, Node, load_node, resolve_node
 
-__all__ = ["MAX_LEAVES", "MIN_LEAF_BYTES", "FilePlan", "Leaf", "leaf_bound", "plan_file"]
+__all__ = [
+    "MAX_LEAVES",
+    "MIN_LEAF_BYTES",
+    "FilePlan",
+    "Leaf",
+    "leaf_bound",
+    "load_nodes",
+    "plan_file",
+]
 
 #: A dag-pb leaf's link Tsize exceeds its file bytes by its framing: at most 14 bytes for any
 #: block under 2 MiB. An internal node adds at least one 36-byte link. Between the two: a leaf.
@@ -95,9 +103,9 @@ def plan_file(getter: BlockGetter, path: str | CID) -> FilePlan:
                     wanted.setdefault(link.cid, []).append((child_offset, child_size, node.cid))
                 child_offset += child_size
         level = []
-        for cid, block in _get_all(getter, list(wanted)):
+        for child in load_nodes(getter, list(wanted)):
+            cid = child.cid
             internal.add(cid)
-            child = load_node(_OneBlock(cid, block), cid)
             for offset, child_size, parent in wanted[cid]:
                 if not child.is_file:
                     raise InvalidNodeError(parent, f"file links to a {child.kind} ({cid})")
@@ -158,13 +166,15 @@ def _is_leaf(link: PBLink, size: int) -> bool:
     return link.tsize is not None and 0 <= link.tsize - size <= _LEAF_FRAME_MAX
 
 
-def _get_all(getter: BlockGetter, cids: list[CID]) -> Iterator[tuple[CID, bytes]]:
+def load_nodes(getter: BlockGetter, cids: list[CID]) -> Iterator[Node]:
+    """The nodes of ``cids``, in the order their blocks arrive: one ``get_many`` (concurrent
+    on a ``BlockFetcher``) where the getter has it, else one ``get`` each."""
     if not cids:
-        return iter(())
+        return
     get_many = getattr(getter, "get_many", None)
-    if get_many is not None:
-        return get_many(cids)  # type: ignore[no-any-return]
-    return ((cid, getter.get(cid)) for cid in cids)
+    pairs = get_many(cids) if get_many is not None else ((c, getter.get(c)) for c in cids)
+    for cid, block in pairs:
+        yield load_node(_OneBlock(cid, block), cid)
 
 
 class _OneBlock:
