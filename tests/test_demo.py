@@ -151,6 +151,18 @@ def test_demo_serves_the_records(tmp_path):
             time.sleep(0.3)
         assert len(items) == 2
         assert all(i["lab"] == "Phantom Lab" for i in items)
+        # every demo dataset opens in the 3-D viewer, which the node serves itself
+        base = f"http://127.0.0.1:{port}"
+        for item in items:
+            opened = httpx.get(f"{base}/tomogram/{item['id']}/viewer.json", timeout=10)
+            assert opened.status_code == 200, opened.text
+            (layer,) = opened.json()["state"]["layers"]
+            assert layer["source"].startswith(f"zarr2://{base}/ipfs/{item['location']}/")
+            zattrs = httpx.get(layer["source"].removeprefix("zarr2://") + ".zattrs", timeout=10)
+            assert zattrs.status_code == 200 and "multiscales" in zattrs.json()
+        page = opened.json()["url"].split("#")[0]  # the client's page, on this node
+        client = httpx.get(f"{base}{page}", timeout=10)
+        assert client.status_code == 200 and "<script" in client.text
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
