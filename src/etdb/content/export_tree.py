@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID
+from etdb.content.dagpb import PBLink
 from etdb.content.errors import ContentError, UnsafeExportError
 from etdb.content.exporter import (
     Kind,
@@ -62,6 +63,18 @@ def check_name(name: str, parent: CID) -> None:
     )
     if bad:
         raise UnsafeExportError(f"directory {parent} has an unsafe entry name {name!r}")
+
+
+def safe_links(store: BlockGetter, directory: Node) -> Iterator[tuple[str, PBLink]]:
+    """(name, link) of the folder's entries, each name checked (:func:`check_name`); a name
+    listed twice is refused (which of the two would be written is anyone's guess)."""
+    seen: set[str] = set()
+    for name, link in iter_links(store, directory):
+        check_name(name, directory.cid)
+        if name in seen:
+            raise UnsafeExportError(f"directory {directory.cid} lists {name!r} twice")
+        seen.add(name)
+        yield name, link
 
 
 def export(
@@ -117,12 +130,7 @@ def _write_tree(
     report.directories += 1
     while stack:
         directory, folder = stack.pop()
-        seen: set[str] = set()
-        for name, link in iter_links(store, directory):
-            check_name(name, directory.cid)
-            if name in seen:
-                raise UnsafeExportError(f"directory {directory.cid} lists {name!r} twice")
-            seen.add(name)
+        for name, link in safe_links(store, directory):
             child = load_node(store, link.cid)
             target = folder / name
             if child.kind == Kind.DIRECTORY:

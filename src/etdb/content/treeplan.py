@@ -6,7 +6,7 @@ folder entry (an OME-Zarr pyramid: thousands of small chunk files) is fetched as
 (``etdb.client.folder``), each verified as ``filefetch`` verifies one.
 
 A DAG is hostile input: entry names are checked as ``etdb get`` checks them
-(:func:`etdb.content.export_tree.check_name`), a name listed twice in one folder is refused, a
+(:func:`etdb.content.export_tree.safe_links`), a name listed twice in one folder is refused, a
 tree holds at most ``MAX_TREE_FILES`` files and folders and nests at most ``MAX_DEPTH`` levels,
 and a symlink is refused (a download writes files and folders; ``etdb get`` exports links).
 Raw children are listed without a fetch (their link's Tsize is the size they claim, used for
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from etdb.content.blockstore import BlockGetter
 from etdb.content.cid import CID, RAW
 from etdb.content.errors import InvalidNodeError, NotADirError, UnsafeExportError
-from etdb.content.export_tree import check_name
-from etdb.content.exporter import MAX_DEPTH, Kind, Node, iter_links, resolve_node
+from etdb.content.export_tree import safe_links
+from etdb.content.exporter import MAX_DEPTH, Kind, Node, resolve_node
 from etdb.content.fileplan import load_nodes
 
 __all__ = ["MAX_TREE_FILES", "TreeFile", "TreePlan", "plan_tree"]
@@ -73,13 +73,8 @@ def plan_tree(getter: BlockGetter, path: str | CID) -> TreePlan:
         if depth > MAX_DEPTH:
             raise InvalidNodeError(root.cid, f"folders nested deeper than {MAX_DEPTH}")
         links: dict[CID, list[str]] = {}
-        seen: set[str] = set()
-        for name, link in iter_links(getter, directory):
-            check_name(name, directory.cid)
-            if name in seen:
-                raise UnsafeExportError(f"directory {directory.cid} lists {name!r} twice")
-            seen.add(name)
-            if len(files) + len(folders) + len(seen) > MAX_TREE_FILES:
+        for n, (name, link) in enumerate(safe_links(getter, directory), 1):
+            if len(files) + len(folders) + n > MAX_TREE_FILES:
                 raise InvalidNodeError(root.cid, f"more than {MAX_TREE_FILES} entries")
             if link.cid.codec == RAW:
                 files.append(TreeFile(prefix + name, link.cid, max(link.tsize or 0, 0)))

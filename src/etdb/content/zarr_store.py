@@ -187,18 +187,20 @@ class UnixFSZarrStore(Store):
 
     # -- resolving keys -----------------------------------------------------------------------
 
-    def _file_node(self, key: str) -> Node | None:
-        segments = _segments(key)
+    def _node(self, path: str) -> Node | None:
+        """The node at ``path`` below the root (its folder's node cached), or None."""
+        segments = _segments(path)
         if not segments:
             return None
         parent = self._dir_node("/".join(segments[:-1]))
         if parent is None:
             return None
         cid = exporter.lookup(self.getter, parent, segments[-1])
-        if cid is None:
-            return None
-        node = load_node(self.getter, cid)
-        return node if node.is_file else None
+        return None if cid is None else load_node(self.getter, cid)
+
+    def _file_node(self, key: str) -> Node | None:
+        node = self._node(key)
+        return node if node is not None and node.is_file else None
 
     def _dir_node(self, folder: str) -> Node | None:
         """The directory node at ``folder`` ("" is the root), or None when there is none."""
@@ -209,17 +211,8 @@ class UnixFSZarrStore(Store):
             if cached is not None:
                 self._dirs.move_to_end(folder)
                 return cached
-        segments = _segments(folder)
-        if not segments:
-            return None
-        parent = self._dir_node("/".join(segments[:-1]))
-        if parent is None:
-            return None
-        cid = exporter.lookup(self.getter, parent, segments[-1])
-        if cid is None:
-            return None
-        node = load_node(self.getter, cid)
-        if node.kind != Kind.DIRECTORY:
+        node = self._node(folder)
+        if node is None or node.kind != Kind.DIRECTORY:
             return None
         self._remember(folder, node)
         return node
