@@ -39,7 +39,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from etdb.api import compat_search
-from etdb.api.compat_list import WINDOW, catalog_version, list_body, list_response, page_body
+from etdb.api.compat_list import (
+    WINDOW,
+    catalog_version,
+    legacy_artifact,
+    list_body,
+    list_response,
+    page_body,
+)
 from etdb.api.context import (
     AppContext,
     cache_headers,
@@ -110,7 +117,7 @@ def _page_number(page: str) -> int:
 
 def compat_artifact(detail: RecordDetail, name: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "oip042": {"artifact": detail.artifact},
+        "oip042": {"artifact": legacy_artifact(detail.artifact)},
         "txid": detail.summary.id,
         "publisher": detail.summary.publisher,
     }

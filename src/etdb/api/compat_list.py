@@ -29,6 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -36,6 +37,7 @@ from fastapi.responses import Response
 from etdb.api.context import AppContext, run_search
 from etdb.api.memo import BodyCache
 from etdb.index.query import MAX_LIMIT, CatalogReader, CatalogVersion, CurrentArtifact, SearchQuery
+from etdb.record.subtypes import PYRAMID_SUBTYPE
 
 #: The most rows a list reaches (``page`` and ``results`` together; the whole ETDB is ~11,300).
 WINDOW = 20_000
@@ -50,9 +52,33 @@ MAX_CHANGES = 10_000
 
 
 def render(row: CurrentArtifact) -> bytes:
-    """One oipd result (GetByType's ``rWrap``) around the stored artifact JSON."""
+    """One oipd result (GetByType's ``rWrap``) around the stored artifact JSON, as
+    :func:`legacy_artifact` shows it."""
     tail = compact({"txid": row.id, "publisher": row.publisher})[1:]
-    return b'{"oip042":{"artifact":' + row.artifact_json.encode() + b"}," + tail
+    text = row.artifact_json
+    if f'"{PYRAMID_SUBTYPE}"' in text.lower():  # the rare record to rewrite: parse it only then
+        text = compact(legacy_artifact(json.loads(text))).decode()
+    return b'{"oip042":{"artifact":' + text.encode() + b"}," + tail
+
+
+def legacy_artifact(artifact: dict[str, Any]) -> dict[str, Any]:
+    """The artifact as the 2018 clients can use it: without its folder entries (the OME-Zarr
+    pyramid, subtype ``zarr``). etdb-react, oip-js and ETDB-downloads take every
+    ``storage.files`` entry for one file: ETDB-downloads' default ("All") would stream a
+    folder's files over one another into one file of the folder's name. The pyramid stays in
+    the record (``/api/v1``, the portal) and in the DAG; the signature does not cover the list."""
+    storage = artifact.get("storage")
+    if not isinstance(storage, dict) or not isinstance(storage.get("files"), list):
+        return artifact
+    files = storage["files"]
+    kept = [f for f in files if not _is_folder_entry(f)]
+    if len(kept) == len(files):
+        return artifact
+    return {**artifact, "storage": {**storage, "files": kept}}
+
+
+def _is_folder_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and str(entry.get("subtype") or "").lower() == PYRAMID_SUBTYPE
 
 
 class Fragments:
