@@ -31,6 +31,9 @@ if (gateway == null || seconds == null || items.length === 0) {
   process.exit(2)
 }
 
+// A fetch gives up well before the watchdog, so a hung one is reported as its own failure (with
+// helia's error) rather than as a silent process; the watchdog fences what is left.
+const fetchMillis = Math.max(5, Number(seconds) - 15) * 1000
 const watchdog = setTimeout(() => {
   console.error(`watchdog: no result after ${seconds} s`)
   process.exit(124)
@@ -55,7 +58,7 @@ function gatewayRouter (url) {
 async function verifiedFetchItem (vfetch, url) {
   const out = { url, ok: false, status: null, length: null, sha256: null, error: null }
   try {
-    const response = await vfetch(url, { signal: AbortSignal.timeout(Number(seconds) * 1000) })
+    const response = await vfetch(url, { signal: AbortSignal.timeout(fetchMillis) })
     out.status = response.status
     const body = new Uint8Array(await response.arrayBuffer())
     if (response.ok) {
@@ -77,7 +80,7 @@ async function carItem (path) {
   try {
     const response = await fetch(new URL(path, gateway), {
       headers: { Accept: 'application/vnd.ipld.car' },
-      signal: AbortSignal.timeout(Number(seconds) * 1000)
+      signal: AbortSignal.timeout(fetchMillis)
     })
     if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`)
     const reader = await CarBlockIterator.fromIterable(response.body)
@@ -112,7 +115,9 @@ for (const item of items) {
   if (!result.ok) failed++
   process.stdout.write(JSON.stringify(result) + '\n')
 }
-await vfetch.stop()
-await helia.stop()
+// Every result is out: stopping must not turn them into a watchdog exit (a session still waiting
+// for a provider after the only one was evicted for lying may take its time to stop).
+const stopped = Promise.allSettled([vfetch.stop(), helia.stop()])
+await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5000))])
 clearTimeout(watchdog)
 process.exit(failed === 0 ? 0 : 1)
