@@ -42,27 +42,6 @@ def test_client_files_types_caching_and_policy(site: ViewerSite) -> None:
     assert httpx.get(site("/browse")).headers["content-security-policy"] == PORTAL_POLICY
 
 
-def test_client_files_compressed_once_revalidated_and_bounded(site: ViewerSite) -> None:
-    folder = client_folder()
-    script = next(p for p in folder.iterdir() if p.name.startswith("main.") and p.suffix == ".js")
-    url = site(CLIENT_PATH + script.name)
-    packed = httpx.get(url, headers={"Accept-Encoding": "gzip"})  # httpx decodes it
-    assert packed.headers["content-encoding"] == "gzip" and packed.content == script.read_bytes()
-    assert int(packed.headers["content-length"]) < script.stat().st_size
-    again = httpx.get(url, headers={"Accept-Encoding": "gzip"})
-    assert again.headers["etag"] == packed.headers["etag"]  # the same bytes, made once
-    plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
-    assert "content-encoding" not in plain.headers and plain.content == script.read_bytes()
-    head = httpx.head(url, headers={"Accept-Encoding": "identity"})
-    assert head.content == b"" and head.headers["content-length"] == str(script.stat().st_size)
-    index = httpx.get(site(CLIENT_PATH))
-    assert index.content == (folder / "index.html").read_bytes()
-    unchanged = httpx.get(site(CLIENT_PATH), headers={"If-None-Match": index.headers["etag"]})
-    assert unchanged.status_code == 304 and unchanged.content == b""
-    for name in ("nope.js", "..%2fpyproject.toml", "%2e%2e/index.html"):
-        assert httpx.get(site(CLIENT_PATH + name)).status_code == 404, name
-
-
 def test_viewer_state_reads_the_pyramid(site: ViewerSite) -> None:
     answer = httpx.get(site(f"/tomogram/{site.pyramid_id}/viewer.json")).json()
     state = answer["state"]

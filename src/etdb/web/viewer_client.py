@@ -12,7 +12,6 @@ found with ``importlib.util.find_spec`` on the installed distribution. Contracts
 - file names carrying a content hash (``main.8608d1fc21b22785.js``, ``09f21dcf7b4f13e8.wasm``)
   are cached ``immutable`` for a year: a new client release has new names; ``index.html``
   (which names them) is ``no-cache``, so browsers always revalidate it;
-- the files are answered from memory (:class:`ClientFiles`), each read and compressed once;
 - content types are fixed per suffix, not guessed from the host's ``mime.types``: browsers
   compile WebAssembly by streaming only from ``application/wasm``, and ``nosniff`` (set on every
   answer) makes a wrong script type fatal.
@@ -37,8 +36,6 @@ chosen by path in ``security.py`` (:data:`etdb.web.security.VIEWER_POLICY`).
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
 import importlib.util
 import os
 import re
@@ -47,8 +44,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.types import Scope
 
 __all__ = [
     "CLIENT_PATH",
@@ -75,10 +74,6 @@ CONTENT_TYPES = {
     ".wasm": "application/wasm",
     ".map": "application/json",
 }
-OCTETS = "application/octet-stream"
-#: Files from this size go gzip-compressed to clients that accept it (level: the API's).
-GZIP_MIN = 1024
-GZIP_LEVEL = 5
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 #: A webpack content hash: 16 hex digits as one dot-separated part of the name.
@@ -110,63 +105,33 @@ def cache_control(name: str) -> str:
     return IMMUTABLE if _HASHED.search(name) else REVALIDATE
 
 
-class ClientFiles:
-    """The client's files, answered from memory: each read (and gzip-compressed, for clients
-    that accept it) once per process, on its first request, where the app's GZip middleware
-    would compress its 5 MB again for every viewer opened. Nothing goes through the thread
-    pool, which the gateway's chunk reads fill while a viewer opens."""
+class ClientFiles(StaticFiles):
+    """StaticFiles over the client folder with fixed content types and the caching rule."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.names = frozenset(p.name for p in folder.iterdir() if p.is_file())
-        self._bodies: dict[tuple[str, bool], tuple[bytes, str]] = {}
-
-    def body(self, name: str, gzipped: bool) -> tuple[bytes, str]:
-        """``name``'s bytes (gzip-compressed if ``gzipped``) and their ETag."""
-        found = self._bodies.get((name, gzipped))
-        if found is None:
-            data = (self.folder / name).read_bytes()
-            etag = hashlib.sha256(data).hexdigest()[:32]
-            if gzipped:  # mtime 0: the same bytes in every process
-                found = (gzip.compress(data, GZIP_LEVEL, mtime=0), f'"{etag}-gzip"')
-            else:
-                found = (data, f'"{etag}"')
-            self._bodies[(name, gzipped)] = found
-        return found
-
-    async def answer(self, request: Request) -> Response:
-        name = request.path_params.get("name") or "index.html"
-        if name not in self.names:
-            return Response("no such file in the viewer's client\n", 404, media_type="text/plain")
-        gzipped = (
-            os.path.getsize(self.folder / name) >= GZIP_MIN
-            and "gzip" in request.headers.get("accept-encoding", "").lower()
-        )
-        body, etag = self.body(name, gzipped)
-        headers = {
-            "content-type": CONTENT_TYPES.get(os.path.splitext(name)[1], OCTETS),
-            "cache-control": cache_control(name),
-            "etag": etag,
-            "vary": "Accept-Encoding",
-            "content-length": str(len(body)),
-        }
-        if gzipped:
-            headers["content-encoding"] = "gzip"  # the app's GZip middleware leaves it alone
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers={"etag": etag, "vary": "Accept-Encoding"})
-        return Response(b"" if request.method == "HEAD" else body, headers=headers)
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        name = os.path.basename(full_path)
+        suffix = os.path.splitext(name)[1]
+        response.headers["content-type"] = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        response.headers["cache-control"] = cache_control(name)
+        return response
 
 
 def install(app: FastAPI) -> None:
-    """Serve the client at :data:`CLIENT_PATH` and its event stream. Call before the portal's
+    """Mount the client at :data:`CLIENT_PATH` and its event stream. Call before the portal's
     ``/static`` mount: the first matching route answers."""
-    files = ClientFiles(client_folder())
+    folder = client_folder()
     for path in (PREFIX, PREFIX + "/", CLIENT_PATH.rstrip("/")):
         # index.html names its scripts relative to itself: its URL must end in "/".
         app.add_api_route(path, _to_client, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route(EVENTS_PATH, events, methods=["GET"], include_in_schema=False)
-    for path in (CLIENT_PATH, CLIENT_PATH + "{name}"):
-        app.add_route(path, files.answer, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(CLIENT_PATH.rstrip("/"), ClientFiles(directory=folder, html=True), name="viewer")
 
 
 async def _to_client(request: Request) -> Response:
