@@ -45,7 +45,9 @@ from report import write_section
 START = "<!-- bench/viewer.py:start -->"
 END = "<!-- bench/viewer.py:end -->"
 TARGET_SECONDS = 2.0
-XY_BOX = (150, 100, 330, 250)  # inside the XY panel's volume at 1366 x 900 (4panel, fitted)
+#: Inside the XY panel's volume at 1366 x 900 (4panel, opening zoom: the 1024-voxel side spans
+#: 256 px), clear of its outline and the axis lines, which are drawn before any data.
+XY_BOX = (230, 150, 330, 250)
 #: A blank panel's box is one flat colour (variance 0, a little more from JPEG): above this,
 #: the volume is drawn, at whatever level of the pyramid has arrived.
 BLANK_VARIANCE = 5.0
@@ -177,20 +179,22 @@ def render(args: argparse.Namespace, facts: dict[str, Any], runs: list[dict[str,
         f"| the opening view at full detail (s) | {min(detailed):.2f} | "
         f"{statistics.median(detailed):.2f} | {max(detailed):.2f} | | |",
         "",
-        "Neuroglancer asks for the metadata, then at once for the chunks of every level its four "
-        "panels need at the opening zoom (about 130 here, most of level 1), and draws each panel "
-        "from the coarsest level it has. Where the time goes (resource timing of single runs, this "
-        "machine): the client's scripts are in by ~0.4 s and parsed by ~0.6 s, the pyramid's "
-        "metadata by ~1.0 s, the first chunks (levels 4 and 3) by ~1.3 s; then the worker loads "
-        "the Blosc decoder (a 600 KB script with WebAssembly inside, fetched only when the first "
-        "chunk needs it) while the server answers the other chunk requests (each path resolved "
-        "from the folder's CID, ~6 ms of Python a chunk, its threads sharing one GIL) and "
-        "SwiftShader compiles the shaders and draws, all on the same 2 cores. The spread between "
-        "runs is large on this shared machine (the same code measured medians of 2.45 s and "
-        "3.23 s within the hour). Tried and not kept: gzip instead of Blosc (the browser's own "
-        "decompression, no decoder to load: no gain visible, and 37 MB/s to compress would break "
-        "the build target), the client's files answered from memory (no gain visible). A "
-        "GPU-backed browser does the drawing in hardware; that path cannot be measured here.",
+        "Neuroglancer asks for the metadata, then for the chunks its four panels need at the "
+        "opening zoom and draws each panel from the coarsest level it has. The opening zoom shows "
+        "one pyramid level one voxel to one screen pixel (here level 2, the 1024-voxel side on "
+        "256 px: `web/viewer.opening_zoom`): about 30 chunks, where fitting the volume to 400 px "
+        "asked for about 130, most of level 1 (first frame 2.45-3.23 s median, full detail "
+        "4.2-5.1 s on this machine). Where the time goes (resource timing of single runs): the "
+        "client's scripts are in by ~0.4 s and parsed by ~0.6 s, the pyramid's metadata by "
+        "~1.0 s, the first chunks soon after; then the worker loads the Blosc decoder (a 600 KB "
+        "script with WebAssembly inside, fetched only when the first chunk needs it) and "
+        "SwiftShader compiles the shaders and draws, on the same 2 cores as the server. The "
+        "spread between runs is large on this shared machine: the same state opened in "
+        "1.0-1.7 s in one series and 2.0-2.7 s in the next. Tried and not kept: gzip instead of "
+        "Blosc (the browser's own decompression, no decoder to load: no gain visible, and "
+        "37 MB/s to compress would break the build target), the client's files answered from "
+        "memory, the server's thread pool cut to 4 (no gain visible). A GPU-backed browser does "
+        "the drawing in hardware; that path cannot be measured here.",
         END,
     ]
     return "\n".join(lines) + "\n"

@@ -60,6 +60,15 @@ def test_viewer_state_reads_the_pyramid(site: ViewerSite) -> None:
     assert redirect.status_code == 303 and redirect.headers["location"] == answer["url"]
 
 
+def test_the_opening_zoom_fits_small_volumes_and_shows_a_level_one_to_one() -> None:
+    from etdb.web.viewer import FIT_PIXELS, opening_zoom
+
+    assert opening_zoom(192) == 192 / FIT_PIXELS  # small: fills the panel's fit
+    for extent, zoom in ((401, 2.0), (600, 2.0), (1024, 4.0), (3000, 8.0), (8192, 32.0)):
+        assert opening_zoom(extent) == zoom  # a power of two: one level's voxel per pixel
+        assert FIT_PIXELS / 2 < extent / zoom <= FIT_PIXELS
+
+
 def test_viewer_refusals(site: ViewerSite) -> None:
     plain = httpx.get(site(f"/tomogram/{site.plain_id}/viewer"))
     assert plain.status_code == 404 and "no OME-Zarr pyramid" in plain.text

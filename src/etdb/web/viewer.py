@@ -25,6 +25,7 @@ size-bounded, ``.zattrs`` parsed by :func:`etdb.mrc.ngff.loads_multiscales` (val
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,8 @@ router = APIRouter()
 MAX_METADATA = 64 << 10
 #: Largest axis length believed (zarr allows more; a tomogram has a few thousand voxels).
 MAX_AXIS = 1 << 20
-#: Screen pixels the volume's longest axis spans in one panel at the opening zoom.
+#: Screen pixels the volume's longest axis spans at most in one panel at the opening zoom
+#: (:func:`opening_zoom`).
 FIT_PIXELS = 400
 NO_PYRAMID = (
     "this dataset has no OME-Zarr pyramid, so no 3-D view; "
@@ -170,8 +172,22 @@ def _shape(zarray: Any, order: list[int]) -> tuple[int, int, int]:
     return (shape[order[0]], shape[order[1]], shape[order[2]])
 
 
+def opening_zoom(extent: float) -> float:
+    """Finest voxels per screen pixel at the opening, for a volume ``extent`` voxels long: a
+    small one fills :data:`FIT_PIXELS`; a larger one snaps up to a power of two, so one voxel of
+    a pyramid level is one screen pixel and its longest side spans between half of
+    ``FIT_PIXELS`` and all of it. Neuroglancer then draws that level crisp from few chunks: a
+    2 GiB volume opens from ~30 chunks instead of ~130, its first frame in about half the time
+    (bench/viewer.py); scrolling in refines to the finer levels."""
+    fit = extent / FIT_PIXELS
+    if fit <= 1:
+        return max(fit, 1e-3)
+    return float(2 ** math.ceil(math.log2(fit)))
+
+
 def viewer_state(source: str, pyramid: Pyramid, *, name: str) -> dict[str, Any]:
-    """Neuroglancer's state: the layer, ``4panel`` layout, centred, fitted, windowed."""
+    """Neuroglancer's state: the layer, ``4panel`` layout, centred, at the opening zoom,
+    windowed."""
     nz, ny, nx = pyramid.shape
     vz, vy, vx = pyramid.voxel
     finest = min(vz, vy, vx)
@@ -188,7 +204,7 @@ def viewer_state(source: str, pyramid: Pyramid, *, name: str) -> dict[str, Any]:
             "z": [vz, "m"],
         },
         "position": [nx / 2, ny / 2, nz / 2],
-        "crossSectionScale": max(extent / FIT_PIXELS, 1e-3),
+        "crossSectionScale": opening_zoom(extent),
         "projectionScale": extent * 1.5,
         "layers": [layer],
         "layout": "4panel",
