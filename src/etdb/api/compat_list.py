@@ -37,7 +37,7 @@ from fastapi.responses import Response
 from etdb.api.context import AppContext, run_search
 from etdb.api.memo import BodyCache
 from etdb.index.query import MAX_LIMIT, CatalogReader, CatalogVersion, CurrentArtifact, SearchQuery
-from etdb.record.subtypes import PYRAMID_SUBTYPE
+from etdb.record.subtypes import PYRAMID_SUBTYPE, is_pyramid
 
 #: The most rows a list reaches (``page`` and ``results`` together; the whole ETDB is ~11,300).
 WINDOW = 20_000
@@ -78,7 +78,7 @@ def legacy_artifact(artifact: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_folder_entry(entry: Any) -> bool:
-    return isinstance(entry, dict) and str(entry.get("subtype") or "").lower() == PYRAMID_SUBTYPE
+    return isinstance(entry, dict) and is_pyramid(entry.get("subtype"))
 
 
 class Fragments:

@@ -24,18 +24,28 @@ from etdb.content.blockstore import MAX_BLOCK_SIZE
 from etdb.content.cid import CID
 from etdb.content.errors import ContentError
 from etdb.content.fetch import BlockFetcher
-from etdb.content.filefetch import FilePlan, download_file, matches_plan, plan_file, resumed_bytes
+from etdb.content.filefetch import (
+    JOURNAL_SUFFIX,
+    PART_SUFFIX,
+    FilePlan,
+    download_file,
+    matches_plan,
+    plan_file,
+    resumed_bytes,
+)
 from etdb.content.fsutil import syncfs, write_temp
 from etdb.content.treeplan import TreeFile, TreePlan
 
 __all__ = ["FolderResult", "fetch_folder", "folder_complete"]
+
+#: Names of the temp files a single-block file is written to before its rename.
+TEMP_PREFIX = ".etdb-"
 
 
 @dataclass(frozen=True, slots=True)
 class FolderResult:
     fetched: int  # bytes fetched this run
     size: int  # the files' bytes
-    files: int  # how many files
 
 
 def fetch_folder(
@@ -79,7 +89,7 @@ def fetch_folder(
     if not syncfs(target):
         os.sync()
     written = sum(os.lstat(target / f.path).st_size for f in tree.files)
-    return FolderResult(fetched, written, len(tree.files))
+    return FolderResult(fetched, written)
 
 
 def folder_complete(target: Path, size: int, files: int) -> bool:
@@ -95,7 +105,7 @@ def _count(target: Path) -> tuple[int, int]:
     files = total = 0
     for folder, _, names in os.walk(target):
         for name in names:
-            if name.startswith(".etdb-") or name.endswith((".part", ".part.json")):
+            if name.startswith(TEMP_PREFIX) or name.endswith((PART_SUFFIX, JOURNAL_SUFFIX)):
                 continue
             st = os.lstat(os.path.join(folder, name))
             files, total = files + 1, total + st.st_size
@@ -128,7 +138,7 @@ def _fetch_raw(
     for cid, block in fetcher.get_many(list(raw)):
         fetched += len(block)
         for path in raw[cid]:
-            temp = write_temp(path.parent, ".etdb-", block)
+            temp = write_temp(path.parent, TEMP_PREFIX, block)
             try:
                 os.replace(temp, path)
             except BaseException:

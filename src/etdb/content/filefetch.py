@@ -43,11 +43,24 @@ try:
 except ImportError:  # Windows: no advisory locks; two downloads into one file are the user's
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FilePlan", "Leaf", "download_file", "matches_plan", "plan_file", "resumed_bytes"]
+__all__ = [
+    "JOURNAL_SUFFIX",
+    "PART_SUFFIX",
+    "FilePlan",
+    "Leaf",
+    "download_file",
+    "matches_plan",
+    "part_paths",
+    "plan_file",
+    "resumed_bytes",
+]
 
 JOURNAL_BYTES = 64 << 20
 JOURNAL_SECONDS = 2.0
 JOURNAL_FORMAT = "etdb-part/1"
+#: ``<dest>.part`` holds a download's verified bytes, ``<dest>.part.json`` its journal.
+PART_SUFFIX = ".part"
+JOURNAL_SUFFIX = ".part.json"
 # -- downloading --------------------------------------------------------------------------------
 
 
@@ -68,8 +81,7 @@ def download_file(
     ``run_bytes`` is the file bytes asked for per CAR stream.
     """
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    journal = dest.with_name(dest.name + ".part.json")
+    part, journal = part_paths(dest)
     if dest.exists():
         if not dest.is_file() or dest.stat().st_size != plan.size:
             raise ContentError(
@@ -221,16 +233,20 @@ def _checkpoint(fd: int, journal: Path, plan: FilePlan, done: bytearray) -> None
     os.replace(temp, journal)
 
 
+def part_paths(dest: Path) -> tuple[Path, Path]:
+    """Where a download of ``dest`` keeps its bytes and its journal until it is complete."""
+    return dest.with_name(dest.name + PART_SUFFIX), dest.with_name(dest.name + JOURNAL_SUFFIX)
+
+
 def resumed_bytes(plan: FilePlan, dest: Path) -> int:
     """File bytes an earlier, interrupted ``download_file`` of ``plan`` into ``dest`` left
     verified on disk (what a re-run will not fetch again); 0 if there is nothing to resume."""
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
+    part, journal = part_paths(Path(dest))
     try:
         part_size = part.stat().st_size
     except OSError:
         return 0
-    done = _load_journal(dest.with_name(dest.name + ".part.json"), plan, part_size)
+    done = _load_journal(journal, plan, part_size)
     if done is None:
         return 0
     return sum(leaf.size for i, leaf in enumerate(plan.leaves) if _is_set(done, i))

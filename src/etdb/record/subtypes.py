@@ -7,7 +7,7 @@ them) and the downloader (which chooses files by them). The subtype is go-etdb's
 
 from __future__ import annotations
 
-__all__ = ["PYRAMID_SUBTYPE", "PYRAMID_TYPE", "SUBTYPES", "file_type"]
+__all__ = ["PYRAMID_SUBTYPE", "PYRAMID_TYPE", "SUBTYPES", "file_type", "is_pyramid"]
 
 #: The subtypes, in the order ETDB lists a dataset's files.
 SUBTYPES = (
@@ -34,3 +34,9 @@ def file_type(subtype: str) -> str:
     """The ``type`` that goes with ``subtype``: thumbnails are images, pyramids previews,
     every other file a part of the tomogram."""
     return _TYPES.get(subtype, "tomogram")
+
+
+def is_pyramid(subtype: object) -> bool:
+    """Whether a ``storage.files`` entry of this subtype is the pyramid, a folder entry (any
+    case; anything but a string, as hostile JSON may hold, is not)."""
+    return isinstance(subtype, str) and subtype.lower() == PYRAMID_SUBTYPE

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from etdb.record import Artifact, File
-from etdb.record.subtypes import PYRAMID_SUBTYPE
+from etdb.record.subtypes import PYRAMID_SUBTYPE, is_pyramid
 from etdb.web.gateway_http import content_type_of
 from etdb.web.render import human_bytes, utc_date
 
@@ -146,7 +146,7 @@ def files_of(artifact: Artifact) -> list[dict[str, Any]]:
                 "fname": f.fname,
                 "subtype": f.subtype or "",
                 "type": subtype_words(f.subtype or ""),
-                "folder": (f.subtype or "").lower() == PYRAMID_SUBTYPE,  # browsed, not saved
+                "folder": is_pyramid(f.subtype),  # browsed, not saved
                 "size": f.fsize,
                 "size_text": human_bytes(f.fsize) if f.fsize is not None else "",
                 "software": f.software,

@@ -19,7 +19,7 @@ from etdb.content.errors import ContentError
 from etdb.content.readthrough import waiting_at_most
 from etdb.mrc.errors import MrcError
 from etdb.mrc.sections import MrcLayout, read_layout
-from etdb.record.subtypes import PYRAMID_SUBTYPE
+from etdb.record.subtypes import is_pyramid
 from etdb.web.planes import AXES, MRC_YZ_LIMIT, PYRAMID_SUFFIX, axis_length, parse_axis
 from etdb.web.slice_store import (
     MAX_SIZE,
@@ -131,10 +131,7 @@ def pyramid_value(artifact: Mapping[str, Any]) -> str | None:
     storage = artifact.get("storage") or {}
     location = str(storage.get("location") or "").strip("/")
     for entry in storage.get("files") or []:
-        if (
-            not isinstance(entry, Mapping)
-            or str(entry.get("subtype") or "").lower() != PYRAMID_SUBTYPE
-        ):
+        if not isinstance(entry, Mapping) or not is_pyramid(entry.get("subtype")):
             continue
         fname = str(entry.get("fname") or "").strip("/")
         if location and fname.endswith(PYRAMID_SUFFIX) and ".." not in fname.split("/"):

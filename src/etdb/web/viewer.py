@@ -177,8 +177,8 @@ def opening_zoom(extent: float) -> float:
     small one fills :data:`FIT_PIXELS`; a larger one snaps up to a power of two, so one voxel of
     a pyramid level is one screen pixel and its longest side spans between half of
     ``FIT_PIXELS`` and all of it. Neuroglancer then draws that level crisp from few chunks: a
-    2 GiB volume opens from ~30 chunks instead of ~130, its first frame in about half the time
-    (bench/viewer.py); scrolling in refines to the finer levels."""
+    2 GiB volume opens from ~30 chunks instead of ~130, its view at full detail in about half
+    the time (bench/viewer.py); scrolling in refines to the finer levels."""
     fit = extent / FIT_PIXELS
     if fit <= 1:
         return max(fit, 1e-3)
